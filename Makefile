@@ -1,0 +1,48 @@
+# Two commands for a newcomer: `make demo` and `make test`. Everything else is set up on the way.
+SHELL := /bin/bash
+VENV := .venv
+TOOLS := .tools
+# Lambda runs python3.13, and `sam build` needs that interpreter on PATH.
+PYTHON313 := $(shell command -v python3.13 2>/dev/null || ls -d $$(pyenv root 2>/dev/null)/versions/3.13*/bin/python3.13 2>/dev/null | tail -n 1)
+PY := $(VENV)/bin/python
+export SAM_CLI_TELEMETRY := 0
+export PATH := $(dir $(PYTHON313)):$(PATH)
+
+.PHONY: setup tools demo test lint check-template clean
+
+$(VENV)/.installed: pyproject.toml
+	@test -n "$(PYTHON313)" || { echo "python3.13 is required (Lambda's runtime); install it and retry" >&2; exit 1; }
+	$(PYTHON313) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	touch $@
+
+setup: $(VENV)/.installed
+
+# SAM CLI and checkov live in their own venvs: checkov pins packages that clash with the test tools.
+$(TOOLS)/.installed:
+	$(PYTHON313) -m venv $(TOOLS)/sam
+	$(TOOLS)/sam/bin/pip install --quiet --upgrade pip
+	$(TOOLS)/sam/bin/pip install --quiet aws-sam-cli
+	$(PYTHON313) -m venv $(TOOLS)/checkov
+	$(TOOLS)/checkov/bin/pip install --quiet --upgrade pip
+	$(TOOLS)/checkov/bin/pip install --quiet checkov
+	touch $@
+
+tools: $(TOOLS)/.installed
+
+demo: setup
+	$(PY) -m auditlake_local.demo
+
+lint: setup
+	$(VENV)/bin/ruff check .
+
+check-template: setup tools
+	SAM=$(TOOLS)/sam/bin/sam CHECKOV=$(TOOLS)/checkov/bin/checkov CFN_LINT=$(VENV)/bin/cfn-lint PYTHON=$(PY) \
+		bash scripts/check_template.sh
+
+test: lint check-template
+	$(VENV)/bin/pytest -q
+
+clean:
+	rm -rf $(VENV) $(TOOLS) .aws-sam

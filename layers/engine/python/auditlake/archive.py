@@ -1,0 +1,158 @@
+"""The archive: gzip NDJSON objects in S3, one per (stream, window, part, event date).
+
+Keys are deterministic and collision-free: `events/vendor=<v>/dt=<YYYY-MM-DD>/<stream>_<window>_p<part>.json.gz`.
+A window is named by its original bounds, parts count up within it, and every write is conditional
+(`If-None-Match: *`), so an object is written once and never replaced. Objects are encrypted with the stack's
+KMS key (bucket keys on) and carry a SHA-256 checksum that S3 verifies on receipt. No `Content-Encoding: gzip`:
+Athena and every S3 client must see the stored gzip bytes as they are.
+"""
+
+from __future__ import annotations
+
+import base64
+import gzip
+import hashlib
+import json
+import re
+import zlib
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+from auditlake.errors import ArchiveConflict
+from auditlake.timeutil import parse_time, to_compact
+
+EVENTS_PREFIX = "events"
+GZIP_LEVEL = 6
+
+
+def vendor_prefix(vendor: str) -> str:
+    return f"{EVENTS_PREFIX}/vendor={vendor}/"
+
+
+def object_key(vendor: str, day: date, stream_key: str, window_id: str, part: int) -> str:
+    return f"{vendor_prefix(vendor)}dt={day.isoformat()}/{stream_key}_{window_id}_p{part:06d}.json.gz"
+
+
+def window_id(start: datetime, end: datetime) -> str:
+    return f"{to_compact(start)}-{to_compact(end)}"
+
+
+def safe_key_part(text: str) -> str:
+    """A stream id as it may appear inside an object key (and an Athena-friendly file name)."""
+    return re.sub(r"[^A-Za-z0-9.-]+", "-", text).strip("-")
+
+
+class _GzipStream:
+    """Compresses lines as they arrive, so a part holds compressed bytes, not events."""
+
+    def __init__(self) -> None:
+        # wbits=31: gzip container; mtime 0 and no file name keep the bytes a function of the content alone.
+        self._compressor = zlib.compressobj(GZIP_LEVEL, zlib.DEFLATED, 31)
+        self._chunks: list[bytes] = []
+
+    def write(self, data: bytes) -> None:
+        chunk = self._compressor.compress(data)
+        if chunk:
+            self._chunks.append(chunk)
+
+    def finish(self) -> bytes:
+        self._chunks.append(self._compressor.flush())
+        return b"".join(self._chunks)
+
+
+@dataclass
+class ArchiveObject:
+    key: str
+    body: bytes
+    records: int
+    first_time: datetime
+    last_time: datetime
+    sha256: str = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.sha256 = base64.b64encode(hashlib.sha256(self.body).digest()).decode()
+
+
+@dataclass
+class _DayBuffer:
+    stream: _GzipStream = field(default_factory=_GzipStream)
+    records: int = 0
+    first_time: datetime | None = None
+    last_time: datetime | None = None
+
+
+class PartBuilder:
+    """Collects one part's records, split by event date, compressing as it goes."""
+
+    def __init__(self, vendor: str, stream_key: str, window_id: str, part: int) -> None:
+        self.vendor = vendor
+        self.stream_key = stream_key
+        self.window_id = window_id
+        self.part = part
+        self._days: dict[date, _DayBuffer] = {}
+        self.records = 0
+
+    def add(self, event_time: datetime, line: bytes) -> None:
+        buffer = self._days.setdefault(event_time.date(), _DayBuffer())
+        buffer.stream.write(line)
+        buffer.records += 1
+        buffer.first_time = event_time if buffer.first_time is None else min(buffer.first_time, event_time)
+        buffer.last_time = event_time if buffer.last_time is None else max(buffer.last_time, event_time)
+        self.records += 1
+
+    def keys(self) -> list[str]:
+        return [object_key(self.vendor, day, self.stream_key, self.window_id, self.part) for day in sorted(self._days)]
+
+    def seal(self) -> list[ArchiveObject]:
+        objects = []
+        for day in sorted(self._days):
+            buffer = self._days[day]
+            assert buffer.first_time is not None and buffer.last_time is not None
+            objects.append(ArchiveObject(object_key(self.vendor, day, self.stream_key, self.window_id, self.part),
+                                         buffer.stream.finish(), buffer.records, buffer.first_time, buffer.last_time))
+        self._days.clear()
+        return objects
+
+
+class Archive:
+    def __init__(self, s3: Any, bucket: str, kms_key_arn: str) -> None:
+        self.s3 = s3
+        self.bucket = bucket
+        self.kms_key_arn = kms_key_arn
+        self.objects_written = 0
+        self.bytes_written = 0
+
+    def put(self, obj: ArchiveObject) -> None:
+        """Writes the object once; raises ArchiveConflict if the key already exists."""
+        try:
+            self.s3.put_object(
+                Bucket=self.bucket, Key=obj.key, Body=obj.body, ContentType="application/gzip",
+                ServerSideEncryption="aws:kms", SSEKMSKeyId=self.kms_key_arn, BucketKeyEnabled=True,
+                ChecksumAlgorithm="SHA256", ChecksumSHA256=obj.sha256, IfNoneMatch="*",
+                Metadata={"records": str(obj.records)},
+            )
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in {"PreconditionFailed", "ConditionalRequestConflict"}:
+                raise ArchiveConflict(f"s3://{self.bucket}/{obj.key} already exists") from exc
+            raise
+        self.objects_written += 1
+        self.bytes_written += len(obj.body)
+
+    def exists(self, key: str) -> bool:
+        # A listing, not a HEAD: without s3:ListBucket a HEAD of a missing key is a 403, indistinguishable
+        # from a real denial; the function may list its own prefix only.
+        listing = self.s3.list_objects_v2(Bucket=self.bucket, Prefix=key, MaxKeys=1)
+        return any(item["Key"] == key for item in listing.get("Contents", []))
+
+    def read_events(self, key: str) -> list[tuple[str, datetime]]:
+        """(event_id, event_time) of every record in an archived object."""
+        body = self.s3.get_object(Bucket=self.bucket, Key=key)["Body"].read()
+        events = []
+        for line in gzip.decompress(body).splitlines():
+            if line.strip():
+                record = json.loads(line)
+                events.append((record["event_id"], parse_time(record["event_time"])))
+        return events

@@ -1,0 +1,23 @@
+"""The Lambda deadline, seen as 'how many seconds may I still spend before I must flush and commit'."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import timedelta
+
+
+class Deadline:
+    def __init__(self, remaining_ms: Callable[[], int], margin: timedelta) -> None:
+        self._remaining_ms = remaining_ms
+        self.margin = margin.total_seconds()
+
+    def remaining(self) -> float:
+        """Seconds left of the invocation."""
+        return self._remaining_ms() / 1000
+
+    def spendable(self) -> float:
+        """Seconds that may still go to fetching: what is left minus the margin kept for flush and commit."""
+        return self.remaining() - self.margin
+
+    def near(self) -> bool:
+        return self.spendable() <= 0

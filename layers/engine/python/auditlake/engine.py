@@ -1,0 +1,346 @@
+"""The collection engine: closed windows, paged to the end, archived exactly once.
+
+For each stream, a run takes the lease, finishes whatever the last run left (a part being written, a window
+being paged), then collects windows `[done_until - overlap, now - lag)` until it is caught up or the deadline
+is near. A window is paged in parts; each part is written as it fills, in this order:
+
+1. record the part's object keys in the state (the intent),
+2. write the objects (each key once, conditionally),
+3. commit: the vendor cursor after the part, the next part number, the ids the next window must skip.
+
+A crash between any two steps leaves either nothing (1), or an intent whose written objects the next run reads
+back and skips (2), or a committed part (3). Events the vendor publishes late reappear in the next window's
+overlap, where the `seen` ids drop the ones already archived.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from auditlake import timeutil
+from auditlake.archive import Archive, PartBuilder, safe_key_part, window_id
+from auditlake.deadline import Deadline
+from auditlake.errors import CursorExpired, DeadlineReached, MalformedResponse, StreamBusy
+from auditlake.records import record_line
+from auditlake.settings import Settings
+from auditlake.state import Intent, StateStore, StreamState, WindowState
+from auditlake.vendor import Order, VendorAdapter, Window
+
+LEASE_GRACE_SECONDS = 15
+# Within one run, a further window is only worth opening when at least this much new time has closed.
+MIN_FOLLOW_UP_WINDOW = timedelta(minutes=1)
+
+log = logging.getLogger("auditlake")
+
+
+@dataclass
+class StreamResult:
+    stream: str
+    status: str = "ok"  # ok | backlog | busy | error
+    events_archived: int = 0
+    duplicates_skipped: int = 0
+    out_of_window: int = 0
+    objects_written: int = 0
+    pages_fetched: int = 0
+    windows_completed: int = 0
+    done_until: str | None = None
+    newest_event_time: str | None = None
+    backlog_seconds: float = 0.0
+    error: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class _Part:
+    """A part being filled: its objects' builder, its events' (id, time), and the cursor after its last page."""
+
+    builder: PartBuilder
+    events: dict[str, datetime]
+    cursor: Any | None
+
+
+class Collector:
+    def __init__(self, adapter: VendorAdapter, settings: Settings, store: StateStore, archive: Archive,
+                 deadline: Deadline, owner: str, now: Callable[[], datetime] | None = None) -> None:
+        self.adapter = adapter
+        self.vendor = adapter.vendor
+        self.settings = settings
+        self.store = store
+        self.archive = archive
+        self.deadline = deadline
+        self.owner = owner
+        self.now = now or timeutil.now
+
+    # -- a stream's run ------------------------------------------------------------------------------------
+
+    def run_stream(self, stream: str) -> StreamResult:
+        key = f"{self.vendor}#{stream}"
+        result = StreamResult(stream=key)
+        try:
+            state = self.store.acquire(key, self.owner, self._lease_until(), int(self.now().timestamp()))
+        except StreamBusy as exc:
+            log.warning("stream busy, skipping this tick", extra={"stream": key, "reason": str(exc)})
+            result.status = "busy"
+            return result
+        run = _StreamRun(self, stream, state, result)
+        failure: BaseException | None = None
+        try:
+            run.collect()
+        except BaseException as exc:
+            failure = exc
+            result.status = "error"
+            result.error = str(exc)
+            raise
+        finally:
+            self._finish(state, result, failure)
+        return result
+
+    def _finish(self, state: StreamState, result: StreamResult, failure: BaseException | None) -> None:
+        """Commits what is safe and releases the lease; the run's outcome goes into the state for operators."""
+        now = self.now()
+        caught_up_to = timeutil.floor_millis(now - self.settings.lag)
+        if state.done_until is not None:
+            result.done_until = timeutil.to_iso(state.done_until)
+            result.backlog_seconds = max(0.0, (caught_up_to - state.done_until).total_seconds())
+        if state.newest_event_time is not None:
+            result.newest_event_time = timeutil.to_iso(state.newest_event_time)
+        behind = state.window is not None or state.done_until is None \
+            or result.backlog_seconds > MIN_FOLLOW_UP_WINDOW.total_seconds()
+        if result.status == "ok" and behind:
+            result.status = "backlog"
+        state.status = {
+            "last_run_at": timeutil.to_iso(now),
+            "last_outcome": result.status,
+            "last_error": result.error,
+            "last_events_archived": result.events_archived,
+            "backlog_seconds": result.backlog_seconds,
+        }
+        try:
+            self.store.save(state, self.owner, self._lease_until(), release=True)
+        except Exception:
+            if failure is None:
+                raise
+            log.exception("could not record the failed run's state; its lease expires by itself",
+                          extra={"stream": state.key})
+
+    def _lease_until(self) -> int:
+        # The lease outlives this invocation by a little, never by a whole schedule period: a run that dies
+        # without releasing it blocks at most the next tick's first seconds.
+        return int(self.now().timestamp() + self.deadline.remaining() + LEASE_GRACE_SECONDS)
+
+    def save(self, state: StreamState) -> None:
+        self.store.save(state, self.owner, self._lease_until())
+
+
+class _StreamRun:
+    """One run over one stream: the state machine of windows and parts."""
+
+    def __init__(self, collector: Collector, stream: str, state: StreamState, result: StreamResult) -> None:
+        self.c = collector
+        self.adapter = collector.adapter
+        self.settings = collector.settings
+        self.stream = stream
+        self.stream_key = safe_key_part(state.key)
+        self.state = state
+        self.result = result
+
+    def collect(self) -> None:
+        if self.state.intent is not None:
+            self._recover_intent()
+        first = True
+        while not self.c.deadline.near():
+            if self.state.window is None:
+                self.state.window = self._plan_window(first)
+                if self.state.window is None:
+                    return
+            first = False
+            if not self._collect_window():
+                return
+
+    # -- planning ------------------------------------------------------------------------------------------
+
+    def _plan_window(self, first: bool) -> WindowState | None:
+        now = self.c.now()
+        end = timeutil.floor_millis(now - self.settings.lag)
+        done_until = self.state.done_until
+        if done_until is None:
+            start = now - self.settings.initial_lookback
+            if self.adapter.retention is not None:
+                start = max(start, now - self.adapter.retention)
+            if self.adapter.earliest is not None:
+                start = max(start, self.adapter.earliest)
+        else:
+            if end <= done_until or (not first and end - done_until < MIN_FOLLOW_UP_WINDOW):
+                return None
+            start = done_until - self.settings.overlap
+            if self.adapter.retention is not None and start < now - self.adapter.retention:
+                log.warning("the vendor's retention has passed part of the uncollected span; events older than "
+                            "%s are gone at the vendor", timeutil.to_iso(now - self.adapter.retention),
+                            extra={"stream": self.state.key})
+        start = timeutil.floor_millis(start)
+        if self.adapter.max_window is not None:
+            end = min(end, start + self.adapter.max_window)
+        if end <= start:
+            return None
+        return WindowState(id=window_id(start, end), start=start, end=end, planned_end=end)
+
+    # -- a window ------------------------------------------------------------------------------------------
+
+    def _collect_window(self) -> bool:
+        """Pages the current window in parts. True when it is complete, False when the deadline stopped it."""
+        window = self.state.window
+        assert window is not None
+        while True:
+            part = _Part(PartBuilder(self.c.vendor, self.stream_key, window.id, window.part), {}, window.cursor)
+            stop: BaseException | None = None
+            exhausted = cursor_expired = False
+            try:
+                exhausted = self._fill(part, window)
+            except CursorExpired as exc:
+                log.warning("vendor cursor no longer accepted; resuming the window from what is archived",
+                            extra={"stream": self.state.key, "reason": str(exc)})
+                cursor_expired = True
+            except DeadlineReached as exc:
+                log.info("deadline near while fetching", extra={"stream": self.state.key, "reason": str(exc)})
+                stop = exc
+            except Exception as exc:
+                stop = exc
+            self._commit(part, window, exhausted)  # what was fetched before a failure is safe to keep
+            if stop is not None and not isinstance(stop, DeadlineReached):
+                raise stop
+            if cursor_expired:
+                self._narrow(window)
+                continue
+            if exhausted:
+                self._complete(window)
+                return True
+            if stop is not None or self.c.deadline.near():
+                return False
+
+    def _fill(self, part: _Part, window: WindowState) -> bool:
+        """Fetches pages into the part until it is full, the window ends (True) or the deadline nears."""
+        query = Window(window.start, window.end)
+        while part.builder.records < self.settings.max_object_events:
+            if self.c.deadline.near():
+                return False
+            page = self.adapter.fetch_page(self.stream, query, part.cursor)
+            self.result.pages_fetched += 1
+            self._add_page(part, window, page.events)
+            part.cursor = page.cursor
+            if page.cursor is None:
+                return True
+        return False
+
+    def _add_page(self, part: _Part, window: WindowState, events: list[dict[str, Any]]) -> None:
+        """Adds a page's new events to the part, all or nothing: a page with an unreadable event is refused whole."""
+        collected_at = timeutil.to_iso(self.c.now())
+        fresh: dict[str, tuple[datetime, bytes]] = {}
+        for index, event in enumerate(events):
+            try:
+                if not isinstance(event, dict):
+                    raise TypeError(f"an event is a {type(event).__name__}, not an object")
+                event_id = self.adapter.event_id(event)
+                event_time = self.adapter.event_time(event)
+                if not window.start <= event_time < window.end:
+                    self.result.out_of_window += 1  # the window that covers it collects it
+                    continue
+                if event_id in self.state.seen or event_id in window.skip or event_id in part.events \
+                        or event_id in fresh:
+                    self.result.duplicates_skipped += 1
+                    continue
+                fresh[event_id] = (event_time, record_line(
+                    event_id=event_id, event_time=event_time, stream=self.stream,
+                    normalised=self.adapter.normalise(event), collected_at=collected_at, raw=event))
+            except (KeyError, TypeError, ValueError, AttributeError) as exc:
+                raise MalformedResponse(self.c.vendor, f"event #{index} of a page is unreadable "
+                                                       f"({type(exc).__name__}: {exc})") from exc
+        for event_id, (event_time, line) in fresh.items():
+            part.events[event_id] = event_time
+            part.builder.add(event_time, line)
+
+    def _commit(self, part: _Part, window: WindowState, exhausted: bool) -> None:
+        """Writes the part (intent, objects, commit); a part without new events only moves the cursor."""
+        if not part.events:
+            # At the window's end the completion follows; a crash before it re-reads one empty page.
+            if not exhausted and part.cursor != window.cursor:
+                window.cursor = part.cursor
+                self.c.save(self.state)
+            return
+        self.state.intent = Intent(part=window.part, keys=part.builder.keys())
+        self.c.save(self.state)
+        for obj in part.builder.seal():
+            self.c.archive.put(obj)
+            self.result.objects_written += 1
+        self.state.intent = None
+        window.cursor = part.cursor
+        window.part += 1
+        self._remember(window, part.events)
+        self.c.save(self.state)
+
+    def _remember(self, window: WindowState, events: dict[str, datetime]) -> None:
+        """Books archived events: counts, the frontier to resume from, the ids the next window must skip."""
+        if not events:
+            return
+        self.state.events_archived += len(events)
+        self.result.events_archived += len(events)
+        newest = max(events.values())
+        if self.state.newest_event_time is None or newest > self.state.newest_event_time:
+            self.state.newest_event_time = newest
+        # Oldest-first vendors resume after the newest archived instant, newest-first ones before the oldest.
+        edge = newest if self.adapter.order is Order.OLDEST_FIRST else min(events.values())
+        beyond = (lambda t: t > window.frontier_time) if self.adapter.order is Order.OLDEST_FIRST else \
+            (lambda t: t < window.frontier_time)
+        if window.frontier_time is None or beyond(edge):
+            window.frontier_time = edge
+            window.frontier_ids = set()
+        if edge == window.frontier_time:
+            window.frontier_ids |= {i for i, t in events.items() if t == edge}
+        overlap_from = window.planned_end - self.settings.overlap
+        for event_id, event_time in events.items():
+            if event_time >= overlap_from:
+                self.state.seen[event_id] = timeutil.to_millis(event_time)
+
+    def _narrow(self, window: WindowState) -> None:
+        """After a cursor expiry: re-query only what is not yet archived, skipping the ids at the frontier."""
+        if window.frontier_time is not None:
+            if self.adapter.order is Order.OLDEST_FIRST:
+                window.start = window.frontier_time
+            else:
+                window.end = window.frontier_time + timeutil.MILLISECOND
+            window.skip |= window.frontier_ids
+        window.cursor = None
+
+    def _complete(self, window: WindowState) -> None:
+        if self.state.done_until is None or window.planned_end > self.state.done_until:
+            self.state.done_until = window.planned_end
+        floor = timeutil.to_millis(self.state.done_until - self.settings.overlap)
+        self.state.seen = {i: t for i, t in self.state.seen.items() if t >= floor}
+        self.state.window = None
+        self.result.windows_completed += 1
+        # Not saved here: if the run dies now, the stored window resumes at its last cursor, finds the end
+        # again and completes; the next save (or the lease release) persists the completion.
+
+    # -- recovery ------------------------------------------------------------------------------------------
+
+    def _recover_intent(self) -> None:
+        """A previous run died while writing a part: what it wrote stays archived, and is skipped from now on."""
+        intent, window = self.state.intent, self.state.window
+        assert intent is not None and window is not None
+        recovered: dict[str, datetime] = {}
+        for key in intent.keys:
+            if self.c.archive.exists(key):
+                recovered.update(self.c.archive.read_events(key))
+        log.warning("recovering an interrupted write", extra={"stream": self.state.key, "keys": intent.keys,
+                                                               "events_recovered": len(recovered)})
+        window.skip |= set(recovered)
+        window.part = intent.part + 1
+        self.state.intent = None
+        self._remember(window, recovered)
+        self.result.events_archived -= len(recovered)  # archived by the run that died, not by this one
+        self.c.save(self.state)

@@ -1,0 +1,169 @@
+"""The one HTTP client every vendor adapter uses.
+
+Time-outs, bounded retries with full-jitter backoff, `Retry-After` / `X-RateLimit-Reset`, and errors that carry
+the vendor's status, code and message. The token never appears in an error: messages are built from the vendor's
+body with every secret value redacted, and redirects are never followed (a redirect could carry the
+`Authorization` header to another host).
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from email.utils import parsedate_to_datetime
+from typing import Any
+
+import requests
+
+from auditlake.deadline import Deadline
+from auditlake.errors import DeadlineReached, MalformedResponse, VendorError
+
+RETRYABLE_STATUS = frozenset({429, 500, 502, 503, 504})
+BACKOFF_BASE_SECONDS = 1.0
+BACKOFF_CAP_SECONDS = 30.0
+MAX_ERROR_TEXT = 300
+
+ErrorDetails = Callable[[int, Any], tuple[str | None, str]]
+
+_session: requests.Session | None = None
+pause: Callable[[float], None] = time.sleep  # looked up at each retry, so tests can replace it
+
+
+def shared_session() -> requests.Session:
+    """One connection pool per Lambda container, reused across invocations."""
+    global _session
+    if _session is None:
+        _session = requests.Session()
+    return _session
+
+
+@dataclass
+class HttpStats:
+    requests: int = 0
+    retries: int = 0
+    throttles: int = 0
+    retry_reasons: dict[str, int] = field(default_factory=dict)
+
+
+class HttpClient:
+    def __init__(self, vendor: str, base_url: str, *, headers: dict[str, str], error_details: ErrorDetails,
+                 deadline: Deadline, timeout: float = 30.0, max_attempts: int = 5,
+                 secrets: Iterable[str] = (), session: requests.Session | None = None) -> None:
+        self.vendor = vendor
+        self.base_url = base_url.rstrip("/")
+        self.headers = {"Accept": "application/json", "User-Agent": "auditlake", **headers}
+        self.error_details = error_details
+        self.deadline = deadline
+        self.timeout = timeout
+        self.max_attempts = max_attempts
+        self._secrets = [s for s in secrets if s]
+        self.session = session or shared_session()
+        self.stats = HttpStats()
+
+    def get(self, path: str, params: dict[str, Any] | None = None) -> Any:
+        return self.request("GET", path, params=params)
+
+    def post(self, path: str, body: Any) -> Any:
+        return self.request("POST", path, json_body=body)
+
+    def request(self, method: str, path: str, *, params: dict[str, Any] | None = None,
+                json_body: Any | None = None) -> Any:
+        """Sends the request and returns the parsed JSON body, retrying what is worth retrying."""
+        url = self.base_url + path
+        for attempt in range(1, self.max_attempts + 1):
+            self.stats.requests += 1
+            wait: float | None = None
+            try:
+                response = self.session.request(method, url, params=params, json=json_body, headers=self.headers,
+                                                timeout=self.timeout, allow_redirects=False)
+            except (requests.Timeout, requests.ConnectionError) as exc:
+                failure = VendorError(self.vendor, f"{type(exc).__name__} calling {method} {path}", retryable=True)
+                self._count_retry(type(exc).__name__)
+            else:
+                outcome = self._interpret(response, method, path)
+                if not isinstance(outcome, VendorError):
+                    return outcome
+                failure = outcome
+                if not failure.retryable:
+                    raise failure
+                if response.status_code == 429:
+                    self.stats.throttles += 1
+                wait = retry_after_seconds(response)
+                self._count_retry(str(response.status_code) if failure.status else "unreadable_body")
+            if attempt == self.max_attempts:
+                raise VendorError(self.vendor, f"gave up after {attempt} attempts; last error: {failure.message}",
+                                  status=failure.status, code=failure.code, retryable=True)
+            delay = wait if wait is not None else random.uniform(0, min(BACKOFF_CAP_SECONDS,
+                                                                          BACKOFF_BASE_SECONDS * 2 ** attempt))
+            if delay > self.deadline.spendable():
+                raise DeadlineReached(f"{self.vendor}: waiting {delay:.0f}s to retry ({failure.message}) would pass "
+                                      "the deadline")
+            self.stats.retries += 1
+            pause(delay)
+        raise AssertionError("unreachable")
+
+    def _interpret(self, response: requests.Response, method: str, path: str) -> Any:
+        """The parsed body of a success, or the VendorError that describes the failure."""
+        status = response.status_code
+        if 300 <= status < 400:
+            return VendorError(self.vendor, f"{method} {path} answered with a redirect, which is not followed "
+                                            "(credentials stay with the configured host)", status=status)
+        body = _parse_body(response)
+        if status >= 400:
+            code, message = self.error_details(status, body.text if isinstance(body, _Unparsed) else body)
+            return VendorError(self.vendor, self.redact(message) or response.reason or "error", status=status,
+                               code=self.redact(code) if code else None, retryable=status in RETRYABLE_STATUS)
+        if isinstance(body, _Unparsed):
+            # A 2xx whose body is not JSON: a truncated transfer is worth retrying; an HTML page is not the API.
+            retryable = not body.text.lstrip().startswith("<")
+            kind = "truncated or invalid JSON" if retryable else "an HTML page instead of JSON"
+            error = MalformedResponse(self.vendor, f"{method} {path} returned {kind}: "
+                                                   f"{self.redact(body.text[:80])!r}", status=status)
+            error.retryable = retryable
+            return error
+        return body
+
+    def redact(self, text: str | None) -> str:
+        text = (text or "")[:MAX_ERROR_TEXT]
+        for secret in self._secrets:
+            text = text.replace(secret, "[redacted]")
+        return text
+
+    def _count_retry(self, reason: str) -> None:
+        self.stats.retry_reasons[reason] = self.stats.retry_reasons.get(reason, 0) + 1
+
+
+@dataclass(frozen=True)
+class _Unparsed:
+    text: str
+
+
+def _parse_body(response: requests.Response) -> Any:
+    try:
+        return response.json()
+    except ValueError:
+        return _Unparsed(response.content.decode("utf-8", errors="replace"))
+
+
+def retry_after_seconds(response: requests.Response, now: Callable[[], float] = time.time) -> float | None:
+    """The wait the vendor asks for: `Retry-After` (seconds or HTTP date) or `X-RateLimit-Reset` (epoch seconds)."""
+    retry_after = response.headers.get("Retry-After")
+    if retry_after:
+        try:
+            return max(0.0, float(retry_after))
+        except ValueError:
+            try:
+                return max(0.0, parsedate_to_datetime(retry_after).timestamp() - now())
+            except (TypeError, ValueError):
+                pass
+    reset = response.headers.get("X-RateLimit-Reset")
+    if reset:
+        try:
+            value = float(reset)
+        except ValueError:
+            return None
+        # ClickUp documents an epoch timestamp; a small number can only be a delta in seconds.
+        return max(0.0, value - now()) if value > 1e9 else max(0.0, value)
+    return None

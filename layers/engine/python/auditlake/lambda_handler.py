@@ -1,0 +1,113 @@
+"""Wires a vendor adapter to Lambda: settings, secret, HTTP, state, archive, Powertools logging/metrics/tracing."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools.metrics import MetricUnit
+
+from auditlake import aws, timeutil
+from auditlake.archive import Archive
+from auditlake.deadline import Deadline
+from auditlake.engine import Collector, StreamResult
+from auditlake.errors import AuditlakeError
+from auditlake.http import HttpClient
+from auditlake.secrets import load_secret
+from auditlake.settings import Settings
+from auditlake.state import StateStore
+from auditlake.vendor import VendorAdapter
+
+logger = Logger(service="auditlake", logger_name="auditlake")
+metrics = Metrics(namespace="auditlake", service="auditlake")
+tracer = Tracer(service="auditlake")
+
+Handler = Callable[[dict[str, Any], Any], dict[str, Any]]
+
+
+class CollectionFailed(AuditlakeError):
+    """Raised after committing what was safe, so Lambda's Errors metric, the alarm and the DLQ engage."""
+
+
+def make_handler(adapter_class: type[VendorAdapter]) -> Handler:
+    """The Lambda entry point for one vendor: `handler = make_handler(Asana)`."""
+
+    @logger.inject_lambda_context(clear_state=True)
+    @tracer.capture_lambda_handler(capture_response=False)
+    @metrics.log_metrics
+    def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+        metrics.add_dimension(name="vendor", value=adapter_class.vendor)
+        logger.append_keys(vendor=adapter_class.vendor)
+        return collect(adapter_class, Settings.from_env(), context)
+
+    return handler
+
+
+def collect(adapter_class: type[VendorAdapter], settings: Settings, context: Any) -> dict[str, Any]:
+    vendor = adapter_class.vendor
+    deadline = Deadline(context.get_remaining_time_in_millis, settings.deadline_margin)
+    secret = load_secret(vendor, settings.secret_id, adapter_class.secret_fields, settings.secret_max_age)
+    http = HttpClient(
+        vendor, secret.get("base_url") or adapter_class.default_base_url,
+        headers=adapter_class.auth_headers(secret), error_details=adapter_class.error_details, deadline=deadline,
+        timeout=settings.http_timeout, max_attempts=settings.http_max_attempts, secrets=secret.values(),
+    )
+    adapter = adapter_class(secret, http, settings.page_size)
+    store = StateStore(aws.client("dynamodb"), settings.state_table)
+    archive = Archive(aws.client("s3"), settings.archive_bucket, settings.kms_key_arn)
+    owner = f"{getattr(context, 'aws_request_id', None) or 'local'}/{uuid.uuid4().hex[:8]}"
+    collector = Collector(adapter, settings, store, archive, deadline, owner)
+
+    results: list[StreamResult] = []
+    failures: list[str] = []
+    for stream in adapter.streams():
+        with tracer.provider.in_subsegment(f"## {vendor} stream") as subsegment:
+            subsegment.put_annotation("stream", stream)
+            try:
+                result = collector.run_stream(stream)
+            except Exception as exc:  # the other streams still run; the failure is raised at the end
+                logger.exception("stream failed", extra={"stream": f"{vendor}#{stream}"})
+                result = StreamResult(stream=f"{vendor}#{stream}", status="error", error=str(exc))
+                failures.append(f"{result.stream}: {exc}")
+        results.append(result)
+        logger.info("stream collected", extra=result.as_dict())
+
+    _publish_metrics(results, http)
+    summary = {
+        "vendor": vendor,
+        "status": "error" if failures else ("backlog" if any(r.status == "backlog" for r in results) else "ok"),
+        "streams": [r.as_dict() for r in results],
+        "http": {"requests": http.stats.requests, "retries": http.stats.retries, "throttles": http.stats.throttles},
+        "s3": {"objects": archive.objects_written, "bytes": archive.bytes_written},
+        "dynamodb_operations": store.operations,
+    }
+    if failures:
+        raise CollectionFailed(f"{vendor}: {len(failures)} stream(s) failed after committing what was safe: "
+                               + "; ".join(failures))
+    return summary
+
+
+def _publish_metrics(results: list[StreamResult], http: HttpClient) -> None:
+    metrics.add_metric(name="EventsArchived", unit=MetricUnit.Count, value=sum(r.events_archived for r in results))
+    metrics.add_metric(name="PagesFetched", unit=MetricUnit.Count, value=sum(r.pages_fetched for r in results))
+    metrics.add_metric(name="ObjectsWritten", unit=MetricUnit.Count, value=sum(r.objects_written for r in results))
+    metrics.add_metric(name="DuplicatesSkipped", unit=MetricUnit.Count,
+                       value=sum(r.duplicates_skipped for r in results))
+    metrics.add_metric(name="HttpRetries", unit=MetricUnit.Count, value=http.stats.retries)
+    metrics.add_metric(name="Throttles", unit=MetricUnit.Count, value=http.stats.throttles)
+    metrics.add_metric(name="StreamErrors", unit=MetricUnit.Count, value=sum(r.status == "error" for r in results))
+    now = timeutil.now()
+    newest = [timeutil.parse_time(r.newest_event_time) for r in results if r.newest_event_time]
+    if newest:
+        # Freshness: how old the newest archived event is (grows in quiet periods too; see WatermarkLag).
+        metrics.add_metric(name="FreshnessLagSeconds", unit=MetricUnit.Seconds,
+                           value=(now - min(newest)).total_seconds())
+    watermarks = [timeutil.parse_time(r.done_until) for r in results if r.done_until]
+    if watermarks:
+        # Staleness: how far behind now the collected span ends; this is what the staleness alarm watches.
+        metrics.add_metric(name="WatermarkLagSeconds", unit=MetricUnit.Seconds,
+                           value=(now - min(watermarks)).total_seconds())
+    metrics.add_metric(name="BacklogSeconds", unit=MetricUnit.Seconds,
+                       value=max((r.backlog_seconds for r in results), default=0.0))

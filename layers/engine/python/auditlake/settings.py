@@ -1,0 +1,65 @@
+"""Settings from the function's environment (the template sets every one; defaults are documented in the README)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import timedelta
+
+from auditlake.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class Settings:
+    state_table: str
+    archive_bucket: str
+    kms_key_arn: str
+    secret_id: str
+    lag: timedelta = timedelta(seconds=120)
+    overlap: timedelta = timedelta(seconds=600)
+    initial_lookback: timedelta = timedelta(days=90)
+    page_size: int = 100
+    deadline_margin: timedelta = timedelta(seconds=60)
+    max_object_events: int = 10_000
+    http_timeout: float = 30.0
+    http_max_attempts: int = 5
+    secret_max_age: int = 300
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] = os.environ) -> Settings:
+        def required(name: str) -> str:
+            value = environ.get(name, "").strip()
+            if not value:
+                raise ConfigError(f"environment variable {name} is not set")
+            return value
+
+        def number(name: str, default: float, minimum: float) -> float:
+            raw = environ.get(name, "").strip()
+            if not raw:
+                return default
+            try:
+                value = float(raw)
+            except ValueError:
+                raise ConfigError(f"environment variable {name} must be a number, got {raw!r}") from None
+            if value < minimum:
+                raise ConfigError(f"environment variable {name} must be at least {minimum:g}, got {raw!r}")
+            return value
+
+        d = cls.__dataclass_fields__
+        return cls(
+            state_table=required("STATE_TABLE"),
+            archive_bucket=required("ARCHIVE_BUCKET"),
+            kms_key_arn=required("ARCHIVE_KMS_KEY_ARN"),
+            secret_id=required("SECRET_ID"),
+            lag=timedelta(seconds=number("LAG_SECONDS", d["lag"].default.total_seconds(), 0)),
+            overlap=timedelta(seconds=number("OVERLAP_SECONDS", d["overlap"].default.total_seconds(), 0)),
+            initial_lookback=timedelta(days=number("INITIAL_LOOKBACK_DAYS", d["initial_lookback"].default.days, 0)),
+            page_size=int(number("PAGE_SIZE", d["page_size"].default, 1)),
+            deadline_margin=timedelta(
+                seconds=number("DEADLINE_MARGIN_SECONDS", d["deadline_margin"].default.total_seconds(), 1)),
+            max_object_events=int(number("MAX_OBJECT_EVENTS", d["max_object_events"].default, 1)),
+            http_timeout=number("HTTP_TIMEOUT_SECONDS", d["http_timeout"].default, 1),
+            http_max_attempts=int(number("HTTP_MAX_ATTEMPTS", d["http_max_attempts"].default, 1)),
+            secret_max_age=int(number("SECRET_MAX_AGE_SECONDS", d["secret_max_age"].default, 0)),
+        )

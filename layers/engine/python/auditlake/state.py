@@ -1,0 +1,192 @@
+"""Per-stream state in DynamoDB: the cursor, a version, and a lease, in one item per stream.
+
+Item `stream = "<vendor>#<stream id>"`. Every write after the lease is taken is conditional on the version read
+and on still owning the lease, so a run that lost its stream can never move the cursor. What the item holds:
+
+- `done_until`: every window before it is complete (late events included, as far as the overlap reaches).
+- `seen`: ids archived at or after `done_until - overlap`: the next window re-reads that span and skips them.
+- `window`: the window in progress: its bounds, the vendor's cursor, the next part number, the newest (or
+  oldest) event time archived and its ids (where to resume if the vendor's cursor expires), and ids to skip.
+- `intent`: the keys of the part being written, recorded before the S3 writes, so a crash between the writes
+  and the cursor commit is recognised (and the written objects read back) by the next run.
+"""
+
+from __future__ import annotations
+
+import json
+import zlib
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from boto3.dynamodb.types import Binary, TypeDeserializer, TypeSerializer
+from botocore.exceptions import ClientError
+
+from auditlake.errors import LeaseLost, StreamBusy
+from auditlake.timeutil import parse_time, to_iso
+
+_serialize = TypeSerializer().serialize
+_deserialize = TypeDeserializer().deserialize
+
+
+@dataclass
+class WindowState:
+    id: str
+    start: datetime  # query bounds; a vendor cursor expiry narrows them to what is left
+    end: datetime
+    planned_end: datetime  # the end the window was planned with: done_until moves here when it completes
+    cursor: Any | None = None
+    part: int = 1
+    frontier_time: datetime | None = None
+    frontier_ids: set[str] = field(default_factory=set)
+    skip: set[str] = field(default_factory=set)
+
+
+@dataclass
+class Intent:
+    part: int
+    keys: list[str]
+
+
+@dataclass
+class StreamState:
+    key: str
+    version: int
+    done_until: datetime | None = None
+    seen: dict[str, int] = field(default_factory=dict)  # event id -> event time in epoch ms
+    window: WindowState | None = None
+    intent: Intent | None = None
+    newest_event_time: datetime | None = None
+    events_archived: int = 0
+    status: dict[str, Any] = field(default_factory=dict)  # last run's outcome, for operators
+
+
+class StateStore:
+    def __init__(self, dynamodb: Any, table: str) -> None:
+        self.dynamodb = dynamodb
+        self.table = table
+        self.operations = 0
+
+    def acquire(self, key: str, owner: str, lease_until: int, now: int) -> StreamState:
+        """Takes the stream's lease (free, or expired) and returns its state; StreamBusy if another run holds it."""
+        self.operations += 1
+        try:
+            item = self.dynamodb.update_item(
+                TableName=self.table, Key={"stream": {"S": key}},
+                UpdateExpression="SET lease_owner = :me, lease_expires = :until, "
+                                 "version = if_not_exists(version, :zero) + :one",
+                ConditionExpression="attribute_not_exists(lease_owner) OR lease_expires <= :now",
+                ExpressionAttributeValues={":me": {"S": owner}, ":until": {"N": str(lease_until)},
+                                           ":now": {"N": str(now)}, ":zero": {"N": "0"}, ":one": {"N": "1"}},
+                ReturnValues="ALL_NEW",
+            )["Attributes"]
+        except ClientError as exc:
+            if _condition_failed(exc):
+                raise StreamBusy(f"{key} is being collected by another run") from exc
+            raise
+        return _from_item({k: _deserialize(v) for k, v in item.items()})
+
+    def save(self, state: StreamState, owner: str, lease_until: int, *, release: bool = False) -> None:
+        """Writes the whole state if it is still ours at the version we hold; renews or releases the lease."""
+        item = _to_item(state)
+        item["version"] = state.version + 1
+        if not release:
+            item["lease_owner"] = owner
+            item["lease_expires"] = lease_until
+        self.operations += 1
+        try:
+            self.dynamodb.put_item(
+                TableName=self.table, Item={k: _serialize(v) for k, v in item.items() if v is not None},
+                ConditionExpression="version = :version AND lease_owner = :me",
+                ExpressionAttributeValues={":version": {"N": str(state.version)}, ":me": {"S": owner}},
+            )
+        except ClientError as exc:
+            if _condition_failed(exc):
+                raise LeaseLost(f"{state.key} changed under this run (version {state.version}); nothing more "
+                                "was written") from exc
+            raise
+        state.version += 1
+
+    def read(self, key: str) -> StreamState | None:
+        """The stored state, for operators and tests (no lease)."""
+        self.operations += 1
+        item = self.dynamodb.get_item(TableName=self.table, Key={"stream": {"S": key}}, ConsistentRead=True)
+        if "Item" not in item:
+            return None
+        return _from_item({k: _deserialize(v) for k, v in item["Item"].items()})
+
+
+def _condition_failed(exc: ClientError) -> bool:
+    return exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException"
+
+
+def pack_ids(ids: dict[str, int] | set[str]) -> bytes:
+    """Id sets are stored compressed: a busy overlap holds thousands of ids and an item holds 400 KB."""
+    lines = (f"{i}\t{t}" for i, t in sorted(ids.items())) if isinstance(ids, dict) else sorted(ids)
+    return zlib.compress("\n".join(lines).encode(), 6)
+
+
+def _unpack(data: Any) -> list[str]:
+    raw = zlib.decompress(bytes(data.value if isinstance(data, Binary) else data)).decode()
+    return raw.split("\n") if raw else []
+
+
+def _to_item(state: StreamState) -> dict[str, Any]:
+    window = state.window
+    return {
+        "stream": state.key,
+        "done_until": to_iso(state.done_until) if state.done_until else None,
+        "seen": pack_ids(state.seen) if state.seen else None,
+        "window": None if window is None else {
+            "id": window.id,
+            "start": to_iso(window.start),
+            "end": to_iso(window.end),
+            "planned_end": to_iso(window.planned_end),
+            "cursor": json.dumps(window.cursor),
+            "part": window.part,
+            "frontier_time": to_iso(window.frontier_time) if window.frontier_time else None,
+            "frontier_ids": pack_ids(window.frontier_ids),
+            "skip": pack_ids(window.skip),
+        },
+        "intent": None if state.intent is None else {"part": state.intent.part, "keys": state.intent.keys},
+        "newest_event_time": to_iso(state.newest_event_time) if state.newest_event_time else None,
+        "events_archived": state.events_archived,
+        "status": json.loads(json.dumps(state.status), parse_float=Decimal) if state.status else None,
+    }
+
+
+def _from_item(item: dict[str, Any]) -> StreamState:
+    window = item.get("window")
+    intent = item.get("intent")
+    seen: dict[str, int] = {}
+    for line in _unpack(item["seen"]) if item.get("seen") else []:
+        event_id, _, millis = line.rpartition("\t")
+        seen[event_id] = int(millis)
+    return StreamState(
+        key=item["stream"],
+        version=int(item.get("version", 0)),
+        done_until=parse_time(item["done_until"]) if item.get("done_until") else None,
+        seen=seen,
+        window=None if not window else WindowState(
+            id=window["id"],
+            start=parse_time(window["start"]),
+            end=parse_time(window["end"]),
+            planned_end=parse_time(window["planned_end"]),
+            cursor=json.loads(window["cursor"]),
+            part=int(window["part"]),
+            frontier_time=parse_time(window["frontier_time"]) if window.get("frontier_time") else None,
+            frontier_ids=set(_unpack(window["frontier_ids"])),
+            skip=set(_unpack(window["skip"])),
+        ),
+        intent=None if not intent else Intent(part=int(intent["part"]), keys=list(intent["keys"])),
+        newest_event_time=parse_time(item["newest_event_time"]) if item.get("newest_event_time") else None,
+        events_archived=int(item.get("events_archived", 0)),
+        status=_plain(item.get("status") or {}),
+    )
+
+
+def _plain(value: Any) -> Any:
+    """DynamoDB numbers come back as Decimal; status fields are plain JSON for summaries."""
+    return json.loads(json.dumps(value, default=lambda d: int(d) if d == int(d) else float(d)))
+

@@ -1,0 +1,86 @@
+"""What a vendor adapter states: its API's specifics, nothing the engine already does.
+
+An adapter fetches one page of one window, says how to read an event's id and time, maps the event to the
+normalised columns, and explains the vendor's error bodies. Windows, dedup, state, archive, retries, deadlines
+and metrics are the engine's.
+"""
+
+from __future__ import annotations
+
+import enum
+from abc import ABC, abstractmethod
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, ClassVar
+
+from auditlake.http import HttpClient
+from auditlake.records import Normalised
+
+
+class Order(enum.Enum):
+    """The order a vendor returns a window's events in."""
+
+    OLDEST_FIRST = "oldest_first"
+    NEWEST_FIRST = "newest_first"
+
+
+@dataclass(frozen=True)
+class Window:
+    """A closed time window: `start` inclusive, `end` exclusive, both UTC."""
+
+    start: datetime
+    end: datetime
+
+
+@dataclass(frozen=True)
+class Page:
+    """One page of a window: the vendor's events verbatim, and the cursor to the next page (None: window done)."""
+
+    events: list[dict[str, Any]]
+    cursor: Any | None
+
+
+class VendorAdapter(ABC):
+    vendor: ClassVar[str]
+    default_base_url: ClassVar[str]
+    secret_fields: ClassVar[tuple[str, ...]]
+    order: ClassVar[Order]
+    retention: ClassVar[timedelta | None] = None  # events older than this are gone at the vendor
+    earliest: ClassVar[datetime | None] = None  # the vendor has no events before this
+    max_window: ClassVar[timedelta | None] = None  # the longest span one query may cover
+
+    def __init__(self, secret: Mapping[str, str], http: HttpClient, page_size: int) -> None:
+        self.secret = secret
+        self.http = http
+        self.page_size = page_size
+
+    @classmethod
+    @abstractmethod
+    def auth_headers(cls, secret: Mapping[str, str]) -> dict[str, str]:
+        """The headers that authenticate a request."""
+
+    @classmethod
+    @abstractmethod
+    def error_details(cls, status: int, body: Any) -> tuple[str | None, str]:
+        """(code, message) from the vendor's error body (parsed JSON, or text when it is not JSON)."""
+
+    @abstractmethod
+    def streams(self) -> list[str]:
+        """The stream ids this secret gives access to (e.g. one per workspace or log class)."""
+
+    @abstractmethod
+    def fetch_page(self, stream: str, window: Window, cursor: Any | None) -> Page:
+        """One page of `window`; raises CursorExpired when the vendor rejects `cursor`."""
+
+    @abstractmethod
+    def event_id(self, event: dict[str, Any]) -> str:
+        """The vendor's unique id of the event, as a string."""
+
+    @abstractmethod
+    def event_time(self, event: dict[str, Any]) -> datetime:
+        """When the event happened, UTC."""
+
+    @abstractmethod
+    def normalise(self, event: dict[str, Any]) -> Normalised:
+        """The cross-vendor columns of the event."""

@@ -1,0 +1,1 @@
+"""The local world of auditlake: vendor simulators, in-process AWS built from template.yaml, the demo."""

@@ -1,0 +1,267 @@
+"""The stack of template.yaml, built in-process on moto, with its collector functions callable as Lambda would.
+
+Resources are created from what the template declares (key schema, bucket settings, Glue columns,
+environment variables), so the tests and the demo cannot drift from the template. moto's CloudFormation
+skips secrets, Glue and bucket policies, hence the direct boto3 calls.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import boto3
+from moto import mock_aws
+
+from auditlake_local.template import PROJECT_ROOT, load_template, resolve
+
+REGION = "us-east-1"
+ACCOUNT = "123456789012"
+STACK = "auditlake-local"
+
+
+@dataclass
+class LambdaContext:
+    """What a handler reads from Lambda's context. The remaining time is wall-clock by default; tests pass a
+    `remaining_ms` function to make the deadline arrive exactly where they want it."""
+
+    function_name: str
+    timeout_seconds: float = 280.0
+    remaining_ms: Callable[[], int] | None = None
+    aws_request_id: str = field(default_factory=lambda: str(uuid.uuid4()))
+    memory_limit_in_mb: int = 512
+    invoked_function_arn: str = ""
+    _started: float = field(default_factory=time.monotonic)
+
+    def get_remaining_time_in_millis(self) -> int:
+        if self.remaining_ms is not None:
+            return self.remaining_ms()
+        return int((self.timeout_seconds - (time.monotonic() - self._started)) * 1000)
+
+
+@dataclass
+class Function:
+    logical_id: str
+    vendor: str
+    code_dir: Path
+    handler: str
+    layer_dirs: list[Path]
+    environment: dict[str, str]
+    timeout: float
+
+
+class LocalStack:
+    """The template's resources on moto. Use `LocalStack.start()` as a context manager."""
+
+    def __init__(self, parameters: dict[str, str] | None = None) -> None:
+        self.template = load_template()
+        self.parameters = {name: str(spec.get("Default", ""))
+                           for name, spec in self.template.get("Parameters", {}).items()}
+        self.parameters.update(parameters or {})
+        self.refs: dict[str, Any] = {**self.parameters, "AWS::Region": REGION, "AWS::AccountId": ACCOUNT,
+                                     "AWS::StackName": STACK, "AWS::Partition": "aws", "AWS::NoValue": None,
+                                     "AWS::URLSuffix": "amazonaws.com"}
+        self.attrs: dict[tuple[str, str], Any] = {}
+        self.conditions: dict[str, bool] = {}
+        self.functions: dict[str, Function] = {}
+
+    @classmethod
+    @contextmanager
+    def start(cls, parameters: dict[str, str] | None = None) -> Iterator[LocalStack]:
+        saved_env = dict(os.environ)
+        os.environ.update({"AWS_DEFAULT_REGION": REGION, "AWS_ACCESS_KEY_ID": "testing",
+                           "AWS_SECRET_ACCESS_KEY": "testing", "AWS_SESSION_TOKEN": "testing",
+                           "POWERTOOLS_TRACE_DISABLED": "true", "POWERTOOLS_METRICS_NAMESPACE": "auditlake",
+                           "POWERTOOLS_SERVICE_NAME": "auditlake"})
+        with mock_aws():
+            stack = cls(parameters)
+            stack._create_resources()
+            _reset_engine_clients()
+            try:
+                yield stack
+            finally:
+                _reset_engine_clients()
+                os.environ.clear()
+                os.environ.update(saved_env)
+
+    # -- resources -----------------------------------------------------------------------------------------
+
+    def resource(self, logical_id: str) -> dict[str, Any]:
+        return self.template["Resources"][logical_id]
+
+    def _resolve(self, value: Any) -> Any:
+        return resolve(value, self.refs, self.attrs, self.conditions)
+
+    def _create_resources(self) -> None:
+        self.conditions = {name: self._evaluate_condition(expr)
+                           for name, expr in self.template.get("Conditions", {}).items()}
+        resources = self.template["Resources"]
+        creators = {
+            "AWS::KMS::Key": self._create_key,
+            "AWS::S3::Bucket": self._create_bucket,
+            "AWS::DynamoDB::Table": self._create_table,
+            "AWS::SecretsManager::Secret": self._create_secret,
+            "AWS::Serverless::LayerVersion": self._note_layer,
+        }
+        later = {"AWS::Glue::Database": self._create_glue_database, "AWS::Glue::Table": self._create_glue_table,
+                 "AWS::Serverless::Function": self._note_function}
+        for phase in (creators, later):
+            for logical_id, spec in resources.items():
+                create = phase.get(spec["Type"])
+                if create and self.conditions.get(spec.get("Condition", ""), True):
+                    create(logical_id, spec.get("Properties", {}))
+
+    def _evaluate_condition(self, expr: Any) -> bool:
+        (op, args), = expr.items()
+        if op == "Fn::Equals":
+            left, right = (self._resolve(a) for a in args)
+            return str(left) == str(right)
+        if op == "Fn::Not":
+            return not self._evaluate_condition(args[0])
+        if op == "Fn::And":
+            return all(self._evaluate_condition(a) for a in args)
+        if op == "Fn::Or":
+            return any(self._evaluate_condition(a) for a in args)
+        if op == "Condition":
+            return self._evaluate_condition(self.template["Conditions"][args])
+        raise ValueError(f"unsupported condition {op}")
+
+    def _create_key(self, logical_id: str, props: dict[str, Any]) -> None:
+        key = boto3.client("kms").create_key(Description=str(self._resolve(props.get("Description", logical_id))))
+        self.refs[logical_id] = key["KeyMetadata"]["KeyId"]
+        self.attrs[(logical_id, "Arn")] = key["KeyMetadata"]["Arn"]
+
+    def _create_bucket(self, logical_id: str, props: dict[str, Any]) -> None:
+        s3 = boto3.client("s3")
+        name = f"{STACK}-{logical_id.lower()}-{uuid.uuid4().hex[:8]}"
+        s3.create_bucket(Bucket=name, ObjectLockEnabledForBucket=bool(self._resolve(props.get("ObjectLockEnabled",
+                                                                                              False))))
+        if props.get("VersioningConfiguration"):
+            status = self._resolve(props["VersioningConfiguration"]["Status"])
+            s3.put_bucket_versioning(Bucket=name, VersioningConfiguration={"Status": status})
+        encryption = self._resolve(props.get("BucketEncryption"))
+        if encryption:
+            # CloudFormation says ServerSideEncryptionByDefault where the API says ApplyServerSideEncryptionByDefault.
+            rules = [{("ApplyServerSideEncryptionByDefault" if k == "ServerSideEncryptionByDefault" else k): v
+                      for k, v in rule.items()} for rule in encryption["ServerSideEncryptionConfiguration"]]
+            s3.put_bucket_encryption(Bucket=name, ServerSideEncryptionConfiguration={"Rules": rules})
+        self.refs[logical_id] = name
+        self.attrs[(logical_id, "Arn")] = f"arn:aws:s3:::{name}"
+
+    def _create_table(self, logical_id: str, props: dict[str, Any]) -> None:
+        name = f"{STACK}-{logical_id}"
+        boto3.client("dynamodb").create_table(
+            TableName=name, KeySchema=props["KeySchema"], AttributeDefinitions=props["AttributeDefinitions"],
+            BillingMode=props.get("BillingMode", "PAY_PER_REQUEST"))
+        self.refs[logical_id] = name
+        self.attrs[(logical_id, "Arn")] = f"arn:aws:dynamodb:{REGION}:{ACCOUNT}:table/{name}"
+
+    def _create_secret(self, logical_id: str, props: dict[str, Any]) -> None:
+        arn = boto3.client("secretsmanager").create_secret(
+            Name=f"{STACK}/{logical_id}", SecretString=self._resolve(props.get("SecretString", "{}")))["ARN"]
+        self.refs[logical_id] = arn
+
+    def _create_glue_database(self, logical_id: str, props: dict[str, Any]) -> None:
+        database = self._resolve(props["DatabaseInput"])
+        database.setdefault("Name", f"{STACK}-{logical_id}".lower().replace("-", "_"))
+        boto3.client("glue").create_database(DatabaseInput=database)
+        self.refs[logical_id] = database["Name"]
+
+    def _create_glue_table(self, logical_id: str, props: dict[str, Any]) -> None:
+        table = self._resolve(props["TableInput"])
+        boto3.client("glue").create_table(DatabaseName=self._resolve(props["DatabaseName"]), TableInput=table)
+        self.refs[logical_id] = table["Name"]
+
+    def _note_layer(self, logical_id: str, props: dict[str, Any]) -> None:
+        content = PROJECT_ROOT / str(props["ContentUri"])
+        self.refs[logical_id] = f"arn:aws:lambda:{REGION}:{ACCOUNT}:layer:{logical_id}:1"
+        self.attrs[(logical_id, "path")] = content if content.name == "python" else content / "python"
+
+    def _note_function(self, logical_id: str, props: dict[str, Any]) -> None:
+        defaults = self.template.get("Globals", {}).get("Function", {})
+        environment = {**defaults.get("Environment", {}).get("Variables", {}),
+                       **props.get("Environment", {}).get("Variables", {})}
+        layers = props.get("Layers", defaults.get("Layers", []))
+        self.functions[logical_id] = Function(
+            logical_id=logical_id,
+            vendor=logical_id.removesuffix("Collector").lower(),
+            code_dir=PROJECT_ROOT / str(props.get("CodeUri", defaults.get("CodeUri"))),
+            handler=str(props.get("Handler", defaults.get("Handler"))),
+            layer_dirs=[self.attrs[(layer["Ref"], "path")] for layer in layers if isinstance(layer, dict)
+                        and "Ref" in layer and (layer["Ref"], "path") in self.attrs],
+            environment={k: str(self._resolve(v)) for k, v in environment.items()},
+            timeout=float(self._resolve(props.get("Timeout", defaults.get("Timeout", 3)))),
+        )
+        self.refs[logical_id] = f"{STACK}-{logical_id}"
+
+    # -- operating the stack --------------------------------------------------------------------------------
+
+    @property
+    def bucket(self) -> str:
+        return self.functions_env("ARCHIVE_BUCKET")
+
+    @property
+    def table(self) -> str:
+        return self.functions_env("STATE_TABLE")
+
+    def functions_env(self, name: str) -> str:
+        return next(iter(self.functions.values())).environment[name]
+
+    def put_secret(self, function_id: str, value: dict[str, Any] | str) -> None:
+        """Puts the vendor's token (and scope fields) into the function's secret, as an operator would."""
+        secret_id = self.functions[function_id].environment["SECRET_ID"]
+        boto3.client("secretsmanager").put_secret_value(
+            SecretId=secret_id, SecretString=value if isinstance(value, str) else json.dumps(value))
+        _reset_engine_clients()  # a warm Lambda would keep its cached secret for SECRET_MAX_AGE_SECONDS
+
+    def handler(self, function_id: str) -> Callable[[dict[str, Any], Any], dict[str, Any]]:
+        """Imports the handler as Lambda does: CodeUri and the layers' python/ dirs on sys.path."""
+        function = self.functions[function_id]
+        for path in (function.code_dir, *function.layer_dirs):
+            if str(path) not in sys.path:
+                sys.path.insert(0, str(path))
+        module_name, _, attribute = function.handler.rpartition(".")
+        return getattr(importlib.import_module(module_name), attribute)
+
+    def invoke(self, function_id: str, event: dict[str, Any] | None = None,
+               context: LambdaContext | None = None, environment: dict[str, str] | None = None) -> dict[str, Any]:
+        """Invokes a collector with its template environment (plus overrides), like one scheduled tick."""
+        function = self.functions[function_id]
+        handler = self.handler(function_id)
+        context = context or LambdaContext(function_name=self.refs[function_id], timeout_seconds=function.timeout)
+        saved = dict(os.environ)
+        os.environ.update(function.environment)
+        os.environ.update(environment or {})
+        try:
+            return handler(event if event is not None else {}, context)
+        finally:
+            os.environ.clear()
+            os.environ.update(saved)
+
+    def archived_records(self, vendor: str | None = None) -> list[dict[str, Any]]:
+        """Every record in the archive (optionally one vendor's), read back from the gzip objects."""
+        import gzip
+
+        s3 = boto3.client("s3")
+        prefix = f"events/vendor={vendor}/" if vendor else "events/"
+        records = []
+        for page in s3.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=prefix):
+            for item in page.get("Contents", []):
+                body = s3.get_object(Bucket=self.bucket, Key=item["Key"])["Body"].read()
+                for line in gzip.decompress(body).decode().splitlines():
+                    records.append({**json.loads(line), "_key": item["Key"]})
+        return records
+
+
+def _reset_engine_clients() -> None:
+    if "auditlake.aws" in sys.modules:
+        sys.modules["auditlake.aws"].reset()
