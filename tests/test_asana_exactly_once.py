@@ -204,7 +204,7 @@ def test_expired_offset_resumes_without_loss(stack: LocalStack, asana: AsanaSimu
     asana.on_request = lambda _request: budget.__setitem__("ms", budget["ms"] - 3_000)
     outcomes = run_until_caught_up(stack, clock, make_context=new_context)
     assert len(outcomes) >= 3
-    assert asana.stats()["offsets_rejected"] >= 2
+    assert sum(r.status == 400 for r in asana.requests_log) >= 2  # the expired offsets were really used
     assert_exactly_once("expired offsets", stack, asana)
 
 
