@@ -14,6 +14,8 @@ Where the docs are silent, the choice made here is marked "Docs are silent:" and
 from __future__ import annotations
 
 import base64
+import contextlib
+import gc
 import hashlib
 import hmac
 import json
@@ -22,12 +24,12 @@ import re
 import time
 from bisect import bisect_left, bisect_right
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from operator import attrgetter
 from random import Random
-from typing import Any
+from typing import Any, NamedTuple
 from urllib.parse import urlencode
 
 from auditlake_local.simulators.base import FaultPlan, RequestRecord, SimRequest, SimResponse, VendorSimulator
@@ -83,8 +85,7 @@ class _ApiError(Exception):
         self.message = message
 
 
-@dataclass(frozen=True, slots=True)
-class _Stored:
+class _Stored(NamedTuple):  # a tuple: a million of them must be cheap to build
     key: _Key
     event: dict[str, Any]
     event_type: str | None
@@ -167,7 +168,7 @@ class AsanaSimulator(VendorSimulator):
         Events are served as given (treat them as read-only afterwards). gids must be unique.
         """
         new: list[_Stored] = []
-        with self._lock:
+        with self._lock, _gc_paused():
             for event in events:
                 gid = event["gid"]
                 if not isinstance(gid, str) or gid in self._gids:
@@ -441,6 +442,7 @@ def _unb64(text: str) -> bytes:
     return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
 
 
+_OCTETS = tuple(range(1, 255))
 _ADJECTIVES = ("sad", "happy", "brave", "sleepy", "clever", "gentle", "quiet", "lucky", "tiny", "jolly")
 _NOUNS = ("squid", "otters", "llamas", "pandas", "herons", "badgers", "koalas", "walruses", "moths", "geckos")
 _VERBS = ("snuggle", "wander", "juggle", "giggle", "tumble", "whistle", "paddle", "ponder", "scurry", "dance")
@@ -500,43 +502,47 @@ class _Org:
         self.people = [self._person(index) for index in range(size)]
         self.admins = self.people[: max(1, size // 20)]
 
+    def pick[T](self, options: Sequence[T]) -> T:
+        """`rng.choice`, about three times faster: generation time is dominated by these picks."""
+        return options[int(self.rng.random() * len(options))]
+
     def gid(self) -> str:
-        """A fresh 16-digit numeric gid, like Asana's."""
+        """A fresh 16-digit numeric gid, like Asana's (9e15 < 2**53: a float draw reaches every value)."""
         while True:
-            gid = str(self.rng.randrange(10**15, 10**16))
+            gid = str(10**15 + int(self.rng.random() * 9 * 10**15))
             if gid not in self.used_gids:
                 self.used_gids.add(gid)
                 return gid
 
     def _person(self, index: int) -> _Person:
-        first, last = self.rng.choice(_FIRST), self.rng.choice(_LAST)
+        first, last = self.pick(_FIRST), self.pick(_LAST)
         email = f"{first}.{last}{index}@example.com".lower().replace(" ", "")
-        ip = f"{self.rng.choice(('192.0.2', '198.51.100', '203.0.113'))}.{self.rng.randrange(1, 255)}"
+        ip = f"{self.pick(('192.0.2', '198.51.100', '203.0.113'))}.{self.pick(_OCTETS)}"
         return _Person(self.gid(), f"{first} {last}", email, ip)
 
     def someone(self) -> _Person:
-        return self.rng.choice(self.people)
+        return self.pick(self.people)
 
     def admin(self) -> _Person:
-        return self.rng.choice(self.admins)
+        return self.pick(self.admins)
 
     def context(self, person: _Person | None) -> dict[str, Any]:
         """Where a person acted from: mostly the web app, sometimes desktop, mobile or the API."""
         roll = self.rng.random()
-        ip = person.ip if person is not None else f"203.0.113.{self.rng.randrange(1, 255)}"
+        ip = person.ip if person is not None else f"203.0.113.{self.pick(_OCTETS)}"
         if roll < 0.72:
-            return {"context_type": "web", "client_ip_address": ip, "user_agent": self.rng.choice(_BROWSERS)}
+            return {"context_type": "web", "client_ip_address": ip, "user_agent": self.pick(_BROWSERS)}
         if roll < 0.86:
             return {"context_type": "desktop", "client_ip_address": ip, "user_agent": _DESKTOP_AGENT}
         if roll < 0.95:
-            return {"context_type": "mobile", "client_ip_address": ip, "user_agent": self.rng.choice(_MOBILE_AGENTS)}
-        return self.api_context(ip, self.rng.choice(("oauth", "personal_access_token", "service_account")))
+            return {"context_type": "mobile", "client_ip_address": ip, "user_agent": self.pick(_MOBILE_AGENTS)}
+        return self.api_context(ip, self.pick(("oauth", "personal_access_token", "service_account")))
 
     def api_context(self, ip: str, method: str) -> dict[str, Any]:
         context = {"context_type": "api", "api_authentication_method": method, "client_ip_address": ip,
-                   "user_agent": self.rng.choice(_API_AGENTS)}
+                   "user_agent": self.pick(_API_AGENTS)}
         if method == "oauth":
-            context["oauth_app_name"] = self.rng.choice(_OAUTH_APPS)
+            context["oauth_app_name"] = self.pick(_OAUTH_APPS)
         return context
 
 
@@ -546,7 +552,7 @@ _Parts = tuple[dict[str, Any], dict[str, Any], dict[str, Any], dict[str, Any]]
 
 def _login(org: _Org) -> _Parts:
     user = org.someone()
-    return user.actor(), user.resource(), {"method": [org.rng.choice(("SAML", "ONE_TIME_KEY"))]}, org.context(user)
+    return user.actor(), user.resource(), {"method": [org.pick(("SAML", "ONE_TIME_KEY"))]}, org.context(user)
 
 
 def _logout(org: _Org) -> _Parts:
@@ -577,34 +583,34 @@ def _provisioning(org: _Org) -> _Parts:
     user = org.someone()
     if org.rng.random() < 0.5:  # SCIM from the identity provider
         return ({"actor_type": "external_administrator"}, user.resource(), {},
-                org.api_context(f"198.51.100.{org.rng.randrange(1, 255)}", "service_account"))
+                org.api_context(f"198.51.100.{org.pick(_OCTETS)}", "service_account"))
     admin = org.admin()
     return admin.actor(), user.resource(), {}, org.context(admin)
 
 
 def _admin_role_changed(org: _Org) -> _Parts:
     admin, user = org.admin(), org.someone()
-    old, new = org.rng.choice((("member", "domain_admin"), ("domain_admin", "member"), ("member", "super_admin")))
+    old, new = org.pick((("member", "domain_admin"), ("domain_admin", "member"), ("member", "super_admin")))
     details = {"group": dict(org.workspace), "old_value": old, "new_value": new}
     return admin.actor(), user.resource(), details, org.context(admin)
 
 
 def _email_domain_added(org: _Org) -> _Parts:
     admin = org.admin()
-    details = {"new_value": f"{org.rng.choice(('corp', 'eu', 'labs', 'acquired'))}.example.com"}
+    details = {"new_value": f"{org.pick(('corp', 'eu', 'labs', 'acquired'))}.example.com"}
     return admin.actor(), dict(org.workspace), details, org.context(admin)
 
 
 def _app_approvals_changed(org: _Org) -> _Parts:
     admin = org.admin()
-    old, new = org.rng.choice((("off", "all_apps"), ("all_apps", "off")))
+    old, new = org.pick((("off", "all_apps"), ("all_apps", "off")))
     return admin.actor(), dict(org.workspace), {"old_value": old, "new_value": new}, org.context(admin)
 
 
 def _team_privacy_changed(org: _Org) -> _Parts:
     user = org.someone()
-    team = {"resource_type": "team", "gid": org.gid(), "name": org.rng.choice(_TEAM_NAMES)}
-    old, new = org.rng.choice((("members_only", "public"), ("public", "members_only"), ("public", "secret")))
+    team = {"resource_type": "team", "gid": org.gid(), "name": org.pick(_TEAM_NAMES)}
+    old, new = org.pick((("members_only", "public"), ("public", "members_only"), ("public", "secret")))
     return user.actor(), team, {"old_value": old, "new_value": new}, org.context(user)
 
 
@@ -616,13 +622,13 @@ def _export_started(org: _Org) -> _Parts:
 def _service_account_created(org: _Org) -> _Parts:
     admin = org.admin()
     account = {"resource_type": "user", "gid": org.gid(),
-               "name": f"{org.rng.choice(('Splunk', 'Datadog', 'Okta', 'Slack'))} Service Account"}
+               "name": f"{org.pick(('Splunk', 'Datadog', 'Okta', 'Slack'))} Service Account"}
     return admin.actor(), account, {}, org.context(admin)
 
 
 def _task_deleted(org: _Org) -> _Parts:
-    task = {"resource_type": "task", "resource_subtype": org.rng.choice(("default_task", "default_task", "milestone")),
-            "gid": org.gid(), "name": org.rng.choice(_TASK_NAMES)}
+    task = {"resource_type": "task", "resource_subtype": org.pick(("default_task", "default_task", "milestone")),
+            "gid": org.gid(), "name": org.pick(_TASK_NAMES)}
     if org.rng.random() < 0.1:  # deleted by an automation rule
         return ({"actor_type": "asana"}, task, {},
                 {"context_type": "asana", "rule_name": "When task is moved to Done, delete it"})
@@ -632,7 +638,7 @@ def _task_deleted(org: _Org) -> _Parts:
 
 def _project_deleted(org: _Org) -> _Parts:
     user = org.someone()
-    project = {"resource_type": "project", "gid": org.gid(), "name": org.rng.choice(_PROJECT_NAMES)}
+    project = {"resource_type": "project", "gid": org.gid(), "name": org.pick(_PROJECT_NAMES)}
     return user.actor(), project, {}, org.context(user)
 
 
@@ -673,19 +679,34 @@ def generate_events(count: int, start: datetime, end: datetime, seed: int, *,
     rng = Random(seed)
     org = _Org(rng, size=max(8, min(500, count // 50 + 8)))
     start_ms, end_ms = _to_us(start) // 1000, _to_us(end) // 1000
-    times = sorted(rng.randrange(start_ms, max(end_ms, start_ms + 1)) for _ in range(count))
-    for index in range(1, count):
-        if rng.random() < burst_rate:
-            times[index] = times[index - 1]
-    kinds = rng.choices(_CATALOGUE, cum_weights=_CUM_WEIGHTS, k=count)
+    span, draw = max(end_ms - start_ms, 1), rng.random
     events: list[dict[str, Any]] = []
-    last_second, prefix = -1, ""
-    for created_ms, (event_type, category, _, make) in zip(times, kinds, strict=True):
-        second = created_ms // 1000
-        if second != last_second:  # formatting once per second keeps a million events fast
-            last_second, prefix = second, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
-        actor, resource, details, context = make(org)
-        events.append({"gid": org.gid(), "created_at": f"{prefix}.{created_ms % 1000:03d}Z", "event_type": event_type,
-                       "event_category": category, "actor": actor, "resource": resource, "details": details,
-                       "context": context})
+    with _gc_paused():
+        times = sorted(start_ms + int(draw() * span) for _ in range(count))
+        for index in range(1, count):
+            if draw() < burst_rate:
+                times[index] = times[index - 1]
+        kinds = rng.choices(_CATALOGUE, cum_weights=_CUM_WEIGHTS, k=count)
+        last_second, prefix = -1, ""
+        for created_ms, (event_type, category, _, make) in zip(times, kinds, strict=True):
+            second = created_ms // 1000
+            if second != last_second:  # formatting once per second keeps a million events fast
+                last_second, prefix = second, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+            actor, resource, details, context = make(org)
+            events.append({"gid": org.gid(), "created_at": f"{prefix}.{created_ms % 1000:03d}Z",
+                           "event_type": event_type, "event_category": category, "actor": actor,
+                           "resource": resource, "details": details, "context": context})
     return events
+
+
+@contextlib.contextmanager
+def _gc_paused() -> Iterator[None]:
+    """Building a million small dicts makes the cyclic GC rescan them over and over; nothing built here forms a
+    cycle, so collection can wait until the end."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
