@@ -1,4 +1,4 @@
-"""template.yaml's security and contract rules, asserted by parsing it (the heavy tools run in scripts/check_template.sh).
+"""template.yaml's security and contract rules, asserted by parsing it (heavy tools: scripts/check_template.sh).
 
 Collector rules are checked for every `AWS::Serverless::Function` whose logical id ends with `Collector`; the vendor
 is the id's prefix lowercased (AsanaCollector -> asana), so a new vendor is covered the moment it is added.
@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from auditlake_local.template import PROJECT_ROOT, load_template, resolve
 
 TEMPLATE = load_template()
@@ -168,7 +167,7 @@ def policy_problems(statements: list[dict[str, Any]], vendor: str, *, secret_arn
                 problems.append(f"{sid}: action of another service {action}")
             if any(fnmatch.fnmatchcase(action, pattern) for pattern in FORBIDDEN_S3_ACTION_PATTERNS):
                 problems.append(f"{sid}: forbidden action {action}")
-        if any(not isinstance(r, str) or "*" == r for r in resources):
+        if any(not isinstance(r, str) or r == "*" for r in resources):
             problems.append(f"{sid}: wildcard or unresolved resource {resources}")
         services = {a.split(":")[0] for a in actions}
         if "secretsmanager" in services:

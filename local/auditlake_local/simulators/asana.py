@@ -269,7 +269,7 @@ class AsanaSimulator(VendorSimulator):
                 # on the next poll, but a late event whose created_at sorts BEFORE it is never returned by this
                 # stream. That is how a position-based stream behaves, and why collectors need an overlap window
                 # (re-query from an earlier start_at, dedup by gid) to catch late events.
-                low = max(low, bisect_right(self._entries, position, key=attrgetter("key")))
+                low = max(low, bisect_left(self._entries, position, key=attrgetter("key")))
             page: list[_Stored] = []
             for index in range(low, high):
                 entry = self._entries[index]
