@@ -3,7 +3,9 @@ SHELL := /bin/bash
 VENV := .venv
 TOOLS := .tools
 # Lambda runs python3.13, and `sam build` needs that interpreter on PATH.
-PYTHON313 := $(shell command -v python3.13 2>/dev/null || ls -d $$(pyenv root 2>/dev/null)/versions/3.13*/bin/python3.13 2>/dev/null | tail -n 1)
+# (A pyenv shim answers `command -v` even when it can't run 3.13, so each candidate is tried.)
+PYTHON313 := $(shell for p in python3.13 $$(pyenv root 2>/dev/null)/versions/3.13*/bin/python3.13; do \
+	"$$p" -c "import sys" >/dev/null 2>&1 && command -v "$$p" && break; done)
 PY := $(VENV)/bin/python
 export SAM_CLI_TELEMETRY := 0
 export PATH := $(dir $(PYTHON313)):$(PATH)
