@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -14,7 +15,7 @@ from auditlake import http, timeutil
 from auditlake_local.simulators import AsanaSimulator, SimulatorAdapter
 from auditlake_local.stack import LambdaContext, LocalStack
 
-ASANA_TOKEN = "asana-sa-token-4f1d0c9e7b2a"  # noqa: S105 - a test token; the suite checks it never leaks
+ASANA_TOKEN = "asana-sa-token-4f1d0c9e7b2a"
 ASANA_WORKSPACE = "1200000000000001"
 ASANA_BASE = "https://asana.test/api/1.0"
 TICK = timedelta(minutes=5)
@@ -90,8 +91,6 @@ class ArchiveCheck:
 
 def check_archive(stack: LocalStack, vendor: str, truth: dict[str, dict[str, Any]]) -> ArchiveCheck:
     """The whole archive of one vendor against the simulator's ground truth."""
-    import json
-
     records = stack.archived_records(vendor)
     counts = Counter(r["event_id"] for r in records)
     mismatched = sum(1 for r in records if r["event_id"] in truth and json.loads(r["raw"]) != truth[r["event_id"]])

@@ -14,7 +14,7 @@ from auditlake import http
 from auditlake.deadline import Deadline
 from auditlake.errors import DeadlineReached, MalformedResponse, VendorError
 
-TOKEN = "tok-3141592653"  # noqa: S105
+TOKEN = "tok-3141592653"
 
 
 class Canned(BaseAdapter):
@@ -104,6 +104,6 @@ def test_truncated_json_is_retried_and_html_is_refused(pauses: list[float]) -> N
 
 def test_redirects_are_never_followed() -> None:
     adapter = Canned((302, {"Location": "https://elsewhere.test/steal"}, b""))
-    with pytest.raises(VendorError, match="redirect.*not followed"):
+    with pytest.raises(VendorError, match=r"redirect.*not followed"):
         client(adapter).get("/x")
     assert [r.url for r in adapter.sent] == ["https://vendor.test/api/x"]

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from auditlake_local.template import PROJECT_ROOT, load_template, resolve
 
 TEMPLATE = load_template()
@@ -27,7 +28,7 @@ ENV_CONTRACT = {
     "HTTP_MAX_ATTEMPTS", "SECRET_MAX_AGE_SECONDS", "POWERTOOLS_SERVICE_NAME", "POWERTOOLS_METRICS_NAMESPACE",
     "LOG_LEVEL",
 }
-FIXED_ENV = {"PAGE_SIZE": "100", "DEADLINE_MARGIN_SECONDS": "60", "MAX_OBJECT_EVENTS": "20000",
+FIXED_ENV = {"PAGE_SIZE": "100", "DEADLINE_MARGIN_SECONDS": "60", "MAX_OBJECT_EVENTS": "10000",
              "HTTP_TIMEOUT_SECONDS": "30", "HTTP_MAX_ATTEMPTS": "5", "SECRET_MAX_AGE_SECONDS": "300",
              "POWERTOOLS_SERVICE_NAME": "auditlake", "POWERTOOLS_METRICS_NAMESPACE": "auditlake", "LOG_LEVEL": "INFO"}
 PARAMETER_ENV = {"LAG_SECONDS": ("CollectionLagSeconds", 120), "OVERLAP_SECONDS": ("LateEventOverlapSeconds", 600),

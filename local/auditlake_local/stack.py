@@ -7,6 +7,7 @@ skips secrets, Glue and bucket policies, hence the direct boto3 calls.
 
 from __future__ import annotations
 
+import gzip
 import importlib
 import json
 import os
@@ -249,8 +250,6 @@ class LocalStack:
 
     def archived_records(self, vendor: str | None = None) -> list[dict[str, Any]]:
         """Every record in the archive (optionally one vendor's), read back from the gzip objects."""
-        import gzip
-
         s3 = boto3.client("s3")
         prefix = f"events/vendor={vendor}/" if vendor else "events/"
         records = []

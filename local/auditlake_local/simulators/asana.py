@@ -168,16 +168,18 @@ class AsanaSimulator(VendorSimulator):
         Events are served as given (treat them as read-only afterwards). gids must be unique.
         """
         new: list[_Stored] = []
+        batch: set[str] = set()
         with self._lock, _gc_paused():
             for event in events:
                 gid = event["gid"]
-                if not isinstance(gid, str) or gid in self._gids:
+                if not isinstance(gid, str) or gid in self._gids or gid in batch:
                     raise ValueError(f"event gid must be a unique string, got {gid!r}")
-                self._gids.add(gid)
+                batch.add(gid)
                 actor, resource = event.get("actor") or {}, event.get("resource") or {}
                 created = datetime.fromisoformat(event["created_at"])
                 new.append(_Stored(_event_key(_to_us(created), gid), event, event.get("event_type"),
                                    actor.get("actor_type"), actor.get("gid"), resource.get("gid")))
+            self._gids |= batch  # only once the whole batch is valid: a refused batch leaves no trace
             if published:
                 self._insert(new)
             else:
@@ -269,7 +271,7 @@ class AsanaSimulator(VendorSimulator):
                 # on the next poll, but a late event whose created_at sorts BEFORE it is never returned by this
                 # stream. That is how a position-based stream behaves, and why collectors need an overlap window
                 # (re-query from an earlier start_at, dedup by gid) to catch late events.
-                low = max(low, bisect_left(self._entries, position, key=attrgetter("key")))
+                low = max(low, bisect_right(self._entries, position, key=attrgetter("key")))
             page: list[_Stored] = []
             for index in range(low, high):
                 entry = self._entries[index]
