@@ -15,6 +15,8 @@ from auditlake_local.stack import LocalStack
 
 DEMO_TOKEN = "demo-service-account-token"  # noqa: S105 - the simulator's own token, not a credential
 WORKSPACE_GID = "1201234567890123"
+# The collectors' JSON logs and metrics are for CloudWatch; the demo prints its own summary instead.
+QUIET = {"LOG_LEVEL": "WARNING", "POWERTOOLS_METRICS_DISABLED": "true"}
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -34,7 +36,7 @@ def main(argv: list[str] | None = None) -> None:
         tick = 0
         while True:
             tick += 1
-            summary = stack.invoke("AsanaCollector")
+            summary = stack.invoke("AsanaCollector", environment=QUIET)
             stream = summary["streams"][0]
             print(f"tick {tick}: {summary['status']:<8} archived {stream['events_archived']:>6} events in "
                   f"{stream['objects_written']} objects, {summary['http']['requests']} HTTP requests, "
@@ -46,7 +48,7 @@ def main(argv: list[str] | None = None) -> None:
 
 
 def _idle_tick(stack: LocalStack) -> str:
-    summary = stack.invoke("AsanaCollector")
+    summary = stack.invoke("AsanaCollector", environment=QUIET)
     return (f"{summary['http']['requests']} HTTP request, {summary['s3']['objects']} S3 writes, "
             f"{summary['dynamodb_operations']} DynamoDB operations")
 

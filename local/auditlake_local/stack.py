@@ -237,12 +237,13 @@ class LocalStack:
                context: LambdaContext | None = None, environment: dict[str, str] | None = None) -> dict[str, Any]:
         """Invokes a collector with its template environment (plus overrides), like one scheduled tick."""
         function = self.functions[function_id]
-        handler = self.handler(function_id)
         context = context or LambdaContext(function_name=self.refs[function_id], timeout_seconds=function.timeout)
         saved = dict(os.environ)
         os.environ.update(function.environment)
         os.environ.update(environment or {})
         try:
+            # Imported with the function's environment in place, as Lambda's init phase would.
+            handler = self.handler(function_id)
             return handler(event if event is not None else {}, context)
         finally:
             os.environ.clear()
