@@ -41,8 +41,11 @@ def text(value: Any) -> str | None:
     """A column value as text: ids may arrive as numbers; empty strings mean absent."""
     if value is None or value == "":
         return None
-    return value if isinstance(value, str) else json.dumps(value, separators=(",", ":")) \
-        if isinstance(value, dict | list) else str(value)
+    if isinstance(value, str):
+        return value
+    if isinstance(value, dict | list):
+        return json.dumps(value, separators=(",", ":"))
+    return str(value)
 
 
 _encode = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
