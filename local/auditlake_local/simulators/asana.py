@@ -197,6 +197,9 @@ class AsanaSimulator(VendorSimulator):
         with self._lock:
             self._offset_epoch += 1
 
+    def expire_cursors(self) -> None:
+        self.expire_offsets()
+
     def ground_truth(self) -> dict[str, dict[str, Any]]:
         """gid -> event for every event a client can currently retrieve: published, captured (created_at not in
         the future), on or after 2021-10-08 and not yet deleted by the 90-day retention."""

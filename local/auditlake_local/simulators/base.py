@@ -23,7 +23,7 @@ import threading
 import traceback
 from abc import ABC, abstractmethod
 from collections import Counter
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -243,6 +243,26 @@ class VendorSimulator(ABC):
     @abstractmethod
     def route(self, request: SimRequest) -> SimResponse:
         """The vendor's behaviour for one request."""
+
+    # --- the test hooks every vendor simulator offers, so scenarios run the same against each vendor ---------------
+
+    @abstractmethod
+    def add_events(self, events: Iterable[dict[str, Any]], *, published: bool = True) -> None:
+        """Captures events, as the vendor would serve them. Unpublished ones stay invisible until
+        `publish_pending()`: an event the vendor makes visible only after its own timestamp (a late event)."""
+
+    @abstractmethod
+    def publish_pending(self) -> int:
+        """Makes every late event visible; returns how many."""
+
+    @abstractmethod
+    def expire_cursors(self) -> None:
+        """Every paging cursor issued so far is rejected from now on, the way the vendor rejects expired ones.
+        A vendor whose paging has no expiring cursor (timestamps, offsets) documents that this does nothing."""
+
+    @abstractmethod
+    def ground_truth(self) -> dict[str, dict[str, Any]]:
+        """Every event a client can retrieve right now, each exactly as served, keyed by a simulator-unique id."""
 
     @abstractmethod
     def rate_limited_response(self, retry_after: int) -> SimResponse:

@@ -58,11 +58,13 @@ class StreamResult:
 
 @dataclass
 class _Part:
-    """A part being filled: its objects' builder, its events' (id, time), and the cursor after its last page."""
+    """A part being filled: its objects' builder, its events' (id, time), the cursor after its last page and the
+    ids on that page."""
 
     builder: PartBuilder
     events: dict[str, datetime]
     cursor: Any | None
+    last_page_ids: set[str]
 
 
 class Collector:
@@ -172,7 +174,7 @@ class _StreamRun:
         if done_until is None:
             start = now - self.settings.initial_lookback
             if self.adapter.retention is not None:
-                start = max(start, now - self.adapter.retention)
+                start = max(start, now - self.adapter.retention + self.adapter.retention_margin)
             if self.adapter.earliest is not None:
                 start = max(start, self.adapter.earliest)
         else:
@@ -197,7 +199,8 @@ class _StreamRun:
         window = self.state.window
         assert window is not None
         while True:
-            part = _Part(PartBuilder(self.c.vendor, self.stream_key, window.id, window.part), {}, window.cursor)
+            part = _Part(PartBuilder(self.c.vendor, self.stream_key, window.id, window.part), {}, window.cursor,
+                         window.last_page_ids)
             stop: BaseException | None = None
             exhausted = cursor_expired = False
             try:
@@ -241,17 +244,19 @@ class _StreamRun:
         """Adds a page's new events to the part, all or nothing: a page with an unreadable event is refused whole."""
         collected_at = timeutil.to_iso(self.c.now())
         fresh: dict[str, tuple[datetime, bytes]] = {}
+        page_ids: set[str] = set()
         for index, event in enumerate(events):
             try:
                 if not isinstance(event, dict):
                     raise TypeError(f"an event is a {type(event).__name__}, not an object")
                 event_id = self.adapter.event_id(event)
                 event_time = self.adapter.event_time(event)
+                page_ids.add(event_id)
                 if not window.start <= event_time < window.end:
                     self.result.out_of_window += 1  # the window that covers it collects it
                     continue
                 if event_id in self.state.seen or event_id in window.skip or event_id in part.events \
-                        or event_id in fresh:
+                        or event_id in part.last_page_ids or event_id in fresh:
                     self.result.duplicates_skipped += 1
                     continue
                 fresh[event_id] = (event_time, record_line(
@@ -263,6 +268,7 @@ class _StreamRun:
         for event_id, (event_time, line) in fresh.items():
             part.events[event_id] = event_time
             part.builder.add(event_time, line)
+        part.last_page_ids = page_ids
 
     def _commit(self, part: _Part, window: WindowState, exhausted: bool) -> None:
         """Writes the part (intent, objects, commit); a part without new events only moves the cursor."""
@@ -270,6 +276,7 @@ class _StreamRun:
             # At the window's end the completion follows; a crash before it re-reads one empty page.
             if not exhausted and part.cursor != window.cursor:
                 window.cursor = part.cursor
+                window.last_page_ids = part.last_page_ids
                 self.c.save(self.state)
             return
         self.state.intent = Intent(part=window.part, keys=part.builder.keys())
@@ -279,6 +286,7 @@ class _StreamRun:
             self.result.objects_written += 1
         self.state.intent = None
         window.cursor = part.cursor
+        window.last_page_ids = part.last_page_ids
         window.part += 1
         self._remember(window, part.events)
         self.c.save(self.state)

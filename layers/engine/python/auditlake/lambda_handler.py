@@ -50,7 +50,7 @@ def collect(adapter_class: type[VendorAdapter], settings: Settings, context: Any
     deadline = Deadline(context.get_remaining_time_in_millis, settings.deadline_margin)
     secret = load_secret(vendor, settings.secret_id, adapter_class.secret_fields, settings.secret_max_age)
     http = HttpClient(
-        vendor, secret.get("base_url") or adapter_class.default_base_url,
+        vendor, adapter_class.base_url(secret),
         headers=adapter_class.auth_headers(secret), error_details=adapter_class.error_details, deadline=deadline,
         timeout=settings.http_timeout, max_attempts=settings.http_max_attempts, secrets=secret.values(),
     )

@@ -6,7 +6,8 @@ and on still owning the lease, so a run that lost its stream can never move the 
 - `done_until`: every window before it is complete (late events included, as far as the overlap reaches).
 - `seen`: ids archived at or after `done_until - overlap`: the next window re-reads that span and skips them.
 - `window`: the window in progress: its bounds, the vendor's cursor, the next part number, the newest (or
-  oldest) event time archived and its ids (where to resume if the vendor's cursor expires), and ids to skip.
+  oldest) event time archived and its ids (where to resume if the vendor's cursor expires), ids to skip, and
+  the ids of the last page fetched (offset paging may repeat them).
 - `intent`: the keys of the part being written, recorded before the S3 writes, so a crash between the writes
   and the cursor commit is recognised (and the written objects read back) by the next run.
 """
@@ -41,6 +42,9 @@ class WindowState:
     frontier_time: datetime | None = None
     frontier_ids: set[str] = field(default_factory=set)
     skip: set[str] = field(default_factory=set)
+    # Every id of the last page fetched: offset paging shifts when the vendor inserts late events, and the next
+    # page then repeats the tail of this one.
+    last_page_ids: set[str] = field(default_factory=set)
 
 
 @dataclass
@@ -148,6 +152,7 @@ def _to_item(state: StreamState) -> dict[str, Any]:
             "frontier_time": to_iso(window.frontier_time) if window.frontier_time else None,
             "frontier_ids": pack_ids(window.frontier_ids),
             "skip": pack_ids(window.skip),
+            "last_page_ids": pack_ids(window.last_page_ids),
         },
         "intent": None if state.intent is None else {"part": state.intent.part, "keys": state.intent.keys},
         "newest_event_time": to_iso(state.newest_event_time) if state.newest_event_time else None,
@@ -178,6 +183,7 @@ def _from_item(item: dict[str, Any]) -> StreamState:
             frontier_time=parse_time(window["frontier_time"]) if window.get("frontier_time") else None,
             frontier_ids=set(_unpack(window["frontier_ids"])),
             skip=set(_unpack(window["skip"])),
+            last_page_ids=set(_unpack(window["last_page_ids"])) if window.get("last_page_ids") else set(),
         ),
         intent=None if not intent else Intent(part=int(intent["part"]), keys=list(intent["keys"])),
         newest_event_time=parse_time(item["newest_event_time"]) if item.get("newest_event_time") else None,

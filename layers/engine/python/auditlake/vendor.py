@@ -47,6 +47,8 @@ class VendorAdapter(ABC):
     secret_fields: ClassVar[tuple[str, ...]]
     order: ClassVar[Order]
     retention: ClassVar[timedelta | None] = None  # events older than this are gone at the vendor
+    # A first window starts this far inside the retention, for vendors whose paging shifts when old events expire.
+    retention_margin: ClassVar[timedelta] = timedelta(0)
     earliest: ClassVar[datetime | None] = None  # the vendor has no events before this
     max_window: ClassVar[timedelta | None] = None  # the longest span one query may cover
 
@@ -54,6 +56,12 @@ class VendorAdapter(ABC):
         self.secret = secret
         self.http = http
         self.page_size = page_size
+
+    @classmethod
+    def base_url(cls, secret: Mapping[str, str]) -> str:
+        """Where the vendor's API is: the secret's `base_url` when set (a proxy, a simulator), else the vendor's
+        own host. Vendors with regional hosts derive it from the secret's scope fields."""
+        return secret.get("base_url") or cls.default_base_url
 
     @classmethod
     @abstractmethod
