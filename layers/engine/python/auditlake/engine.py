@@ -47,6 +47,7 @@ class StreamResult:
     objects_written: int = 0
     pages_fetched: int = 0
     windows_completed: int = 0
+    cursors_expired: int = 0
     done_until: str | None = None
     newest_event_time: str | None = None
     backlog_seconds: float = 0.0
@@ -209,6 +210,7 @@ class _StreamRun:
                 log.warning("vendor cursor no longer accepted; resuming the window from what is archived",
                             extra={"stream": self.state.key, "reason": str(exc)})
                 cursor_expired = True
+                self.result.cursors_expired += 1
             except DeadlineReached as exc:
                 log.info("deadline near while fetching", extra={"stream": self.state.key, "reason": str(exc)})
                 stop = exc

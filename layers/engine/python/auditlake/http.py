@@ -17,6 +17,7 @@ from typing import Any
 
 import requests
 
+from auditlake import timeutil
 from auditlake.deadline import Deadline
 from auditlake.errors import DeadlineReached, MalformedResponse, VendorError
 
@@ -147,8 +148,9 @@ def _parse_body(response: requests.Response) -> Any:
         return _Unparsed(response.content.decode("utf-8", errors="replace"))
 
 
-def retry_after_seconds(response: requests.Response, now: Callable[[], float] = time.time) -> float | None:
+def retry_after_seconds(response: requests.Response, now: Callable[[], float] | None = None) -> float | None:
     """The wait the vendor asks for: `Retry-After` (seconds or HTTP date) or `X-RateLimit-Reset` (epoch seconds)."""
+    now = now or (lambda: timeutil.now().timestamp())  # the engine's one clock
     retry_after = response.headers.get("Retry-After")
     if retry_after:
         try:
