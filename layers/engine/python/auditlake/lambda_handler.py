@@ -58,11 +58,14 @@ def collect(adapter_class: type[VendorAdapter], settings: Settings, context: Any
     store = StateStore(aws.client("dynamodb"), settings.state_table)
     archive = Archive(aws.client("s3"), settings.archive_bucket, settings.kms_key_arn)
     owner = f"{getattr(context, 'aws_request_id', None) or 'local'}/{uuid.uuid4().hex[:8]}"
-    collector = Collector(adapter, settings, store, archive, deadline, owner)
 
     results: list[StreamResult] = []
     failures: list[str] = []
-    for stream in adapter.streams():
+    streams = adapter.streams()
+    for index, stream in enumerate(streams):
+        # Streams share the invocation: each may spend an even share of what is left, so one stream's backlog
+        # never starves the others.
+        collector = Collector(adapter, settings, store, archive, deadline.share(len(streams) - index), owner)
         with tracer.provider.in_subsegment(f"## {vendor} stream") as subsegment:
             subsegment.put_annotation("stream", stream)
             try:
