@@ -87,7 +87,7 @@ def test_retry_after_is_honoured(stack: LocalStack, world: World, clock: Clock, 
     run_until_caught_up(stack, world, clock)
     waits = pauses.seconds[:2]
     assert len(waits) == 2
-    if world.says_when_to_retry:  # Retry-After, or a reset time in whole epoch seconds (so within 1 s)
+    if world.traits.says_when_to_retry:  # Retry-After, or a reset time in whole epoch seconds (so within 1 s)
         asked = world.simulator.fault_retry_after
         assert all(asked - 1 <= wait <= asked + 1 for wait in waits), waits
     assert_exactly_once("http:retry_after", stack, world)
@@ -204,7 +204,7 @@ def test_late_events_within_the_overlap(stack: LocalStack, world: World, clock: 
 
 
 def test_expired_cursor_resumes_without_loss(stack: LocalStack, world: World, clock: Clock) -> None:
-    if not world.cursors_expire:
+    if not world.traits.cursors_expire:
         pytest.skip(f"{world.vendor} pages without cursors that could expire")
     seed_events(world, clock, count=2000)
     budget = {"ms": 0}
