@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from auditlake_local.simulators import VendorSimulator, asana
+from auditlake_local.simulators import VendorSimulator, asana, ashby, clickup, make
 
 Clock = Callable[[], datetime]
 
@@ -42,5 +42,25 @@ VENDORS: dict[str, LocalVendor] = {
         scope={"workspace_gid": "1200000000000001"}, api_path="/api/1.0",
         simulator=lambda v, now: asana.AsanaSimulator(token=v.token, workspace_gid=v.scope["workspace_gid"], now=now),
         generate_events=asana.generate_events,
+    ),
+    "ashby": LocalVendor(
+        vendor="ashby", function_id="AshbyCollector", token="ashby-api-key-6c1e93f0b27d",  # noqa: S106
+        scope={}, api_path="",
+        simulator=lambda v, now: ashby.AshbySimulator(token=v.token, now=now),
+        generate_events=ashby.generate_events,
+    ),
+    "clickup": LocalVendor(
+        vendor="clickup", function_id="ClickUpCollector", token="pk_4417_0Q3ZB8XKQ1T6Y9W2",  # noqa: S106
+        scope={"workspace_id": "9015243187"}, api_path="/api/v3",
+        simulator=lambda v, now: clickup.ClickUpSimulator(token=v.token, workspace_id=v.scope["workspace_id"],
+                                                          now=now),
+        generate_events=clickup.generate_events,
+    ),
+    "make": LocalVendor(
+        vendor="make", function_id="MakeCollector", token="0f8c7e2a-5b1d-4c3e-9a6f-7d2e1b0c4a98",  # noqa: S106
+        scope={"organization_id": str(make.DEFAULT_ORGANIZATION_ID), "zone": "eu1.make.com"}, api_path="/api/v2",
+        simulator=lambda v, now: make.MakeSimulator(v.token, v.scope["organization_id"], zone=v.scope["zone"],
+                                                    now=now),
+        generate_events=make.generate_events,
     ),
 }

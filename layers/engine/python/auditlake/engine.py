@@ -223,7 +223,6 @@ class _StreamRun:
                 self._narrow(window)
                 continue
             if exhausted:
-                self._complete(window)
                 return True
             if stop is not None or self.c.deadline.near():
                 return False
@@ -275,8 +274,11 @@ class _StreamRun:
     def _commit(self, part: _Part, window: WindowState, exhausted: bool) -> None:
         """Writes the part (intent, objects, commit); a part without new events only moves the cursor."""
         if not part.events:
-            # At the window's end the completion follows; a crash before it re-reads one empty page.
-            if not exhausted and part.cursor != window.cursor:
+            if exhausted:
+                # Saved with the next write or the lease release; a crash before that re-reads from the stored
+                # cursor, which is never the window's start: a part that reached the end completes in its commit.
+                self._complete(window)
+            elif part.cursor != window.cursor:
                 window.cursor = part.cursor
                 window.last_page_ids = part.last_page_ids
                 self.c.save(self.state)
@@ -291,6 +293,9 @@ class _StreamRun:
         window.last_page_ids = part.last_page_ids
         window.part += 1
         self._remember(window, part.events)
+        if exhausted:
+            # In the same write: a stored cursor of None would otherwise mean both "not started" and "finished".
+            self._complete(window)
         self.c.save(self.state)
 
     def _remember(self, window: WindowState, events: dict[str, datetime]) -> None:
@@ -333,8 +338,6 @@ class _StreamRun:
         self.state.seen = {i: t for i, t in self.state.seen.items() if t >= floor}
         self.state.window = None
         self.result.windows_completed += 1
-        # Not saved here: if the run dies now, the stored window resumes at its last cursor, finds the end
-        # again and completes; the next save (or the lease release) persists the completion.
 
     # -- recovery ------------------------------------------------------------------------------------------
 

@@ -1,0 +1,163 @@
+"""Ashby's audit log (beta): `POST https://api.ashbyhq.com/auditLog.list`.
+
+What Ashby documents, and what this adapter does about it:
+- HTTP Basic auth with the API key as username and an empty password; the key needs the auditLogsRead permission
+  and the organization the Audit Logs feature. `Accept: application/json; version=1` as in Ashby's examples.
+- RPC style: every call is a POST with a JSON body; `limit` is at most 100 (sent as page_size, capped).
+- `startDate` alone silently means `[startDate, startDate + 24 h]`, `endDate` alone or neither a 24-hour window:
+  both bounds are always sent. An explicit span is at most 18 months: windows are capped at 540 days, so a first
+  run or a long outage is collected in several windows.
+- Whether the bounds are inclusive is not documented: startDate is sent 1 ms before the window's start, so an entry
+  at the start is returned either way; the engine drops whatever falls outside the window (e.g. an entry at an
+  inclusive endDate, collected by the next window).
+- Entries come newest first. `nextCursor` is valid only with the same dates and filters, so an interrupted window
+  is resumed with its stored bounds and cursor; a rejected cursor (`cursor_invalid`, `next_cursor_expired`,
+  `invalid_next_cursor`) raises CursorExpired and the engine re-queries the window up to the oldest archived
+  instant. Cursors expire after an undocumented time.
+- The last page has `moreDataAvailable: false`; `moreDataAvailable: true` without a `nextCursor` is malformed (no
+  endless loop, no silent stop).
+- Errors mostly arrive as HTTP 200 `{"success": false, "errorInfo": {"code", "message", "requestId"}}`; every one
+  is a VendorError naming the code (e.g. `audit_logs_not_enabled`), never an empty success.
+  `missing_endpoint_permission` is a 403, a missing key 401, a wrong key 403. `warnings` are logged.
+- The entry schema is not published: the id is `id`; the time the first of `createdAt`, `occurredAt`,
+  `timestamp`; unknown categories and target types are valid ("treat unknown values as valid").
+- Rate limits and retention are not documented: 429 with Retry-After is honoured by the HTTP client.
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+from collections.abc import Mapping
+from datetime import datetime, timedelta
+from typing import Any
+
+from auditlake.errors import CursorExpired, MalformedResponse, VendorError
+from auditlake.lambda_handler import make_handler
+from auditlake.records import Normalised, text
+from auditlake.timeutil import MILLISECOND, parse_time, to_iso
+from auditlake.vendor import Order, Page, VendorAdapter, Window
+
+ENDPOINT = "/auditLog.list"
+MAX_LIMIT = 100
+TIME_FIELDS = ("createdAt", "occurredAt", "timestamp")
+# Ashby's cursor codes: auditLog.list's own, and the generic pagination ones from the changelog.
+CURSOR_CODES = frozenset({"cursor_invalid", "next_cursor_expired", "invalid_next_cursor"})
+
+log = logging.getLogger("auditlake")
+
+
+class Ashby(VendorAdapter):
+    vendor = "ashby"
+    default_base_url = "https://api.ashbyhq.com"
+    secret_fields = ("token",)
+    order = Order.NEWEST_FIRST
+    # "max 18 months": 540 days stays inside it however months are counted (18 calendar months >= 546 days).
+    max_window = timedelta(days=540)
+
+    @classmethod
+    def auth_headers(cls, secret: Mapping[str, str]) -> dict[str, str]:
+        credentials = base64.b64encode(f"{secret['token']}:".encode()).decode()
+        return {"Authorization": f"Basic {credentials}", "Accept": "application/json; version=1"}
+
+    @classmethod
+    def error_details(cls, status: int, body: Any) -> tuple[str | None, str]:
+        if isinstance(body, dict):
+            info = body.get("errorInfo")
+            if isinstance(info, dict):
+                code = text(info.get("code"))
+                message = text(info.get("message")) or code or "error"
+                request_id = text(info.get("requestId"))
+                return code, f"{message} (requestId {request_id})" if request_id else message
+            errors = body.get("errors")  # older Ashby envelope: a list of error strings
+            if isinstance(errors, list) and errors:
+                return None, "; ".join(str(error) for error in errors)
+        return None, f"unexpected error body: {str(body)[:120]}"
+
+    def streams(self) -> list[str]:
+        return ["organization"]  # an API key belongs to one organization
+
+    def fetch_page(self, stream: str, window: Window, cursor: Any | None) -> Page:
+        request: dict[str, Any] = {
+            "startDate": to_iso(window.start - MILLISECOND),
+            "endDate": to_iso(window.end),
+            "limit": min(self.page_size, MAX_LIMIT),
+        }
+        if cursor is not None:
+            request["cursor"] = cursor
+        try:
+            body = self.http.post(ENDPOINT, request)
+        except VendorError as exc:
+            if cursor is not None and exc.code in CURSOR_CODES:
+                raise CursorExpired(f"ashby rejected the stored cursor: [{exc.code}] {exc.message}") from exc
+            raise
+        if not isinstance(body, dict) or not isinstance(body.get("success"), bool):
+            raise MalformedResponse(self.vendor, "auditLog.list response has no boolean 'success'", status=200)
+        if not body["success"]:
+            code, message = self.error_details(200, body)
+            message = self.http.redact(message)
+            if cursor is not None and code in CURSOR_CODES:
+                raise CursorExpired(f"ashby rejected the stored cursor: [{code}] {message}")
+            # Not retried: each of Ashby's 200 errors (feature, input, cursor) needs a change, not a second try.
+            raise VendorError(self.vendor, message, status=200, code=code)
+        warnings = body.get("warnings")
+        if warnings:
+            log.warning("ashby answered with warnings", extra={"warnings": warnings})
+        results, more = body.get("results"), body.get("moreDataAvailable")
+        if not isinstance(results, list):
+            raise MalformedResponse(self.vendor, "auditLog.list response has no 'results' list", status=200)
+        if not isinstance(more, bool):
+            raise MalformedResponse(self.vendor, "auditLog.list response has no boolean 'moreDataAvailable'",
+                                    status=200)
+        if not more:
+            return Page(events=results, cursor=None)
+        next_cursor = body.get("nextCursor")
+        if not isinstance(next_cursor, str) or not next_cursor:
+            raise MalformedResponse(self.vendor, "moreDataAvailable is true but there is no nextCursor", status=200)
+        if next_cursor == cursor:
+            raise MalformedResponse(self.vendor, "nextCursor repeats the cursor just sent: paging would not advance",
+                                    status=200)
+        return Page(events=results, cursor=next_cursor)
+
+    def event_id(self, event: dict[str, Any]) -> str:
+        entry_id = event["id"]
+        if not isinstance(entry_id, str | int) or isinstance(entry_id, bool) or not str(entry_id):
+            raise TypeError(f"id is {entry_id!r}")
+        return str(entry_id)
+
+    def event_time(self, event: dict[str, Any]) -> datetime:
+        for name in TIME_FIELDS:
+            if event.get(name) is not None:
+                return parse_time(event[name])
+        raise KeyError(f"none of {', '.join(TIME_FIELDS)}")
+
+    def normalise(self, event: dict[str, Any]) -> Normalised:
+        actor = _object(event.get("actor"))
+        target = _object(event.get("target"))
+        details = _object(event.get("details"))
+        category = text(event.get("category"))
+        return Normalised(
+            # A category names what happened (e.g. JobStatusChanged) and belongs to exactly one target type, which
+            # is the coarser grouping.
+            action=category,
+            category=text(target.get("type")),
+            actor_id=text(actor.get("id")),
+            actor_email=text(actor.get("email")),
+            actor_name=text(actor.get("name")),
+            actor_type=text(actor.get("type")),
+            target_id=text(target.get("id")),
+            target_type=text(target.get("type")),
+            target_name=text(target.get("name")),
+            # Where an entry carries the request's address and client is not documented: top level or details.
+            source_ip=text(event.get("ipAddress")) or text(details.get("ipAddress")),
+            user_agent=text(event.get("userAgent")) or text(details.get("userAgent")),
+            # Entries record what happened; failures are their own categories (e.g. UserLoginFailed).
+            outcome="failure" if category and category.endswith("Failed") else "success",
+        )
+
+
+def _object(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+handler = make_handler(Ashby)

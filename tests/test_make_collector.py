@@ -1,0 +1,470 @@
+"""The Make collector's contract: the objects it writes, its records, Make's paging pitfalls (newest-first default,
+whole-day dates, offsets that shift), zones, and what bad input does to it."""
+
+from __future__ import annotations
+
+import importlib
+import json
+import re
+import sys
+from collections.abc import Callable, Iterator
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import boto3
+import pytest
+import requests
+from conftest import Clock, Pauses, check_archive, context
+
+from auditlake import http
+from auditlake.deadline import Deadline
+from auditlake.errors import CursorExpired, SecretError
+from auditlake.http import HttpClient
+from auditlake.records import COLUMNS
+from auditlake.state import StateStore
+from auditlake.timeutil import from_millis, to_iso
+from auditlake.vendor import VendorAdapter, Window
+from auditlake_local.simulators import Fault, SimRequest, SimResponse, SimulatorAdapter
+from auditlake_local.simulators.make import DEFAULT_ORGANIZATION_ID, ZONES, MakeSimulator, generate_events
+from auditlake_local.stack import LocalStack
+from auditlake_local.template import PROJECT_ROOT
+
+MAKE_TOKEN = "5f0c6a2e-91b4-4d37-8e2a-7c1d9b3f4a60"
+ORG = DEFAULT_ORGANIZATION_ID
+MAKE_BASE = "https://make.test/api/v2"
+STREAM = f"make#{ORG}"
+LOGS_PATH = f"/api/v2/audit-logs/organization/{ORG}"
+KEY = re.compile(rf"events/vendor=make/dt=(\d{{4}}-\d\d-\d\d)/make-{ORG}_\d{{8}}T\d{{9}}Z-\d{{8}}T\d{{9}}Z_p\d{{6}}"
+                 r"\.json\.gz")
+
+
+def make_secret(**changes: str | None) -> dict[str, str]:
+    secret = {"token": MAKE_TOKEN, "organization_id": str(ORG), "zone": "eu1", "base_url": MAKE_BASE, **changes}
+    return {name: value for name, value in secret.items() if value is not None}
+
+
+@pytest.fixture
+def make(stack: LocalStack, clock: Clock, pauses: Pauses) -> Iterator[MakeSimulator]:
+    simulator = MakeSimulator(MAKE_TOKEN, ORG, now=clock.now)
+    session = http.shared_session()
+    session.mount("https://make.test/", SimulatorAdapter(simulator))
+    stack.put_secret("MakeCollector", make_secret())
+    yield simulator
+    session.adapters.pop("https://make.test/", None)
+
+
+@pytest.fixture
+def zones(stack: LocalStack, clock: Clock, pauses: Pauses) -> Iterator[Callable[[MakeSimulator], None]]:
+    """Mounts a simulator on every real zone host, so a secret without base_url reaches it by its zone."""
+    session = http.shared_session()
+
+    def mount(simulator: MakeSimulator) -> None:
+        for zone in ZONES:
+            session.mount(f"https://{zone}/", SimulatorAdapter(simulator))
+
+    yield mount
+    for zone in ZONES:
+        session.adapters.pop(f"https://{zone}/", None)
+
+
+def at_time_of_day(clock: Clock, hour: int) -> datetime:
+    """Moves the clock to today's `hour`:00 UTC, so day boundaries in a test do not depend on when it runs."""
+    now = clock.now()
+    clock.advance(now.replace(hour=hour, minute=0, second=0, microsecond=0) - now)
+    return clock.now()
+
+
+def adapter_class() -> type[VendorAdapter]:
+    """The adapter itself, imported as Lambda does (its code directory on sys.path), for tests below the stack."""
+    code_dir = str(PROJECT_ROOT / "functions" / "make")
+    if code_dir not in sys.path:
+        sys.path.insert(0, code_dir)
+    return importlib.import_module("make_collector").Make
+
+
+def stored_state(stack: LocalStack) -> Any:
+    return StateStore(boto3.client("dynamodb"), stack.table).read(STREAM)
+
+
+def assert_exactly_once(stack: LocalStack, simulator: MakeSimulator) -> None:
+    result = check_archive(stack, "make", simulator.ground_truth())
+    assert result.events > 0
+    assert (result.missing, result.duplicates, result.unexpected) == (0, 0, 0), result
+
+
+def logs_requests(simulator: MakeSimulator, since: int = 0) -> list[Any]:
+    return [r for r in simulator.requests_log[since:] if r.path == LOGS_PATH]
+
+
+# --- records and objects ----------------------------------------------------------------------------------------
+
+
+def test_records_match_the_entries_and_days_are_partitions(stack: LocalStack, make: MakeSimulator,
+                                                           clock: Clock) -> None:
+    now = clock.now()
+    make.add_events(generate_events(600, now - timedelta(days=4), now - timedelta(minutes=10), seed=3))
+
+    assert stack.invoke("MakeCollector")["status"] == "ok"
+
+    truth = make.ground_truth()
+    records = stack.archived_records("make")
+    assert sorted(r["event_id"] for r in records) == sorted(truth)
+    days = set()
+    for record in records:
+        match = KEY.fullmatch(record.pop("_key"))
+        assert match, record
+        raw = json.loads(record["raw"])
+        assert tuple(record) == COLUMNS and raw == truth[record["event_id"]]
+        assert record["event_time"] == to_iso(from_millis(raw["triggeredAt"]))
+        assert record["event_time"].startswith(match[1]), "partitioned by the entry's UTC date"
+        days.add(match[1])
+        assert record["stream"] == str(ORG) and record["action"] == raw["eventName"]
+        assert record["actor_id"] == str(raw["actor"]["id"]) and record["actor_type"] == "user"
+        assert record["actor_email"] == raw["actor"].get("email") and record["actor_name"] == raw["actor"].get("name")
+        assert record["target_id"] == raw["targetId"] and record["outcome"] == "success"
+        assert record["source_ip"] is None and record["user_agent"] is None  # Make does not log them
+    assert len(days) >= 4, "several days of entries span several dt= partitions"
+    by_action = {r["action"]: r for r in records}
+    assert (by_action["scenario_updated"]["category"], by_action["scenario_updated"]["target_type"]) == \
+        ("scenario", "scenario")
+    assert (by_action["user_role_changed"]["category"], by_action["user_role_changed"]["target_type"]) == \
+        ("user_role", "user")
+    assert by_action["organization_variable_updated"]["category"] == "organization_variable"
+
+
+def test_every_request_asks_oldest_first_for_whole_days(stack: LocalStack, make: MakeSimulator,
+                                                        clock: Clock) -> None:
+    now = at_time_of_day(clock, 12)
+    make.add_events(generate_events(450, now - timedelta(days=2), now - timedelta(minutes=10), seed=4))
+
+    assert stack.invoke("MakeCollector")["status"] == "ok"
+
+    lookback = timedelta(days=float(stack.functions["MakeCollector"].environment["INITIAL_LOOKBACK_DAYS"]))
+    requests_made = logs_requests(make)
+    for request in requests_made:
+        # Make's default is newest first: offsets over a list that grows at its head would repeat and skip.
+        assert request.params["pg[sortBy]"] == ["triggeredAt"] and request.params["pg[sortDir]"] == ["asc"]
+        assert request.params["pg[limit]"] == ["100"]
+        assert request.params["dateFrom"] == [(now - lookback).date().isoformat()]
+        assert request.params["dateTo"] == [(now + timedelta(days=1)).date().isoformat()]
+    # Each next page starts at the last entry already read, which proves the offsets have not shifted.
+    assert [r.params["pg[offset]"] for r in requests_made] == [["0"], ["99"], ["198"], ["297"], ["396"]]
+    assert_exactly_once(stack, make)
+
+
+@pytest.mark.parametrize(("rewrite", "message"), [
+    ("ignore_sort_dir", r"asked for pg\[sortDir\]=asc, got sortDir='desc'"),
+    ("descending_rows", r"entry #1 of a page is older than the one before it"),
+])
+def test_a_page_that_is_not_oldest_first_is_refused(rewrite: str, message: str, stack: LocalStack,
+                                                    make: MakeSimulator, clock: Clock,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    now = clock.now()
+    make.add_events(generate_events(300, now - timedelta(days=1), now - timedelta(minutes=10), seed=5))
+    real_route = make.route
+
+    def route(request: SimRequest) -> SimResponse:
+        if rewrite == "ignore_sort_dir":  # the API's default order comes back
+            query = {name: values for name, values in request.query.items() if name != "pg[sortDir]"}
+            return real_route(replace(request, query=query))
+        body = real_route(request).json()  # the rows newest first, without a pg block to tell
+        return SimResponse.of_json(200, {"auditLogs": body["auditLogs"][::-1]})
+
+    monkeypatch.setattr(make, "route", route)
+    with pytest.raises(Exception, match=rf"make API \[malformed_response\]: {message}"):
+        stack.invoke("MakeCollector")
+    assert stack.archived_records("make") == []
+    assert stored_state(stack).done_until is None
+
+
+# --- boundary days and shifting offsets -------------------------------------------------------------------------
+
+
+def test_the_boundary_day_is_reread_and_nothing_is_archived_twice(stack: LocalStack, make: MakeSimulator,
+                                                                  clock: Clock) -> None:
+    now = at_time_of_day(clock, 18)
+    midnight = now.replace(hour=0)
+    make.add_events(generate_events(500, midnight - timedelta(days=2), now - timedelta(minutes=30), seed=6))
+    make.add_events(generate_events(10, now - timedelta(minutes=9), now - timedelta(minutes=4), seed=7))
+    assert stack.invoke("MakeCollector")["status"] == "ok"
+
+    clock.advance()
+    now = clock.now()
+    make.add_events(generate_events(40, now - timedelta(minutes=6), now - timedelta(minutes=3), seed=8))
+    since = len(make.requests_log)
+    summary = stack.invoke("MakeCollector")
+
+    second = logs_requests(make, since)
+    assert {r.params["dateFrom"][0] for r in second} == {midnight.date().isoformat()}
+    assert second[0].params["pg[offset]"] == ["0"]  # the whole day, from its first entry
+    stream = summary["streams"][0]
+    assert stream["events_archived"] == 40
+    assert stream["out_of_window"] > 100  # the day's earlier entries, read again and dropped
+    assert stream["duplicates_skipped"] >= 10  # the overlap's entries, already archived
+    assert_exactly_once(stack, make)
+
+
+def test_late_entries_shifting_the_offsets_neither_duplicate_nor_lose_rows(stack: LocalStack, make: MakeSimulator,
+                                                                            clock: Clock) -> None:
+    now = clock.now()
+    make.add_events(generate_events(1500, now - timedelta(days=3), now - timedelta(minutes=10), seed=9))
+    # Entries Make publishes hours after they happened, in the middle of what the first run already read: they
+    # shift every later offset by more than a page. No overlap reaches back that far, so they are the only entries
+    # that are not archived.
+    hours_late = generate_events(150, now - timedelta(days=2, hours=18), now - timedelta(days=2, hours=16), seed=10)
+    make.add_events(hours_late, published=False)
+    budget = {"ms": 0, "runs": 0}
+
+    def new_context() -> Any:
+        budget["runs"] += 1
+        if budget["runs"] == 2:  # published while the first run's offset waits for the next run
+            assert make.publish_pending() == 150
+        budget["ms"] = 84_000  # 24 s above the 60 s margin, 4 s a page: six pages a run
+        return context(stack, "MakeCollector", lambda: budget["ms"])
+
+    make.on_request = lambda _request: budget.__setitem__("ms", budget["ms"] - 4_000)
+    outcomes = []
+    for _ in range(12):
+        outcomes.append(stack.invoke("MakeCollector", context=new_context()))
+        if outcomes[-1]["status"] == "ok":
+            break
+        clock.advance()
+    assert outcomes[-1]["status"] == "ok" and len(outcomes) >= 3
+    assert [o["streams"][0]["cursors_expired"] for o in outcomes[:2]] == [0, 1]  # the shift was noticed
+    restart = logs_requests(make)[7]  # the second run's second request: the day read again from its start
+    assert restart.params["pg[offset]"] == ["0"] and logs_requests(make)[6].params["pg[offset]"] == ["594"]
+
+    # Late by minutes, within the overlap: the next window collects them.
+    done_until = datetime.fromisoformat(outcomes[-1]["streams"][0]["done_until"])
+    make.add_events(generate_events(20, done_until - timedelta(minutes=8), done_until - timedelta(seconds=1),
+                                    seed=12), published=False)
+    clock.advance()
+    make.publish_pending()
+    clock.advance()
+    assert stack.invoke("MakeCollector")["status"] == "ok"
+
+    result = check_archive(stack, "make", make.ground_truth())
+    archived = {r["event_id"] for r in stack.archived_records("make")}
+    assert (result.duplicates, result.unexpected) == (0, 0), result
+    assert set(make.ground_truth()) - archived == {entry["uuid"] for entry in hours_late}
+
+
+def test_entries_expiring_under_a_stored_offset_are_noticed() -> None:
+    """Entries leaving the 12-month retention shift offsets the other way: a row would be skipped."""
+    moment = {"now": datetime(2025, 6, 1, 12, tzinfo=UTC)}
+    simulator = MakeSimulator(MAKE_TOKEN, ORG, now=lambda: moment["now"])
+    oldest = moment["now"] - timedelta(days=365)
+    simulator.add_events(generate_events(300, oldest + timedelta(minutes=30), oldest + timedelta(hours=3), seed=13))
+    secret, make = make_secret(), adapter_class()
+    with requests.Session() as session:
+        session.mount("https://make.test/", SimulatorAdapter(simulator))
+        client = HttpClient("make", MAKE_BASE, headers=make.auth_headers(secret), error_details=make.error_details,
+                            deadline=Deadline(lambda: 600_000, timedelta(seconds=1)), session=session)
+        adapter = make(secret, client, 100)
+        window = Window(oldest, moment["now"])
+        first = adapter.fetch_page(str(ORG), window, None)
+        assert len(first.events) == 100 and first.cursor == {"offset": 100, "anchor": first.events[-1]["uuid"]}
+        second = adapter.fetch_page(str(ORG), window, first.cursor)
+        assert second.events[0]["uuid"] != first.events[-1]["uuid"] and len(second.events) == 99
+
+        moment["now"] += timedelta(hours=1)  # the first entries are now older than 12 months
+        with pytest.raises(CursorExpired, match="shifted"):
+            adapter.fetch_page(str(ORG), window, second.cursor)
+
+
+def test_an_api_that_ignores_the_offset_stops_with_a_clear_error(stack: LocalStack, make: MakeSimulator,
+                                                                 clock: Clock,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    now = clock.now()
+    make.add_events(generate_events(300, now - timedelta(days=1), now - timedelta(minutes=10), seed=14))
+    real_route = make.route
+
+    def route(request: SimRequest) -> SimResponse:
+        query = {name: values for name, values in request.query.items() if name != "pg[offset]"}
+        return real_route(replace(request, query=query))
+
+    monkeypatch.setattr(make, "route", route)
+    with pytest.raises(Exception, match=r"make API \[offsets_unstable\]: the audit log's offsets shifted 11 times"):
+        stack.invoke("MakeCollector")
+    archived = stack.archived_records("make")
+    # What the first pages of each day gave is kept, once; the rest waits until the API pages again.
+    assert 100 <= len(archived) == len({r["event_id"] for r in archived}) < 300
+
+
+# --- retention --------------------------------------------------------------------------------------------------
+
+
+def test_the_first_run_never_asks_for_more_than_12_months(stack: LocalStack, make: MakeSimulator,
+                                                          clock: Clock) -> None:
+    now = clock.now()
+    expired_soon = generate_events(200, now - timedelta(days=400), now - timedelta(days=364), seed=15)
+    kept = generate_events(300, now - timedelta(days=362), now - timedelta(minutes=10), seed=16)
+    make.add_events(expired_soon + kept)
+
+    assert stack.invoke("MakeCollector", environment={"INITIAL_LOOKBACK_DAYS": "400"})["status"] == "ok"
+
+    first = logs_requests(make)[0]
+    assert first.params["dateFrom"] == [(now - timedelta(days=363)).date().isoformat()]  # two days inside 365
+    archived = {r["event_id"] for r in stack.archived_records("make")}
+    assert archived == {entry["uuid"] for entry in kept}
+    assert any(uuid in make.ground_truth() for uuid in (entry["uuid"] for entry in expired_soon))
+
+
+# --- zones ------------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("zone", "home"), [
+    ("eu2", "eu2.make.com"),
+    ("eu2.make.com", "eu2.make.com"),
+    ("https://EU2.make.com/api/v2", "eu2.make.com"),
+    ("us1.make.celonis.com", "us1.make.celonis.com"),
+    ("us2", "us2.make.com"),
+])
+def test_the_zone_in_the_secret_picks_the_host(zone: str, home: str, stack: LocalStack, clock: Clock,
+                                               zones: Callable[[MakeSimulator], None]) -> None:
+    simulator = MakeSimulator(MAKE_TOKEN, ORG, zone=home, now=clock.now)
+    zones(simulator)  # on every zone's host: any other zone would answer 400
+    now = clock.now()
+    simulator.add_events(generate_events(120, now - timedelta(days=1), now - timedelta(minutes=10), seed=17))
+    stack.put_secret("MakeCollector", make_secret(zone=zone, base_url=None))
+
+    assert stack.invoke("MakeCollector")["status"] == "ok"
+    assert_exactly_once(stack, simulator)
+    assert all(r.status == 200 for r in simulator.requests_log)
+
+
+def test_the_wrong_zone_is_a_clear_error(stack: LocalStack, clock: Clock,
+                                         zones: Callable[[MakeSimulator], None]) -> None:
+    simulator = MakeSimulator(MAKE_TOKEN, ORG, zone="eu2.make.com", now=clock.now)
+    zones(simulator)
+    stack.put_secret("MakeCollector", make_secret(zone="eu1", base_url=None))
+    with pytest.raises(Exception, match=r"make API HTTP 400 \[SC400\]: Bad request \(User has no organization in "
+                                        r"the zone\) \(the secret's 'zone' must be the zone the organization"):
+        stack.invoke("MakeCollector")
+    assert stored_state(stack).done_until is None
+
+
+@pytest.mark.parametrize(("secret", "message"), [
+    (make_secret(zone="eu3", base_url=None), r"make secret field 'zone' is 'eu3', which is not a Make zone"),
+    (make_secret(zone="eu1.make.com.evil.test", base_url=None), r"field 'zone' .* not a Make zone"),
+    (make_secret(zone=None), r"missing field 'zone'"),
+    (make_secret(organization_id="Example Corp"), r"field 'organization_id' must be the organization's numeric id"),
+    (make_secret(token=None), r"missing field 'token'"),
+])
+def test_unusable_secret_names_the_field(secret: dict[str, str], message: str, stack: LocalStack,
+                                         make: MakeSimulator) -> None:
+    stack.put_secret("MakeCollector", secret)
+    with pytest.raises(Exception, match=message) as failure:
+        stack.invoke("MakeCollector")
+    assert MAKE_TOKEN not in str(failure.value)
+    assert make.stats()["requests"] == 0
+
+
+def test_zone_names_and_hosts() -> None:
+    make = adapter_class()
+    with pytest.raises(SecretError, match="'zone'"):
+        make.base_url(make_secret(zone="ap1", base_url=None))
+    assert make.base_url(make_secret(zone="eu1.celonis", base_url=None)) == "https://eu1.make.celonis.com/api/v2"
+    assert make.base_url(make_secret(zone=" US1 ", base_url=None)) == "https://us1.make.com/api/v2"
+    assert make.base_url(make_secret(zone="nonsense")) == MAKE_BASE  # the secret's base_url always wins
+
+
+# --- access and errors ------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("knob", "message"), [
+    ({"caller_role": "member"}, r"make API HTTP 403 \[SC403\]: Permission denied \(Access denied\.\) \(the token's "
+                                r"user must be an Admin or Owner of the organization"),
+    ({"enterprise": False}, r"make API HTTP 403 \[SC403\]: Permission denied \(Audit logs are available on the "
+                            r"Enterprise plan only\.\)"),
+    ({"token": "wrong-token-value"}, r"make API HTTP 401 \[SC401\]: Access denied \(Invalid access token\.\)"),
+])
+def test_access_errors_are_clear_move_nothing_and_recover(knob: dict[str, Any], message: str, stack: LocalStack,
+                                                          make: MakeSimulator, clock: Clock) -> None:
+    now = clock.now()
+    make.add_events(generate_events(250, now - timedelta(days=1), now - timedelta(minutes=10), seed=18))
+    if "token" in knob:
+        stack.put_secret("MakeCollector", make_secret(token=knob["token"]))
+    else:
+        for name, value in knob.items():
+            setattr(make, name, value)
+
+    with pytest.raises(Exception, match=message) as failure:
+        stack.invoke("MakeCollector")
+    assert "wrong-token-value" not in str(failure.value) and MAKE_TOKEN not in str(failure.value)
+    assert stack.archived_records("make") == []
+    state = stored_state(stack)
+    assert state.done_until is None and state.status["last_outcome"] == "error"
+
+    make.caller_role, make.enterprise = "owner", True
+    stack.put_secret("MakeCollector", make_secret())
+    clock.advance()
+    assert stack.invoke("MakeCollector")["status"] == "ok"
+    assert_exactly_once(stack, make)
+
+
+def test_a_malformed_page_keeps_what_came_before_and_recovers(stack: LocalStack, make: MakeSimulator,
+                                                              clock: Clock, monkeypatch: pytest.MonkeyPatch) -> None:
+    now = clock.now()
+    make.add_events(generate_events(800, now - timedelta(days=2), now - timedelta(minutes=10), seed=19))
+    real_route = make.route
+    calls = {"n": 0}
+
+    def route(request: SimRequest) -> SimResponse:
+        calls["n"] += 1
+        if calls["n"] == 4:
+            return SimResponse.of_json(200, {"data": [], "pg": {"offset": 0}})
+        return real_route(request)
+
+    monkeypatch.setattr(make, "route", route)
+    with pytest.raises(Exception, match=r"make API \[malformed_response\]: audit-logs response has no 'auditLogs'"):
+        stack.invoke("MakeCollector", environment={"MAX_OBJECT_EVENTS": "99"})
+    assert len(stack.archived_records("make")) == 298  # the three pages before the bad one ...
+    assert stored_state(stack).window.cursor["offset"] == 298  # ... and the cursor right after them
+    clock.advance()
+    assert stack.invoke("MakeCollector")["status"] == "ok"
+    assert_exactly_once(stack, make)
+
+
+def test_rate_limit_without_retry_after_backs_off_then_names_makes_message(stack: LocalStack, make: MakeSimulator,
+                                                                           clock: Clock, pauses: Pauses) -> None:
+    now = clock.now()
+    make.add_events(generate_events(150, now - timedelta(days=1), now - timedelta(minutes=10), seed=20))
+    make.faults.next(Fault.RATE_LIMITED, times=2)
+    summary = stack.invoke("MakeCollector")
+    assert summary["status"] == "ok" and summary["http"]["throttles"] == 2
+    assert len(pauses.seconds) == 2 and all(0 <= pause <= 8 for pause in pauses.seconds)  # backoff, no header
+
+    make.faults.next(Fault.RATE_LIMITED, times=5)
+    clock.advance()
+    with pytest.raises(Exception, match=r"make API HTTP 429 \[SC429\]: gave up after 5 attempts; last error: "
+                                        r"Requests limit for organization exceeded, please try again later\."):
+        stack.invoke("MakeCollector")
+    assert_exactly_once(stack, make)
+
+
+def test_iso_triggered_at_is_read_too(stack: LocalStack, make: MakeSimulator, clock: Clock) -> None:
+    """Make's SDK types triggeredAt as an ISO string where the spec says integer: both work."""
+    now = clock.now()
+    events = generate_events(50, now - timedelta(days=1), now - timedelta(minutes=10), seed=21)
+    for entry in events[::2]:
+        entry["triggeredAt"] = to_iso(from_millis(entry["triggeredAt"]))
+    make.add_events(events)
+    assert stack.invoke("MakeCollector")["status"] == "ok"
+    by_id = {r["event_id"]: r for r in stack.archived_records("make")}
+    for entry in events:
+        triggered = entry["triggeredAt"]
+        assert by_id[entry["uuid"]]["event_time"] == (triggered if isinstance(triggered, str) else
+                                                      to_iso(from_millis(triggered)))
+    assert_exactly_once(stack, make)
+
+
+def test_an_exclusive_date_to_loses_nothing(stack: LocalStack, make: MakeSimulator, clock: Clock) -> None:
+    """Docs are silent on whether dateTo's own day is included: asking for the day after the window's end works
+    either way."""
+    now = at_time_of_day(clock, 12)
+    make.date_to_inclusive = False
+    make.add_events(generate_events(300, now - timedelta(days=1), now - timedelta(minutes=10), seed=22))
+    assert stack.invoke("MakeCollector")["status"] == "ok"
+    assert_exactly_once(stack, make)
