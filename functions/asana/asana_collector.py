@@ -75,7 +75,7 @@ class Asana(VendorAdapter):
     def event_time(self, event: dict[str, Any]) -> datetime:
         return parse_time(event["created_at"])
 
-    def normalise(self, event: dict[str, Any]) -> Normalised:
+    def normalise(self, event: dict[str, Any], stream: str) -> Normalised:
         actor = event.get("actor") or {}
         resource = event.get("resource") or {}
         context = event.get("context") or {}

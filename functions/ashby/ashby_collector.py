@@ -131,7 +131,7 @@ class Ashby(VendorAdapter):
                 return parse_time(event[name])
         raise KeyError(f"none of {', '.join(TIME_FIELDS)}")
 
-    def normalise(self, event: dict[str, Any]) -> Normalised:
+    def normalise(self, event: dict[str, Any], stream: str) -> Normalised:
         actor = _object(event.get("actor"))
         target = _object(event.get("target"))
         details = _object(event.get("details"))

@@ -59,11 +59,6 @@ class ClickUp(VendorAdapter):
     secret_fields = ("token", "workspace_id")
     order = Order.NEWEST_FIRST
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        # Rows do not say which class they were queried under; normalise() reads it from here (the current page's).
-        self._classes: dict[str, str] = {}
-
     @classmethod
     def auth_headers(cls, secret: Mapping[str, str]) -> dict[str, str]:
         return {"Authorization": secret["token"].strip()}
@@ -100,12 +95,10 @@ class ClickUp(VendorAdapter):
                                                f"the millisecond {to_iso(from_millis(walk.edge))}",
                                   status=exc.status, code=exc.code) from exc
             raise
-        self._classes = {}
         if not rows:
             return Page(events=[], cursor=None)
         keyed = self._keyed(rows)
         fresh = [row for row, event_id, epoch_ms in keyed if not walk.returned(event_id, epoch_ms)]
-        self._classes = {event_id: applicability for _, event_id, _ in keyed}
         lowest = min(epoch_ms for _, _, epoch_ms in keyed)
         stuck = lowest == walk.edge  # still inside the millisecond the previous page ended in
         walk.advance(lowest, [(event_id, epoch_ms) for _, event_id, epoch_ms in keyed])
@@ -193,12 +186,12 @@ class ClickUp(VendorAdapter):
                 return parse_time(event[name])
         raise KeyError(f"none of {'|'.join(TIME_FIELDS)}")
 
-    def normalise(self, event: dict[str, Any]) -> Normalised:
+    def normalise(self, event: dict[str, Any], stream: str) -> Normalised:
         status = text(event.get("eventStatus"))
         user_id, email = text(event.get("userId")), text(event.get("userEmail"))
         return Normalised(
             action=text(event.get("eventType")),
-            category=self._classes.get(self.event_id(event)) or text(event.get("applicability")),
+            category=stream.rpartition(":")[2],  # rows do not say their class; the query that returned them does
             actor_id=user_id,
             actor_email=email,
             actor_name=text(event.get("userName")),

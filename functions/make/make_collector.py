@@ -162,7 +162,7 @@ class Make(VendorAdapter):
         triggered = event.get("triggeredAt")
         return parse_time(triggered if triggered is not None else event["createdAt"])
 
-    def normalise(self, event: dict[str, Any]) -> Normalised:
+    def normalise(self, event: dict[str, Any], stream: str) -> Normalised:
         actor = event.get("actor") or {}
         event_name = text(event.get("eventName"))
         # Event names are `<object>_<verb>` (scenario_updated, organization_variable_created): the object is the

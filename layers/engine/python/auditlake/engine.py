@@ -262,7 +262,7 @@ class _StreamRun:
                     continue
                 fresh[event_id] = (event_time, record_line(
                     event_id=event_id, event_time=event_time, stream=self.stream,
-                    normalised=self.adapter.normalise(event), collected_at=collected_at, raw=event))
+                    normalised=self.adapter.normalise(event, self.stream), collected_at=collected_at, raw=event))
             except (KeyError, TypeError, ValueError, AttributeError) as exc:
                 raise MalformedResponse(self.c.vendor, f"event #{index} of a page is unreadable "
                                                        f"({type(exc).__name__}: {exc})") from exc

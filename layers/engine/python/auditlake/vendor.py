@@ -90,5 +90,5 @@ class VendorAdapter(ABC):
         """When the event happened, UTC."""
 
     @abstractmethod
-    def normalise(self, event: dict[str, Any]) -> Normalised:
-        """The cross-vendor columns of the event."""
+    def normalise(self, event: dict[str, Any], stream: str) -> Normalised:
+        """The cross-vendor columns of the event, fetched from `stream`."""
