@@ -38,6 +38,7 @@ def make_handler(adapter_class: type[VendorAdapter]) -> Handler:
     @tracer.capture_lambda_handler(capture_response=False)
     @metrics.log_metrics
     def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+        metrics.clear_metrics()  # nothing carried over, even where publishing is disabled and flush keeps the set
         metrics.add_dimension(name="vendor", value=adapter_class.vendor)
         logger.append_keys(vendor=adapter_class.vendor)
         return collect(adapter_class, Settings.from_env(), context)
