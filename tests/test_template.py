@@ -7,12 +7,14 @@ is the id's prefix lowercased (AsanaCollector -> asana), so a new vendor is cove
 from __future__ import annotations
 
 import fnmatch
+import importlib.util
 import json
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from auditlake.vendor import VendorAdapter
 from auditlake_local.template import PROJECT_ROOT, load_template, resolve
 
 TEMPLATE = load_template()
@@ -367,6 +369,23 @@ def test_vendor_secret(logical_id: str) -> None:
 def test_asana_secret_placeholder_is_exact() -> None:
     expected = '{"token": "REPLACE_ME", "workspace_gid": "REPLACE_ME"}'
     assert RESOURCES["AsanaSecret"]["Properties"]["SecretString"] == expected
+
+
+@pytest.mark.parametrize("logical_id", COLLECTORS)
+def test_secret_placeholder_holds_exactly_the_fields_the_collector_reads(logical_id: str) -> None:
+    vendor = vendor_of(logical_id)
+    path = PROJECT_ROOT / "functions" / vendor / f"{vendor}_collector.py"
+    spec = importlib.util.spec_from_file_location(f"{vendor}_collector", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    adapter = next(value for value in vars(module).values()
+                   if isinstance(value, type) and issubclass(value, VendorAdapter) and value is not VendorAdapter)
+    assert adapter.vendor == vendor
+    placeholder = json.loads(RESOURCES[f"{prefix_of(logical_id)}Secret"]["Properties"]["SecretString"])
+    assert tuple(placeholder) == adapter.secret_fields
+    for field in adapter.secret_fields:
+        assert field in RESOURCES[f"{prefix_of(logical_id)}Secret"]["Properties"]["Description"]
 
 
 @pytest.mark.parametrize("logical_id", COLLECTORS)
