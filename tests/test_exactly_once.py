@@ -239,3 +239,45 @@ def test_token_never_in_archive(stack: LocalStack, world: World, clock: Clock) -
     run_until_caught_up(stack, world, clock)
     records = stack.archived_records()
     assert records and all(world.token not in json.dumps(r) for r in records)
+
+
+def test_backfill_extends_history_exactly_once(stack: LocalStack, world: World, clock: Clock) -> None:
+    now = clock.now()
+    world.seed(1500, now - timedelta(days=14), now - timedelta(minutes=10), seed=9)
+    run_until_caught_up(stack, world, clock, environment={"INITIAL_LOOKBACK_DAYS": "3"})
+    collected = check_archive(stack, world.vendor, world.simulator.ground_truth())
+    assert 0 < collected.archived < collected.events, "the first run reaches back 3 of the 14 days"
+
+    budget = {"ms": 0}
+
+    def new_context() -> Any:
+        budget["ms"] = 80_000  # 20 s to spend above the margin, 4 s a page: several invocations
+        return context(stack, world.function_id, lambda: budget["ms"])
+
+    world.simulator.on_request = lambda _request: budget.__setitem__("ms", budget["ms"] - 4_000)
+    since = (now - timedelta(days=20)).date().isoformat()
+    outcomes = []
+    for _ in range(40):
+        summary = stack.invoke(world.function_id, event={"backfill": {"since": since}}, context=new_context(),
+                               environment=SMALL_PARTS)
+        outcomes.append(summary)
+        if summary["status"] == "ok":
+            break
+        clock.advance()
+    assert len(outcomes) > 1 and outcomes[-1]["status"] == "ok", "resumed over several invocations, then done"
+    spans = {s["stream"]: s["backfill"] for s in outcomes[-1]["streams"]}
+    assert all(span["done_until"] == span["until"] for span in spans.values()), spans
+    world.simulator.on_request = None
+
+    again = stack.invoke(world.function_id, event={"backfill": {"since": since}})
+    assert again["status"] == "ok" and again["http"]["requests"] == 0, "a finished backfill is not repeated"
+    clock.advance()
+    run_until_caught_up(stack, world, clock)  # the scheduled collection goes on undisturbed
+    assert_exactly_once("history backfill", stack, world)
+
+
+def test_backfill_needs_a_first_collection_and_a_date(stack: LocalStack, world: World, clock: Clock) -> None:
+    with pytest.raises(Exception, match="has not been collected yet"):
+        stack.invoke(world.function_id, event={"backfill": {"since": "2026-01-01"}})
+    with pytest.raises(Exception, match="YYYY-MM-DD"):
+        stack.invoke(world.function_id, event={"backfill": {"from": "2026-01-01"}})

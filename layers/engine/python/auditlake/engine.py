@@ -11,6 +11,10 @@ is near. A window is paged in parts; each part is written as it fills, in this o
 A crash between any two steps leaves either nothing (1), or an intent whose written objects the next run reads
 back and skips (2), or a committed part (3). Events the vendor publishes late reappear in the next window's
 overlap, where the `seen` ids drop the ones already archived.
+
+A backfill is the same machinery on a stream of its own (`<vendor>#<stream>#backfill`): its windows cover
+`[since, origin)`, where `origin` is where the stream's first scheduled window began, so the two never overlap.
+History is not late, so a backfill needs no overlap.
 """
 
 from __future__ import annotations
@@ -24,10 +28,10 @@ from typing import Any
 from auditlake import timeutil
 from auditlake.archive import Archive, PartBuilder, safe_key_part, window_id
 from auditlake.deadline import Deadline
-from auditlake.errors import CursorExpired, DeadlineReached, MalformedResponse, StreamBusy
+from auditlake.errors import AuditlakeError, CursorExpired, DeadlineReached, MalformedResponse, StreamBusy
 from auditlake.records import record_line
 from auditlake.settings import Settings
-from auditlake.state import Intent, StateStore, StreamState, WindowState
+from auditlake.state import BackfillSpan, Intent, StateStore, StreamState, WindowState
 from auditlake.vendor import Order, VendorAdapter, Window
 
 LEASE_GRACE_SECONDS = 15
@@ -48,6 +52,7 @@ class StreamResult:
     pages_fetched: int = 0
     windows_completed: int = 0
     cursors_expired: int = 0
+    backfill: dict[str, str | None] | None = None  # a backfill's span and progress
     done_until: str | None = None
     newest_event_time: str | None = None
     backlog_seconds: float = 0.0
@@ -82,8 +87,11 @@ class Collector:
 
     # -- a stream's run ------------------------------------------------------------------------------------
 
-    def run_stream(self, stream: str) -> StreamResult:
-        key = f"{self.vendor}#{stream}"
+    def run_stream(self, stream: str, backfill_since: datetime | None = None) -> StreamResult:
+        """Collects the stream up to now (minus the lag), or, with `backfill_since`, its history before the
+        stream's first window, from that date on."""
+        backfill = backfill_since is not None
+        key = f"{self.vendor}#{stream}" + ("#backfill" if backfill else "")
         result = StreamResult(stream=key)
         try:
             state = self.store.acquire(key, self.owner, self._lease_until(), int(self.now().timestamp()))
@@ -91,9 +99,11 @@ class Collector:
             log.warning("stream busy, skipping this tick", extra={"stream": key, "reason": str(exc)})
             result.status = "busy"
             return result
-        run = _StreamRun(self, stream, state, result)
+        run = _StreamRun(self, stream, state, result, backfill=backfill)
         failure: BaseException | None = None
         try:
+            if backfill_since is not None:
+                self._aim_backfill(stream, state, backfill_since)
             run.collect()
         except BaseException as exc:
             failure = exc
@@ -104,17 +114,64 @@ class Collector:
             self._finish(state, result, failure)
         return result
 
+    def oldest_available(self, now: datetime) -> datetime | None:
+        """The oldest instant the vendor still serves, if it says: its retention (less the margin), its start."""
+        bounds = []
+        if self.adapter.retention is not None:
+            bounds.append(now - self.adapter.retention + self.adapter.retention_margin)
+        if self.adapter.earliest is not None:
+            bounds.append(self.adapter.earliest)
+        return max(bounds) if bounds else None
+
+    def _aim_backfill(self, stream: str, state: StreamState, since: datetime) -> None:
+        """Points the backfill stream at `[since, lower edge of what is collected)`; an unfinished span is
+        finished first (run again for an earlier date)."""
+        span = state.backfill
+        if span is not None and (state.done_until is None or state.done_until < span.until):
+            if since < span.since:
+                log.warning("an earlier backfill is unfinished; it is finished first, then run the backfill again",
+                            extra={"stream": state.key, "unfinished_since": timeutil.to_iso(span.since)})
+            return
+        if span is not None:
+            until = span.since  # everything from there on is collected already
+        else:
+            live = self.store.read(f"{self.vendor}#{stream}")
+            if live is None or live.origin is None:
+                raise AuditlakeError(f"{self.vendor}#{stream} has not been collected yet: the first scheduled run "
+                                     "sets where a backfill ends")
+            until = live.origin
+        oldest = self.oldest_available(self.now())
+        if oldest is not None and since < oldest:
+            log.warning("backfill starts at the oldest instant the vendor still serves", extra={
+                "stream": state.key, "asked": timeutil.to_iso(since), "oldest": timeutil.to_iso(oldest)})
+            since = oldest
+        since = timeutil.floor_millis(since)
+        if since < until:
+            state.backfill = BackfillSpan(since=since, until=until)
+            state.done_until = since
+
     def _finish(self, state: StreamState, result: StreamResult, failure: BaseException | None) -> None:
         """Commits what is safe and releases the lease; the run's outcome goes into the state for operators."""
         now = self.now()
         caught_up_to = timeutil.floor_millis(now - self.settings.lag)
+        if result.stream.endswith("#backfill"):
+            span = state.backfill
+            caught_up_to = span.until if span is not None else (state.done_until or caught_up_to)
+            result.backfill = {
+                "since": timeutil.to_iso(span.since) if span else None,
+                "until": timeutil.to_iso(span.until) if span else None,
+                "done_until": timeutil.to_iso(state.done_until) if state.done_until else None,
+            }
         if state.done_until is not None:
             result.done_until = timeutil.to_iso(state.done_until)
             result.backlog_seconds = max(0.0, (caught_up_to - state.done_until).total_seconds())
         if state.newest_event_time is not None:
             result.newest_event_time = timeutil.to_iso(state.newest_event_time)
-        behind = state.window is not None or state.done_until is None \
-            or result.backlog_seconds > MIN_FOLLOW_UP_WINDOW.total_seconds()
+        if result.backfill is not None:
+            behind = state.window is not None or result.backlog_seconds > 0
+        else:
+            behind = state.window is not None or state.done_until is None \
+                or result.backlog_seconds > MIN_FOLLOW_UP_WINDOW.total_seconds()
         if result.status == "ok" and behind:
             result.status = "backlog"
         state.status = {
@@ -144,10 +201,13 @@ class Collector:
 class _StreamRun:
     """One run over one stream: the state machine of windows and parts."""
 
-    def __init__(self, collector: Collector, stream: str, state: StreamState, result: StreamResult) -> None:
+    def __init__(self, collector: Collector, stream: str, state: StreamState, result: StreamResult, *,
+                 backfill: bool = False) -> None:
         self.c = collector
         self.adapter = collector.adapter
         self.settings = collector.settings
+        self.backfill = backfill
+        self.overlap = timedelta(0) if backfill else collector.settings.overlap
         self.stream = stream
         self.stream_key = safe_key_part(state.key)
         self.state = state
@@ -172,16 +232,21 @@ class _StreamRun:
         now = self.c.now()
         end = timeutil.floor_millis(now - self.settings.lag)
         done_until = self.state.done_until
-        if done_until is None:
+        if self.backfill:
+            span = self.state.backfill
+            if span is None or done_until is None or done_until >= span.until:
+                return None
+            start, end = done_until, span.until
+        elif done_until is None:
             start = now - self.settings.initial_lookback
-            if self.adapter.retention is not None:
-                start = max(start, now - self.adapter.retention + self.adapter.retention_margin)
-            if self.adapter.earliest is not None:
-                start = max(start, self.adapter.earliest)
+            oldest = self.c.oldest_available(now)
+            if oldest is not None:
+                start = max(start, oldest)
+            self.state.origin = timeutil.floor_millis(start)  # where a backfill will end
         else:
             if end <= done_until or (not first and end - done_until < MIN_FOLLOW_UP_WINDOW):
                 return None
-            start = done_until - self.settings.overlap
+            start = done_until - self.overlap
             if self.adapter.retention is not None and start < now - self.adapter.retention:
                 log.warning("the vendor's retention has passed part of the uncollected span; events older than "
                             "%s are gone at the vendor", timeutil.to_iso(now - self.adapter.retention),
@@ -316,7 +381,7 @@ class _StreamRun:
             window.frontier_ids = set()
         if edge == window.frontier_time:
             window.frontier_ids |= {i for i, t in events.items() if t == edge}
-        overlap_from = window.planned_end - self.settings.overlap
+        overlap_from = window.planned_end - self.overlap
         for event_id, event_time in events.items():
             if event_time >= overlap_from:
                 self.state.seen[event_id] = timeutil.to_millis(event_time)
@@ -334,7 +399,7 @@ class _StreamRun:
     def _complete(self, window: WindowState) -> None:
         if self.state.done_until is None or window.planned_end > self.state.done_until:
             self.state.done_until = window.planned_end
-        floor = timeutil.to_millis(self.state.done_until - self.settings.overlap)
+        floor = timeutil.to_millis(self.state.done_until - self.overlap)
         self.state.seen = {i: t for i, t in self.state.seen.items() if t >= floor}
         self.state.window = None
         self.result.windows_completed += 1

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Callable
+from datetime import datetime
 from typing import Any
 
 from aws_lambda_powertools import Logger, Metrics, Tracer
@@ -13,7 +15,7 @@ from auditlake import aws, timeutil
 from auditlake.archive import Archive
 from auditlake.deadline import Deadline
 from auditlake.engine import Collector, StreamResult
-from auditlake.errors import AuditlakeError
+from auditlake.errors import AuditlakeError, ConfigError
 from auditlake.http import HttpClient
 from auditlake.secrets import load_secret
 from auditlake.settings import Settings
@@ -41,12 +43,26 @@ def make_handler(adapter_class: type[VendorAdapter]) -> Handler:
         metrics.clear_metrics()  # nothing carried over, even where publishing is disabled and flush keeps the set
         metrics.add_dimension(name="vendor", value=adapter_class.vendor)
         logger.append_keys(vendor=adapter_class.vendor)
-        return collect(adapter_class, Settings.from_env(), context)
+        return collect(adapter_class, Settings.from_env(), context, backfill_since=backfill_since(event))
 
     return handler
 
 
-def collect(adapter_class: type[VendorAdapter], settings: Settings, context: Any) -> dict[str, Any]:
+def backfill_since(event: Any) -> datetime | None:
+    """`{"backfill": {"since": "YYYY-MM-DD"}}` asks for history before the first collected window; a schedule
+    tick's event (`{}`) asks for nothing but the new events."""
+    request = event.get("backfill") if isinstance(event, dict) else None
+    if request is None:
+        return None
+    try:
+        return timeutil.parse_time(request["since"])
+    except (KeyError, TypeError, ValueError):
+        raise ConfigError('a backfill event is {"backfill": {"since": "YYYY-MM-DD"}}; got '
+                          f"{json.dumps(request)[:80]}") from None
+
+
+def collect(adapter_class: type[VendorAdapter], settings: Settings, context: Any, *,
+            backfill_since: datetime | None = None) -> dict[str, Any]:
     vendor = adapter_class.vendor
     deadline = Deadline(context.get_remaining_time_in_millis, settings.deadline_margin)
     secret = load_secret(vendor, settings.secret_id, adapter_class.secret_fields, settings.secret_max_age)
@@ -70,7 +86,7 @@ def collect(adapter_class: type[VendorAdapter], settings: Settings, context: Any
         with tracer.provider.in_subsegment(f"## {vendor} stream") as subsegment:
             subsegment.put_annotation("stream", stream)
             try:
-                result = collector.run_stream(stream)
+                result = collector.run_stream(stream, backfill_since)
             except Exception as exc:  # the other streams still run; the failure is raised at the end
                 logger.exception("stream failed", extra={"stream": f"{vendor}#{stream}"})
                 result = StreamResult(stream=f"{vendor}#{stream}", status="error", error=str(exc))
@@ -78,9 +94,10 @@ def collect(adapter_class: type[VendorAdapter], settings: Settings, context: Any
         results.append(result)
         logger.info("stream collected", extra=result.as_dict())
 
-    _publish_metrics(results, http)
+    _publish_metrics(results, http, backfill=backfill_since is not None)
     summary = {
         "vendor": vendor,
+        "mode": "collect" if backfill_since is None else "backfill",
         "status": "error" if failures else ("backlog" if any(r.status == "backlog" for r in results) else "ok"),
         "streams": [r.as_dict() for r in results],
         "http": {"requests": http.stats.requests, "retries": http.stats.retries, "throttles": http.stats.throttles},
@@ -93,7 +110,7 @@ def collect(adapter_class: type[VendorAdapter], settings: Settings, context: Any
     return summary
 
 
-def _publish_metrics(results: list[StreamResult], http: HttpClient) -> None:
+def _publish_metrics(results: list[StreamResult], http: HttpClient, *, backfill: bool) -> None:
     metrics.add_metric(name="EventsArchived", unit=MetricUnit.Count, value=sum(r.events_archived for r in results))
     metrics.add_metric(name="PagesFetched", unit=MetricUnit.Count, value=sum(r.pages_fetched for r in results))
     metrics.add_metric(name="ObjectsWritten", unit=MetricUnit.Count, value=sum(r.objects_written for r in results))
@@ -102,6 +119,8 @@ def _publish_metrics(results: list[StreamResult], http: HttpClient) -> None:
     metrics.add_metric(name="HttpRetries", unit=MetricUnit.Count, value=http.stats.retries)
     metrics.add_metric(name="Throttles", unit=MetricUnit.Count, value=http.stats.throttles)
     metrics.add_metric(name="StreamErrors", unit=MetricUnit.Count, value=sum(r.status == "error" for r in results))
+    if backfill:
+        return  # history: its times say nothing about how fresh the archive is
     now = timeutil.now()
     newest = [timeutil.parse_time(r.newest_event_time) for r in results if r.newest_event_time]
     if newest:

@@ -4,6 +4,8 @@ Item `stream = "<vendor>#<stream id>"`. Every write after the lease is taken is 
 and on still owning the lease, so a run that lost its stream can never move the cursor. What the item holds:
 
 - `done_until`: every window before it is complete (late events included, as far as the overlap reaches).
+- `origin`: where the first window began; a backfill (its own item, `<vendor>#<stream id>#backfill`, whose
+  `backfill` span runs from the date asked to the lower edge of what is collected) ends there.
 - `seen`: ids archived at or after `done_until - overlap`: the next window re-reads that span and skips them.
 - `window`: the window in progress: its bounds, the vendor's cursor, the next part number, the newest (or
   oldest) event time archived and its ids (where to resume if the vendor's cursor expires), ids to skip, and
@@ -54,10 +56,18 @@ class Intent:
 
 
 @dataclass
+class BackfillSpan:
+    since: datetime
+    until: datetime
+
+
+@dataclass
 class StreamState:
     key: str
     version: int
     done_until: datetime | None = None
+    origin: datetime | None = None  # where the first window began: a backfill ends there
+    backfill: BackfillSpan | None = None  # a backfill stream's span: done_until runs from since to until
     seen: dict[str, int] = field(default_factory=dict)  # event id -> event time in epoch ms
     window: WindowState | None = None
     intent: Intent | None = None
@@ -112,6 +122,14 @@ class StateStore:
             raise
         state.version += 1
 
+    def scan(self) -> list[StreamState]:
+        """Every stream's state, for operators (no lease; a handful of items, read consistently)."""
+        states = []
+        for page in self.dynamodb.get_paginator("scan").paginate(TableName=self.table, ConsistentRead=True):
+            self.operations += 1
+            states += [_from_item({k: _deserialize(v) for k, v in item.items()}) for item in page["Items"]]
+        return sorted(states, key=lambda state: state.key)
+
     def read(self, key: str) -> StreamState | None:
         """The stored state, for operators and tests (no lease)."""
         self.operations += 1
@@ -141,6 +159,9 @@ def _to_item(state: StreamState) -> dict[str, Any]:
     return {
         "stream": state.key,
         "done_until": to_iso(state.done_until) if state.done_until else None,
+        "origin": to_iso(state.origin) if state.origin else None,
+        "backfill": None if state.backfill is None else {"since": to_iso(state.backfill.since),
+                                                         "until": to_iso(state.backfill.until)},
         "seen": pack_ids(state.seen) if state.seen else None,
         "window": None if window is None else {
             "id": window.id,
@@ -172,6 +193,9 @@ def _from_item(item: dict[str, Any]) -> StreamState:
         key=item["stream"],
         version=int(item.get("version", 0)),
         done_until=parse_time(item["done_until"]) if item.get("done_until") else None,
+        origin=parse_time(item["origin"]) if item.get("origin") else None,
+        backfill=BackfillSpan(parse_time(item["backfill"]["since"]), parse_time(item["backfill"]["until"]))
+        if item.get("backfill") else None,
         seen=seen,
         window=None if not window else WindowState(
             id=window["id"],
