@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -45,7 +46,7 @@ def load_template(path: Path = TEMPLATE_PATH) -> dict[str, Any]:
 
 def resolve(value: Any, refs: dict[str, Any], attrs: dict[tuple[str, str], Any] | None = None,
             conditions: dict[str, bool] | None = None) -> Any:
-    """Evaluates the intrinsics a value uses (Ref, GetAtt, Sub, If, Join, Select) against known names."""
+    """Evaluates the intrinsics a value uses (Ref, GetAtt, Sub, If, Join, Select, Base64) against known names."""
     attrs = attrs or {}
     conditions = conditions or {}
     if isinstance(value, list):
@@ -67,6 +68,8 @@ def resolve(value: Any, refs: dict[str, Any], attrs: dict[tuple[str, str], Any] 
         if key == "Fn::Select":
             index, items = resolve(arg, refs, attrs, conditions)
             return items[int(index)]
+        if key == "Fn::Base64":
+            return base64.b64encode(str(resolve(arg, refs, attrs, conditions)).encode()).decode()
         if key == "Fn::Sub":
             template, local = (arg, {}) if isinstance(arg, str) else (arg[0], resolve(arg[1], refs, attrs, conditions))
             return _substitute(template, {**refs, **local}, attrs)

@@ -33,6 +33,7 @@ from typing import Any, NamedTuple
 from urllib.parse import urlencode
 
 from auditlake_local.simulators.base import FaultPlan, RequestRecord, SimRequest, SimResponse, VendorSimulator
+from auditlake_local.simulators.people import roster
 
 API_PREFIX = "/api/1.0"
 AUDIT_LOG_EVENTS = re.compile(r"^/api/1\.0/workspaces/(?P<workspace_gid>[^/]+)/audit_log_events/?$")
@@ -472,11 +473,6 @@ _DESKTOP_AGENT = "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/53
 _MOBILE_AGENTS = ("Asana/8.41.2 (iPhone; iOS 17.4.1; Scale/3.00)", "Asana/8.40.0 (Android 14; Pixel 8)")
 _API_AGENTS = ("python-requests/2.31.0", "node-asana/3.0.5", "Go-http-client/2.0")
 _OAUTH_APPS = ("Slack", "Zapier", "Microsoft Teams", "Tableau")
-_FIRST = ("Ada", "Grace", "Alan", "Linus", "Margaret", "Ken", "Barbara", "Dennis", "Frances", "Edsger", "Radia",
-          "Guido", "Katherine", "Tim", "Hedy", "Donald", "Annie", "John", "Sophie", "Niklaus")
-_LAST = ("Lovelace", "Hopper", "Turing", "Torvalds", "Hamilton", "Thompson", "Liskov", "Ritchie", "Allen",
-         "Dijkstra", "Perlman", "van Rossum", "Johnson", "Berners-Lee", "Lamarr", "Knuth", "Easley", "Backus",
-         "Wilson", "Wirth")
 _TASK_NAMES = ("Quarterly review", "Fix login bug", "Draft launch plan", "Update onboarding doc", "Vendor contract",
                "Budget 2025", "Customer interview notes", "Security questionnaire")
 _PROJECT_NAMES = ("Website redesign", "Q3 roadmap", "Hiring pipeline", "SOC 2 audit", "Mobile app v5")
@@ -504,7 +500,8 @@ class _Org:
         self.rng = rng
         self.used_gids: set[str] = set()
         self.workspace = {"resource_type": "workspace", "gid": self.gid(), "name": "Example Corp"}
-        self.people = [self._person(index) for index in range(size)]
+        # The company's shared roster: the same names, emails and addresses as in the other tools.
+        self.people = [_Person(self.gid(), person.name, person.email, person.ip) for person in roster(size)]
         self.admins = self.people[: max(1, size // 20)]
 
     def pick[T](self, options: Sequence[T]) -> T:
@@ -518,12 +515,6 @@ class _Org:
             if gid not in self.used_gids:
                 self.used_gids.add(gid)
                 return gid
-
-    def _person(self, index: int) -> _Person:
-        first, last = self.pick(_FIRST), self.pick(_LAST)
-        email = f"{first}.{last}{index}@example.com".lower().replace(" ", "")
-        ip = f"{self.pick(('192.0.2', '198.51.100', '203.0.113'))}.{self.pick(_OCTETS)}"
-        return _Person(self.gid(), f"{first} {last}", email, ip)
 
     def someone(self) -> _Person:
         return self.pick(self.people)

@@ -33,6 +33,7 @@ from random import Random
 from typing import Any, NamedTuple
 
 from auditlake_local.simulators.base import FaultPlan, RequestRecord, SimRequest, SimResponse, VendorSimulator
+from auditlake_local.simulators.people import Person, roster
 
 ENDPOINT = "/auditLog.list"
 
@@ -608,7 +609,8 @@ class _Org:
 
     def __init__(self, rng: Random, size: int) -> None:
         self.rng = rng
-        self.people = [self._person(index) for index in range(size)]
+        # The company's shared roster: the same names, emails and addresses as in the other tools.
+        self.people = [self._person(person) for person in roster(size)]
         self.admins = self.people[: max(1, size // 20)]
         self.api_keys = [{"type": "ApiUser", "id": self.uuid(), "name": name} for name in _API_KEY_NAMES]
         self.organization = {"type": "organization", "id": self.uuid(), "name": "Example Corp"}
@@ -620,11 +622,8 @@ class _Org:
     def uuid(self) -> str:
         return _uuid(self.rng)
 
-    def _person(self, index: int) -> _Person:
-        first, last = self.pick(_FIRST), self.pick(_LAST)
-        email = f"{first}.{last}{index}@example.com".lower().replace(" ", "")
-        ip = f"{self.pick(('192.0.2', '198.51.100', '203.0.113'))}.{self.pick(_OCTETS)}"
-        return _Person(self.uuid(), f"{first} {last}", email, ip, self.pick(_BROWSERS))
+    def _person(self, person: Person) -> _Person:
+        return _Person(self.uuid(), person.name, person.email, person.ip, self.pick(_BROWSERS))
 
     def someone(self) -> _Person:
         return self.pick(self.people)
@@ -659,7 +658,8 @@ def _login_failed(org: _Org) -> _Parts:
                        "unknown_user"))
     details = {"authenticationMethod": org.pick(_LOGIN_METHODS), "reason": reason}
     if reason == "unknown_user":  # nobody to name: the address that was tried, from somewhere unfamiliar
-        attempted = f"{org.pick(_FIRST)}.{org.pick(_LAST)}@example.com".lower().replace(" ", "")
+        # Another domain than the staff's, so the address tried is never a member's.
+        attempted = f"{org.pick(_FIRST)}.{org.pick(_LAST)}@example.net".lower().replace(" ", "")
         return ({"type": "Other", "id": None}, {"type": "app_user", "id": None, "name": attempted},
                 {**details, "attemptedEmail": attempted, "ipAddress": f"203.0.113.{org.pick(_OCTETS)}",
                  "userAgent": org.pick(_API_AGENTS)})

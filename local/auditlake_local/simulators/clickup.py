@@ -34,6 +34,7 @@ from random import Random
 from typing import Any, Literal, NamedTuple
 
 from auditlake_local.simulators.base import FaultPlan, RequestRecord, SimRequest, SimResponse, VendorSimulator
+from auditlake_local.simulators.people import Person, roster
 
 AUDIT_LOGS = re.compile(r"^/api/v3/workspaces/(?P<workspace_id>[^/]+)/auditlogs/?$")
 
@@ -550,9 +551,6 @@ def _strings(body: dict[str, Any], name: str, *, allow_single: bool = False) -> 
 _OCTETS = tuple(range(1, 255))
 _FIRST = ("Ada", "Grace", "Alan", "Linus", "Margaret", "Ken", "Barbara", "Dennis", "Frances", "Edsger", "Radia",
           "Guido", "Katherine", "Tim", "Hedy", "Donald", "Annie", "John", "Sophie", "Niklaus")
-_LAST = ("Lovelace", "Hopper", "Turing", "Torvalds", "Hamilton", "Thompson", "Liskov", "Ritchie", "Allen",
-         "Dijkstra", "Perlman", "van Rossum", "Johnson", "Berners-Lee", "Lamarr", "Knuth", "Easley", "Backus",
-         "Wilson", "Wirth")
 OWNER, ADMIN, MEMBER, GUEST = 1, 2, 3, 4
 
 
@@ -572,19 +570,19 @@ class _Workspace:
 
     def __init__(self, rng: Random, size: int) -> None:
         self.rng = rng
-        self.people = [self._person(index, size) for index in range(size)]
+        # The company's shared roster: the same names, emails and addresses as in the other tools.
+        self.people = [self._person(person, size) for person in roster(size)]
         self.admins = [person for person in self.people if person.role in {OWNER, ADMIN}]
 
     def pick[T](self, options: Sequence[T]) -> T:
         """`rng.choice`, about three times faster: generation time is dominated by these picks."""
         return options[int(self.rng.random() * len(options))]
 
-    def _person(self, index: int, size: int) -> _Person:
-        first, last = self.pick(_FIRST), self.pick(_LAST)
-        email = f"{first}.{last}{index}@example.com".lower().replace(" ", "")
+    def _person(self, person: Person, size: int) -> _Person:
+        index = person.index
         role = OWNER if index == 0 else ADMIN if index <= max(1, size // 20) else GUEST if index % 9 == 0 else MEMBER
-        ip = f"{self.pick(('192.0.2', '198.51.100', '203.0.113'))}.{self.pick(_OCTETS)}"
-        return _Person(81_000_000 + index * 7 + int(self.rng.random() * 7), f"{first} {last}", email, role, ip)
+        return _Person(81_000_000 + index * 7 + int(self.rng.random() * 7), person.name, person.email, role,
+                       person.ip)
 
     def someone(self) -> _Person:
         return self.pick(self.people)

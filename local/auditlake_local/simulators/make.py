@@ -34,6 +34,7 @@ from typing import Any, NamedTuple
 from urllib.parse import urlsplit
 
 from auditlake_local.simulators.base import FaultPlan, RequestRecord, SimRequest, SimResponse, VendorSimulator
+from auditlake_local.simulators.people import Person, roster
 
 API_PREFIX = "/api/v2"
 ORGANIZATION_LOGS = re.compile(r"^/api/v2/audit-logs/organization/(?P<organization_id>[^/]+)/?$")
@@ -530,11 +531,6 @@ def _array(request: SimRequest, name: str) -> frozenset[str]:
 # objects (scenario blueprints, without `from` for the first version), and a user who was anonymized appears as
 # `{"id", "anonymized": true}`.
 
-_FIRST = ("Ada", "Grace", "Alan", "Linus", "Margaret", "Ken", "Barbara", "Dennis", "Frances", "Edsger", "Radia",
-          "Guido", "Katherine", "Tim", "Hedy", "Donald", "Annie", "John", "Sophie", "Niklaus")
-_LAST = ("Lovelace", "Hopper", "Turing", "Torvalds", "Hamilton", "Thompson", "Liskov", "Ritchie", "Allen",
-         "Dijkstra", "Perlman", "van Rossum", "Johnson", "Berners-Lee", "Lamarr", "Knuth", "Easley", "Backus",
-         "Wilson", "Wirth")
 _TEAM_NAMES = ("Operations", "Marketing", "Finance", "People Ops", "Security", "Sales Automation")
 
 
@@ -558,7 +554,8 @@ class _Org:
         self.rng = rng
         self.organization = {"id": organization_id, "name": DEFAULT_ORGANIZATION_NAME}
         self.teams = [{"id": 5100 + index, "name": name} for index, name in enumerate(_TEAM_NAMES)]
-        self.people = [self._person(index) for index in range(size)]
+        # The company's shared roster: the same names, emails and addresses as in the other tools.
+        self.people = [self._person(person) for person in roster(size)]
         self.admins = [person for person in self.people[: max(1, size // 20)] if not person.anonymized] \
             or [self.people[0]]
         self.scenarios: list[str] = []
@@ -569,11 +566,10 @@ class _Org:
         """`rng.choice`, about three times faster: generation time is dominated by these picks."""
         return options[int(self.rng.random() * len(options))]
 
-    def _person(self, index: int) -> _Person:
-        first, last = self.pick(_FIRST), self.pick(_LAST)
-        email = f"{first}.{last}{index}@example.com".lower().replace(" ", "")
+    def _person(self, person: Person) -> _Person:
+        index = person.index
         # Users who have since been deleted from Make show up anonymized in every entry.
-        return _Person(2_000_000 + index * 37, f"{first} {last}", email, self.rng.random() < 0.03 and index > 0)
+        return _Person(2_000_000 + index * 37, person.name, person.email, self.rng.random() < 0.03 and index > 0)
 
     def someone(self) -> _Person:
         return self.pick(self.people)
