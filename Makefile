@@ -34,7 +34,7 @@ $(TOOLS)/.installed:
 tools: $(TOOLS)/.installed
 
 demo: setup
-	$(PY) -m auditlake_local.demo
+	$(VENV)/bin/auditlake demo
 
 lint: setup
 	$(VENV)/bin/ruff check .

@@ -266,7 +266,9 @@ def test_backfill_extends_history_exactly_once(stack: LocalStack, world: World, 
         clock.advance()
     assert len(outcomes) > 1 and outcomes[-1]["status"] == "ok", "resumed over several invocations, then done"
     spans = {s["stream"]: s["backfill"] for s in outcomes[-1]["streams"]}
-    assert all(span["done_until"] == span["until"] for span in spans.values()), spans
+    assert all(span["done_until"] == span["until"] and span["progress"] == 1.0 for span in spans.values()), spans
+    progress = [s["backfill"]["progress"] for o in outcomes for s in o["streams"] if s["status"] != "busy"]
+    assert any(0 < p < 1 for p in progress), f"progress is reported inside an open window: {progress}"
     world.simulator.on_request = None
 
     again = stack.invoke(world.function_id, event={"backfill": {"since": since}})

@@ -1,102 +1,133 @@
-"""`make demo`: every collector against its local vendor simulator on in-process AWS, then queries over the archive.
+"""The demo: every collector against its local vendor simulator on in-process AWS, checked against the vendors.
 
 Each simulator serves real HTTP on 127.0.0.1; its collector reaches it through the secret's `base_url`, exactly
-as it would reach the vendor. AWS is moto, built from template.yaml.
+as it would reach the vendor. AWS is moto, built from template.yaml, with `InitialLookbackDays` small so that
+older history is left for `auditlake backfill`. Everything ends up in a workspace (see workspace.py) that the
+other `auditlake` commands use. `auditlake demo` runs this and then answers saved queries and shows the status.
 """
 
 from __future__ import annotations
 
-import argparse
-import contextlib
 import json
+import sys
 from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
-from auditlake_local.simulators import VendorSimulator, serve
-from auditlake_local.stack import LocalStack
-from auditlake_local.vendors import VENDORS, LocalVendor
+from auditlake_local import workspace
+from auditlake_local.vendors import VENDORS
+from auditlake_local.workspace import Workspace
 
-# The collectors' JSON logs and metrics are for CloudWatch; the demo prints its own summary instead.
-QUIET = {"LOG_LEVEL": "WARNING", "POWERTOOLS_METRICS_DISABLED": "true"}
 MAX_TICKS = 20
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--events", type=int, default=2500, help="events each simulated vendor account holds")
-    parser.add_argument("--days", type=int, default=7, help="how many days back the events reach")
-    args = parser.parse_args(argv)
+@dataclass(frozen=True)
+class Check:
+    """One vendor's archive against its simulator's ground truth, over the span the collector was asked for."""
 
+    vendor: str
+    since: datetime  # the first window started at or after this instant (and not much later)
+    expected: int  # ground-truth events certainly inside the collected span
+    archived: int
+    objects: int
+    missing: int
+    duplicates: int
+    unexpected: int  # archived records that are no ground-truth event of the span
+    older: int  # ground-truth events before the span: what `auditlake backfill` can still collect
+
+
+def run(directory: Path, *, events: int, days: int, lookback_days: int,
+        then: Callable[[Workspace], None] | None = None) -> list[Check]:
+    """Creates the workspace: simulators seeded with `events` each over `days`, the collectors run until caught
+    up, everything saved, and the archive checked against each simulator; `then` runs on the workspace last."""
     now = datetime.now(UTC)
-    simulators: dict[str, VendorSimulator] = {}
-    with LocalStack.start() as stack, contextlib.ExitStack() as servers:
-        for seed, local in enumerate(VENDORS.values(), start=7):
-            simulator = local.start()
-            simulator.add_events(local.generate_events(args.events, now - timedelta(days=args.days),
-                                                       now - timedelta(minutes=5), seed))
-            origin = servers.enter_context(serve(simulator))
-            stack.put_secret(local.function_id, local.secret(origin))
-            simulators[local.vendor] = simulator
-        print(f"{len(VENDORS)} vendor simulators on 127.0.0.1, {args.events} events each over {args.days} days\n")
-        for local in VENDORS.values():
-            _collect(stack, local)
-        _report(stack, simulators)
+    seeded = {vendor: local.generate_events(events, now - timedelta(days=days), now - timedelta(minutes=5), seed)
+              for seed, (vendor, local) in enumerate(VENDORS.items(), start=7)}
+    manifest = {"created_at": now.isoformat(timespec="seconds"), "events": events, "days": days,
+                "lookback_days": lookback_days}
+    with workspace.create(directory, seeded, manifest) as ws:
+        print(f"{len(VENDORS)} vendor simulators on 127.0.0.1, {events} events each over {days} days; the "
+              f"collectors reach back {lookback_days} days (InitialLookbackDays), the rest is left for "
+              "`auditlake backfill`\n")
+        spans = {vendor: _collect(ws, vendor) for vendor in VENDORS}
+        ws.save()
+        checks = [_check(ws, vendor, *spans[vendor]) for vendor in VENDORS]
+        _print_checks(checks)
+        if then is not None:
+            then(ws)
+    return checks
 
 
-def _collect(stack: LocalStack, local: LocalVendor) -> None:
+def _collect(ws: Workspace, vendor: str) -> tuple[datetime, datetime]:
+    """Ticks until caught up; returns the bounds between which the first window's start must lie."""
+    lookback = timedelta(days=ws.lookback_days)
+    first_from = datetime.now(UTC) - lookback
+    first_to = first_from
     for tick in range(1, MAX_TICKS + 1):
-        summary = stack.invoke(local.function_id, environment=QUIET)
+        summary = ws.invoke(vendor)
+        if tick == 1:
+            first_to = datetime.now(UTC) - lookback
         archived = sum(stream["events_archived"] for stream in summary["streams"])
-        print(f"{local.vendor:<8} tick {tick}: {summary['status']:<8} archived {archived:>6} events in "
+        print(f"{vendor:<8} tick {tick}: {summary['status']:<8} archived {archived:>6} events in "
               f"{summary['s3']['objects']:>3} objects, {summary['http']['requests']:>4} HTTP requests, "
               f"{len(summary['streams'])} stream(s)")
         if summary["status"] == "ok":
             break
-    idle = stack.invoke(local.function_id, environment=QUIET)
-    print(f"{local.vendor:<8} idle tick: {idle['http']['requests']} HTTP requests, {idle['s3']['objects']} S3 "
+    idle = ws.invoke(vendor)
+    print(f"{vendor:<8} idle tick: {idle['http']['requests']} HTTP requests, {idle['s3']['objects']} S3 "
           f"writes, {idle['dynamodb_operations']} DynamoDB operations\n")
+    return first_from, first_to
 
 
 def _canonical(event: Any) -> str:
-    return json.dumps(event, sort_keys=True, separators=(",", ":"))
+    return json.dumps(event, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
-def _report(stack: LocalStack, simulators: dict[str, VendorSimulator]) -> None:
-    records = stack.archived_records()
-    print("archive against each simulator's ground truth (compared by the events' content):")
-    for vendor, simulator in simulators.items():
-        truth = Counter(_canonical(event) for event in simulator.ground_truth().values())
-        archived = Counter(_canonical(json.loads(r["raw"])) for r in records if r["_key"].split("/")[1] ==
-                           f"vendor={vendor}")
-        objects = len({r["_key"] for r in records if r["_key"].split("/")[1] == f"vendor={vendor}"})
-        print(f"  {vendor:<8} {sum(archived.values()):>6} records in {objects:>3} objects; missing "
-              f"{sum((truth - archived).values())}, duplicates {sum((archived - truth).values())}")
+def _check(ws: Workspace, vendor: str, first_from: datetime, first_to: datetime) -> Check:
+    """Compares by the events' content (`raw` verbatim). The first window starts at `now - lookback` as the
+    collector saw it, somewhere in [first_from, first_to]: events in that gap of a few milliseconds may or may
+    not be collected, so they count neither as missing nor as unexpected."""
+    secret = json.loads(ws.secret(vendor))
+    adapter = workspace.build_adapter(vendor, secret)
+    truth_inside: Counter[str] = Counter()
+    maybe: set[str] = set()
+    older = 0
+    for event in ws.simulators[vendor].ground_truth().values():
+        moment = adapter.event_time(event)
+        if moment >= first_to:
+            truth_inside[_canonical(event)] += 1
+        elif moment >= first_from:
+            maybe.add(_canonical(event))
+        else:
+            older += 1
+    records = ws.stack.archived_records(vendor)
+    archived = Counter(_canonical(json.loads(r["raw"])) for r in records)
+    extra = archived - truth_inside
+    return Check(
+        vendor=vendor, since=first_from, expected=sum(truth_inside.values()), archived=len(records),
+        objects=len({r["_key"] for r in records}), missing=sum((truth_inside - archived).values()),
+        duplicates=sum(n - 1 for n in archived.values() if n > 1),
+        unexpected=sum(n for c, n in extra.items() if c not in truth_inside and c not in maybe),
+        older=older,
+    )
 
-    print("\nSELECT vendor, count(*), min(event_time), max(event_time) FROM events GROUP BY 1")
-    per_vendor: dict[str, list[str]] = {}
-    for r in records:
-        per_vendor.setdefault(r["_key"].split("/")[1].removeprefix("vendor="), []).append(r["event_time"])
-    for vendor, times in sorted(per_vendor.items()):
-        print(f"  {vendor:<8} {len(times):>6}  {min(times)}  {max(times)}")
 
-    print("\nSELECT vendor, action, count(*) FROM events WHERE outcome = 'failure' GROUP BY 1, 2 ORDER BY 3 DESC "
-          "LIMIT 5")
-    failures = Counter((r["_key"].split("/")[1].removeprefix("vendor="), r["action"]) for r in records
-                       if r["outcome"] == "failure")
-    for (vendor, action), count in failures.most_common(5):
-        print(f"  {vendor:<8} {action:<32} {count:>5}")
+def _print_checks(checks: list[Check]) -> None:
+    print("archive against each simulator's ground truth since the first window (compared by the events' content):")
+    for c in checks:
+        print(f"  {c.vendor:<8} {c.archived:>6} records in {c.objects:>3} objects; missing {c.missing}, duplicates "
+              f"{c.duplicates}, unexpected {c.unexpected}; {c.older} older events left for backfill")
+    print()
 
-    print("\nSELECT actor_email, count(DISTINCT vendor), count(*) FROM events GROUP BY 1 ORDER BY 2 DESC, 3 DESC "
-          "LIMIT 3  -- who is active across tools")
-    vendors_of: dict[str, set[str]] = {}
-    counts: Counter[str] = Counter()
-    for r in records:
-        if r["actor_email"]:
-            vendors_of.setdefault(r["actor_email"], set()).add(r["_key"].split("/")[1])
-            counts[r["actor_email"]] += 1
-    for email in sorted(vendors_of, key=lambda e: (-len(vendors_of[e]), -counts[e]))[:3]:
-        print(f"  {email:<36} {len(vendors_of[email])} vendor(s) {counts[email]:>5} events")
+
+def main(argv: list[str] | None = None) -> None:
+    """`python -m auditlake_local.demo`: the same as `auditlake demo`."""
+    from auditlake_local.cli import main as cli  # noqa: PLC0415 - the command line imports this module
+
+    raise SystemExit(cli(["demo", *(sys.argv[1:] if argv is None else argv)]))
 
 
 if __name__ == "__main__":

@@ -161,6 +161,7 @@ class Collector:
                 "since": timeutil.to_iso(span.since) if span else None,
                 "until": timeutil.to_iso(span.until) if span else None,
                 "done_until": timeutil.to_iso(state.done_until) if state.done_until else None,
+                "progress": self._backfill_progress(state),
             }
         if state.done_until is not None:
             result.done_until = timeutil.to_iso(state.done_until)
@@ -181,6 +182,8 @@ class Collector:
             "last_events_archived": result.events_archived,
             "backlog_seconds": result.backlog_seconds,
         }
+        if result.backfill is not None:
+            state.status["backfill_progress"] = result.backfill["progress"]
         try:
             self.store.save(state, self.owner, self._lease_until(), release=True)
         except Exception:
@@ -188,6 +191,21 @@ class Collector:
                 raise
             log.exception("could not record the failed run's state; its lease expires by itself",
                           extra={"stream": state.key})
+
+    def _backfill_progress(self, state: StreamState) -> float:
+        """The share of the backfill span archived: completed windows, plus the open window up to its frontier
+        (the newest archived instant for oldest-first vendors, the oldest for newest-first ones)."""
+        span = state.backfill
+        if span is None:
+            return 1.0
+        start = state.done_until or span.since
+        covered = start - span.since
+        window = state.window
+        if window is not None and window.frontier_time is not None:
+            covered += window.frontier_time - start if self.adapter.order is Order.OLDEST_FIRST \
+                else window.planned_end - window.frontier_time
+        total = span.until - span.since
+        return round(min(1.0, max(0.0, covered / total)), 4) if total else 1.0
 
     def _lease_until(self) -> int:
         # The lease outlives this invocation by a little, never by a whole schedule period: a run that dies

@@ -1,0 +1,354 @@
+"""The demo's saved state, so `auditlake status`, `backfill`, `query` and `secret set` work on it in later runs.
+
+A workspace directory holds what the in-process stack and the vendor simulators would otherwise lose when the
+process ends:
+
+- `archive/events/vendor=…/dt=…/*.json.gz`: a mirror of the archive bucket (the layout Athena and DuckDB read),
+- `state.json`: the state table's items, verbatim (DynamoDB attribute values; binary ones in base64), and the
+  keys of the archive's objects at that moment: written in one piece after the objects, so the state and the
+  archive put back are always from the same moment (an object a save did not finish listing is dropped),
+- `secrets.json`: each collector's secret (the simulators' own tokens, no real credential),
+- `simulators/<vendor>.json.gz`: the events each simulator was given,
+- `workspace.json`: what the demo was started with; written last, so a directory without it is no workspace.
+
+`open()` rebuilds the stack on moto, puts objects, items and secrets back, and serves each simulator on loopback
+again (on a new port, so each secret's `base_url` is rewritten). `Workspace.save()` writes back.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import gzip
+import importlib
+import json
+import os
+import shutil
+import signal
+import sys
+import threading
+import time
+from collections.abc import Collection, Iterator
+from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import boto3
+import requests
+
+from auditlake_local.simulators import VendorSimulator, serve
+from auditlake_local.stack import LambdaContext, LocalStack
+from auditlake_local.template import PROJECT_ROOT, load_template
+from auditlake_local.vendors import VENDORS
+
+DEFAULT_DIRECTORY = Path(".auditlake/demo")
+MANIFEST = "workspace.json"
+FORMAT = 1
+# The collectors' JSON logs and metrics are for CloudWatch; the command line prints its own summaries instead,
+# and reports a failed run itself.
+QUIET = {"LOG_LEVEL": "CRITICAL", "POWERTOOLS_METRICS_DISABLED": "true"}
+
+
+class WorkspaceError(Exception):
+    """The workspace is missing or unusable; the message is one sentence for the operator."""
+
+
+@dataclass
+class Workspace:
+    directory: Path
+    stack: LocalStack
+    manifest: dict[str, Any]
+    events: dict[str, list[dict[str, Any]]]  # vendor -> the events its simulator was given
+    simulators: dict[str, VendorSimulator] = field(default_factory=dict)
+    origins: dict[str, str] = field(default_factory=dict)  # vendor -> http://127.0.0.1:port of its simulator
+
+    @property
+    def archive_dir(self) -> Path:
+        return self.directory / "archive"
+
+    @property
+    def lookback_days(self) -> int:
+        return int(self.manifest["lookback_days"])
+
+    def context(self, function_id: str) -> LambdaContext | None:
+        """The Lambda context of one invocation; None gives the function's own timeout (see LocalStack.invoke)."""
+        return None
+
+    def invoke(self, vendor: str, event: dict[str, Any] | None = None) -> dict[str, Any]:
+        function_id = VENDORS[vendor].function_id
+        return self.stack.invoke(function_id, event, context=self.context(function_id), environment=QUIET)
+
+    def secret(self, vendor: str) -> str:
+        secret_id = self.stack.functions[VENDORS[vendor].function_id].environment["SECRET_ID"]
+        return str(boto3.client("secretsmanager").get_secret_value(SecretId=secret_id)["SecretString"])
+
+    def put_secret(self, vendor: str, value: dict[str, Any] | str) -> None:
+        """Stores a vendor's secret; a JSON object gets `base_url` pointing at this run's simulator."""
+        self.stack.put_secret(VENDORS[vendor].function_id, self._pointed(vendor, value))
+
+    def base_url(self, vendor: str) -> str:
+        """Where the vendor's collector reaches its simulator in this run."""
+        local = VENDORS[vendor]
+        return f"{self.origins[vendor]}{local.api_path}"
+
+    def _pointed(self, vendor: str, value: dict[str, Any] | str) -> dict[str, Any] | str:
+        if isinstance(value, str):
+            try:
+                parsed = json.loads(value)
+            except ValueError:
+                return value  # stored as it was; the collector reports it as unusable
+            if not isinstance(parsed, dict):
+                return value
+            value = parsed
+        if vendor in self.origins:
+            value = {**value, "base_url": self.base_url(vendor)}
+        return value
+
+    # -- saving --------------------------------------------------------------------------------------------
+
+    def save(self) -> None:
+        """Writes the archive (new objects only: each key is written once), the state items and the secrets.
+        Ctrl-C waits until the save is complete."""
+        with _deferred_interrupt():
+            self.directory.mkdir(parents=True, exist_ok=True)
+            self._save()
+
+    def _save(self) -> None:
+        keys = self._save_archive()
+        items = _scan(self.stack.table)
+        _write_json(self.directory / "state.json", {"items": [_encode(item) for item in items], "objects": keys})
+        secrets = {vendor: self.secret(vendor) for vendor in VENDORS}
+        _write_json(self.directory / "secrets.json", secrets, private=True)
+        simulators = self.directory / "simulators"
+        simulators.mkdir(exist_ok=True)
+        for vendor, events in self.events.items():
+            path = simulators / f"{vendor}.json.gz"
+            if not path.exists():  # a simulator's events never change after the demo creates them
+                _write_bytes(path, gzip.compress(json.dumps(events, separators=(",", ":")).encode(), 6))
+        _write_json(self.directory / MANIFEST, self.manifest)
+
+    def _save_archive(self) -> list[str]:
+        s3 = boto3.client("s3")
+        keys = []
+        for page in s3.get_paginator("list_objects_v2").paginate(Bucket=self.stack.bucket):
+            for item in page.get("Contents", []):
+                keys.append(item["Key"])
+                path = self.archive_dir / item["Key"]
+                if path.exists() and path.stat().st_size == item["Size"]:
+                    continue
+                path.parent.mkdir(parents=True, exist_ok=True)
+                _write_bytes(path, s3.get_object(Bucket=self.stack.bucket, Key=item["Key"])["Body"].read())
+        return keys
+
+
+@contextlib.contextmanager
+def create(directory: Path, events: dict[str, list[dict[str, Any]]], manifest: dict[str, Any]
+           ) -> Iterator[Workspace]:
+    """A new workspace: a fresh stack, each simulator serving `events`, each secret in place. Replaces an older
+    workspace in `directory`, and refuses to touch a directory that holds anything else."""
+    if directory.exists() and any(directory.iterdir()):
+        if not (directory / MANIFEST).exists():
+            raise WorkspaceError(f"{directory} exists and is not a demo workspace; choose another --workspace")
+        shutil.rmtree(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    manifest = {"format": FORMAT, **manifest}
+    parameters = {"InitialLookbackDays": str(manifest["lookback_days"])}
+    with LocalStack.start(parameters) as stack, _serving(events) as (simulators, origins):
+        workspace = Workspace(directory, stack, manifest, events, simulators, origins)
+        for vendor, local in VENDORS.items():
+            workspace.put_secret(vendor, local.secret(origins[vendor]))
+        yield workspace
+
+
+@contextlib.contextmanager
+def open(directory: Path, *, vendors: Collection[str] | None = None) -> Iterator[Workspace]:
+    """The saved workspace, running again: its stack on moto and the simulators of `vendors` (default: all)."""
+    manifest = read_manifest(directory)
+    events = {vendor: _read_events(directory, vendor) for vendor in (VENDORS if vendors is None else vendors)}
+    parameters = {"InitialLookbackDays": str(manifest["lookback_days"])}
+    with LocalStack.start(parameters) as stack, _serving(events) as (running, origins):
+        workspace = Workspace(directory, stack, manifest, events, running, origins)
+        saved = _read_json(directory / "state.json", {"items": [], "objects": []})
+        _restore_archive(workspace, set(saved["objects"]))
+        _restore_items(stack.table, saved["items"])
+        for vendor, value in _read_json(directory / "secrets.json", {}).items():
+            if vendor in VENDORS:
+                workspace.put_secret(vendor, value)
+        yield workspace
+
+
+def read_manifest(directory: Path) -> dict[str, Any]:
+    path = directory / MANIFEST
+    if not path.is_file():
+        raise WorkspaceError(f"no demo workspace at {directory}; run `auditlake demo` first")
+    try:
+        manifest = json.loads(path.read_text())
+    except ValueError:
+        raise WorkspaceError(f"the demo workspace at {directory} is damaged ({MANIFEST} is not JSON); "
+                             "run `auditlake demo` again") from None
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+        raise WorkspaceError(f"the demo workspace at {directory} has an unknown format; run `auditlake demo` again")
+    return manifest
+
+
+@contextlib.contextmanager
+def _serving(events: dict[str, list[dict[str, Any]]]
+             ) -> Iterator[tuple[dict[str, VendorSimulator], dict[str, str]]]:
+    simulators: dict[str, VendorSimulator] = {}
+    origins: dict[str, str] = {}
+    with contextlib.ExitStack() as servers:
+        for vendor, vendor_events in events.items():
+            simulator = VENDORS[vendor].start()
+            simulator.add_events(vendor_events)
+            origins[vendor] = servers.enter_context(serve(simulator))
+            simulators[vendor] = simulator
+        yield simulators, origins
+
+
+def _restore_archive(workspace: Workspace, keys: set[str]) -> None:
+    """Puts the saved objects back. A file the state does not list is from a save that did not finish: the run
+    that wrote it is not in the saved state either, so it is removed (and written again when that run is)."""
+    s3 = boto3.client("s3")
+    root = workspace.archive_dir
+    if not root.is_dir():
+        return
+    for path in sorted(root.rglob("*.json.gz")):
+        key = path.relative_to(root).as_posix()
+        if key not in keys:
+            path.unlink()
+            continue
+        s3.put_object(Bucket=workspace.stack.bucket, Key=key, Body=path.read_bytes())
+
+
+@contextlib.contextmanager
+def _deferred_interrupt() -> Iterator[None]:
+    """Holds Ctrl-C until the block is done (then raises it), so a save is never left half-written by it."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    received: list[Any] = []
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: received.append(signum))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if received:
+        raise KeyboardInterrupt
+
+
+def _scan(table: str) -> list[dict[str, Any]]:
+    items: list[dict[str, Any]] = []
+    for page in boto3.client("dynamodb").get_paginator("scan").paginate(TableName=table, ConsistentRead=True):
+        items.extend(page.get("Items", []))
+    return items
+
+
+def _restore_items(table: str, items: list[dict[str, Any]]) -> None:
+    dynamodb = boto3.client("dynamodb")
+    for item in items:
+        dynamodb.put_item(TableName=table, Item=_decode(item))
+
+
+def _encode(value: Any) -> Any:
+    """DynamoDB attribute values as JSON: binary ones (`B`, `BS`) in base64."""
+    if isinstance(value, bytes):
+        return base64.b64encode(value).decode()
+    if isinstance(value, dict):
+        return {k: [_encode(v) for v in item] if k == "BS" else _encode(item) for k, item in value.items()}
+    if isinstance(value, list):
+        return [_encode(v) for v in value]
+    return value
+
+
+def _decode(value: Any) -> Any:
+    if isinstance(value, dict):
+        decoded: dict[str, Any] = {}
+        for k, item in value.items():
+            if k == "B":
+                decoded[k] = base64.b64decode(item)
+            elif k == "BS":
+                decoded[k] = [base64.b64decode(v) for v in item]
+            else:
+                decoded[k] = _decode(item)
+        return decoded
+    if isinstance(value, list):
+        return [_decode(v) for v in value]
+    return value
+
+
+def _read_events(directory: Path, vendor: str) -> list[dict[str, Any]]:
+    path = directory / "simulators" / f"{vendor}.json.gz"
+    if not path.is_file():
+        raise WorkspaceError(f"the demo workspace at {directory} lacks the {vendor} simulator's events; "
+                             "run `auditlake demo` again")
+    return list(json.loads(gzip.decompress(path.read_bytes())))
+
+
+def _read_json(path: Path, default: Any) -> Any:
+    return json.loads(path.read_text()) if path.is_file() else default
+
+
+def _write_json(path: Path, value: Any, *, private: bool = False) -> None:
+    _write_bytes(path, json.dumps(value, indent=1, sort_keys=True).encode(), private=private)
+
+
+def _write_bytes(path: Path, data: bytes, *, private: bool = False) -> None:
+    """Replaces the file whole, so an interrupted save never leaves half a file behind."""
+    partial = path.with_name(f".{path.name}.partial")
+    partial.write_bytes(data)
+    if private:
+        partial.chmod(0o600)
+    os.replace(partial, path)
+
+
+# -- the vendors' adapters, as the collectors load them ---------------------------------------------------------
+
+
+def adapter_class(vendor: str) -> type[Any]:
+    """The vendor's adapter class, imported from its function's code the way Lambda imports the handler: the
+    function's CodeUri and the engine layer on sys.path, then the handler's module."""
+    from auditlake.vendor import VendorAdapter  # noqa: PLC0415 - the layer is on sys.path only once it is added
+
+    template = load_template()
+    resources = template["Resources"]
+    function = resources[VENDORS[vendor].function_id]["Properties"]
+    defaults = template.get("Globals", {}).get("Function", {})
+    layers = [resources[layer["Ref"]]["Properties"]["ContentUri"] for layer in
+              function.get("Layers", defaults.get("Layers", [])) if isinstance(layer, dict) and "Ref" in layer]
+    for path in (PROJECT_ROOT / str(function.get("CodeUri", defaults.get("CodeUri"))),
+                 *(PROJECT_ROOT / str(uri) for uri in layers)):
+        if str(path) not in sys.path:
+            sys.path.insert(0, str(path))
+    module_name = str(function.get("Handler", defaults.get("Handler"))).rpartition(".")[0]
+    saved = dict(os.environ)
+    os.environ.update(QUIET)  # the handler's logger is built at import: only warnings, as in every invocation
+    try:
+        module = importlib.import_module(module_name)
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+    for candidate in vars(module).values():
+        if isinstance(candidate, type) and issubclass(candidate, VendorAdapter) and candidate is not VendorAdapter \
+                and getattr(candidate, "vendor", None) == vendor:
+            return candidate
+    raise LookupError(f"{module_name} defines no adapter for {vendor}")
+
+
+def build_adapter(vendor: str, secret: dict[str, str], *, seconds: float = 60.0, max_attempts: int = 2) -> Any:
+    """The vendor's adapter on the engine's HTTP client, as a collector builds it, for a short interactive use."""
+    from auditlake.deadline import Deadline  # noqa: PLC0415 - see adapter_class
+    from auditlake.http import HttpClient  # noqa: PLC0415
+
+    cls = adapter_class(vendor)
+    started = time.monotonic()
+
+    def remaining_ms() -> int:
+        return int((seconds - (time.monotonic() - started)) * 1000)
+
+    http = HttpClient(vendor, cls.base_url(secret), headers=cls.auth_headers(secret),
+                      error_details=cls.error_details, deadline=Deadline(remaining_ms, timedelta(0)),
+                      timeout=min(15.0, seconds), max_attempts=max_attempts, secrets=secret.values(),
+                      session=requests.Session())
+    return cls(secret, http, 100)
+

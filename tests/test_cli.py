@@ -1,0 +1,535 @@
+"""The `auditlake` command line, run in-process: against the demo workspace (vendor simulators on loopback, AWS on
+moto) and against a "deployed" stack found by name in moto's CloudFormation."""
+
+from __future__ import annotations
+
+import gzip
+import io
+import json
+import shutil
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+import requests
+from botocore.response import StreamingBody
+from botocore.stub import Stubber
+from moto.athena.models import athena_backends
+from worlds import world_of
+
+from auditlake_local import athena, cli, demo, workspace
+from auditlake_local.simulators import serve
+from auditlake_local.stack import ACCOUNT, REGION, LambdaContext, LocalStack
+from auditlake_local.vendors import VENDORS
+
+EVENTS = 400  # per vendor, over DAYS; the demo collects LOOKBACK days and leaves the rest for backfill
+DAYS = 10
+LOOKBACK = 3
+
+
+@dataclass
+class Run:
+    code: int
+    out: str
+    err: str
+
+
+def run(capsys: pytest.CaptureFixture[str], *argv: str | Path) -> Run:
+    capsys.readouterr()
+    code = cli.main([str(a) for a in argv])
+    captured = capsys.readouterr()
+    return Run(code, captured.out, captured.err)
+
+
+def one_sentence_error(result: Run) -> str:
+    """The failure is one line on stderr, no traceback, exit 1."""
+    assert result.code == 1, result
+    lines = result.err.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in result.err, result.err
+    return lines[0]
+
+
+@pytest.fixture(scope="module")
+def pristine(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    directory = tmp_path_factory.mktemp("pristine") / "demo"
+    checks = demo.run(directory, events=EVENTS, days=DAYS, lookback_days=LOOKBACK)
+    assert all(c.missing == c.duplicates == c.unexpected == 0 and c.older > 0 for c in checks), checks
+    return directory
+
+
+@pytest.fixture
+def ws_dir(pristine: Path, tmp_path: Path) -> Path:
+    """A copy of the demo workspace, for a test to change."""
+    return Path(shutil.copytree(pristine, tmp_path / "demo"))
+
+
+def archive_lines(directory: Path, vendor: str) -> list[dict[str, Any]]:
+    return [json.loads(line) for path in sorted((directory / "archive" / "events").glob(f"vendor={vendor}/*/*.gz"))
+            for line in gzip.decompress(path.read_bytes()).decode().splitlines()]
+
+
+def canonical(event: Any) -> str:
+    return json.dumps(event, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def archive_against_truth(directory: Path, vendor: str, since: datetime) -> dict[str, int]:
+    """The vendor's archive (as the workspace puts it back) against its simulator's events from `since` on."""
+    with workspace.open(directory, vendors=[vendor]) as ws:
+        adapter = workspace.build_adapter(vendor, json.loads(ws.secret(vendor)))
+        truth = ws.simulators[vendor].ground_truth().values()
+        expected = Counter(canonical(e) for e in truth if adapter.event_time(e) >= since)
+        older = sum(1 for e in truth if adapter.event_time(e) < since)
+        records = ws.stack.archived_records(vendor)
+    archived = Counter(canonical(json.loads(r["raw"])) for r in records)
+    ids = Counter(r["event_id"] for r in records)
+    return {"expected": sum(expected.values()), "older_than_since": older,
+            "missing": sum((expected - archived).values()), "extra": sum((archived - expected).values()),
+            "duplicate_ids": sum(n - 1 for n in ids.values() if n > 1)}
+
+
+def slow_requests(monkeypatch: pytest.MonkeyPatch, seconds_per_request: float) -> None:
+    """Each request to a simulator costs this much of the invocation's Lambda time, so a backfill takes several
+    invocations, deterministically (the engine stops fetching when its deadline nears)."""
+    def context(self: workspace.Workspace, function_id: str) -> LambdaContext:
+        def requests_made() -> int:
+            return sum(s.counters["requests"] for s in self.simulators.values())
+
+        start, timeout = requests_made(), self.stack.functions[function_id].timeout
+        return LambdaContext(function_name=function_id, timeout_seconds=timeout,
+                             remaining_ms=lambda: int((timeout - seconds_per_request * (requests_made() - start))
+                                                      * 1000))
+
+    monkeypatch.setattr(workspace.Workspace, "context", context)
+
+
+# -- the demo and its workspace ------------------------------------------------------------------------------
+
+
+def test_demo_collects_checks_saves_and_shows_queries_and_status(capsys: pytest.CaptureFixture[str],
+                                                                 tmp_path: Path) -> None:
+    directory = tmp_path / "ws"
+    result = run(capsys, "demo", "--events", 150, "--days", 6, "--workspace", directory)
+    assert result.code == 0, result.err
+    for vendor in VENDORS:
+        assert f"{vendor:<8}" in result.out and "missing 0, duplicates 0, unexpected 0" in result.out
+    assert "auditlake query --saved" in result.out
+    assert "STREAM" in result.out and "asana#1200000000000001" in result.out
+    assert {p.name for p in directory.iterdir()} >= {"workspace.json", "state.json", "secrets.json", "archive",
+                                                     "simulators"}
+
+
+def test_demo_refuses_a_directory_that_is_not_a_workspace(capsys: pytest.CaptureFixture[str],
+                                                          tmp_path: Path) -> None:
+    (tmp_path / "notes.txt").write_text("mine")
+    message = one_sentence_error(run(capsys, "demo", "--events", 10, "--workspace", tmp_path))
+    assert "is not a demo workspace" in message
+    assert (tmp_path / "notes.txt").read_text() == "mine"
+
+
+def test_status_reads_the_saved_workspace(capsys: pytest.CaptureFixture[str], ws_dir: Path) -> None:
+    result = run(capsys, "status", "--workspace", ws_dir)
+    assert result.code == 0, result.err
+    header, *rows = result.out.split("\n\n", 1)[1].splitlines()
+    assert header.split()[:3] == ["STREAM", "DONE", "UNTIL"]
+    archived: Counter[str] = Counter()
+    for row in rows:
+        cells = row.split()
+        vendor = cells[0].split("#")[0]
+        assert cells[0].startswith(f"{vendor}#") and "ok" in cells
+        assert datetime.fromisoformat(cells[1]) > datetime.now(UTC) - timedelta(minutes=10)  # done until
+        archived[vendor] += int(cells[-1].replace(",", ""))
+    assert len(rows) == 9  # asana, ashby, make: one stream each; clickup: six
+    # The table's counts are the state's; the archive the workspace saved holds exactly as many records.
+    assert archived == {vendor: len(archive_lines(ws_dir, vendor)) for vendor in VENDORS}
+
+
+def test_commands_without_a_workspace_say_so_in_one_sentence(capsys: pytest.CaptureFixture[str],
+                                                            tmp_path: Path) -> None:
+    for argv in (["status"], ["backfill", "asana", "--since", "2026-01-01"], ["query", "SELECT 1"],
+                 ["secret", "set", "asana", "--token-stdin"]):
+        message = one_sentence_error(run(capsys, *argv, "--workspace", tmp_path / "none"))
+        assert message == f"auditlake: error: no demo workspace at {tmp_path / 'none'}; run `auditlake demo` first"
+
+
+def test_help_everywhere(capsys: pytest.CaptureFixture[str]) -> None:
+    for argv in ([], ["demo"], ["status"], ["backfill"], ["query"], ["secret"], ["secret", "set"]):
+        with pytest.raises(SystemExit) as exit_:
+            cli.main([*argv, "--help"])
+        assert exit_.value.code == 0
+        assert "usage: auditlake" in capsys.readouterr().out
+
+
+def test_usage_errors_exit_2(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    for argv in (["backfill", "notavendor", "--since", "2026-01-01"], ["backfill", "asana"], ["query"],
+                 ["query", "SELECT 1", "--saved", "x"], ["secret", "set", "asana", "--bogus"]):
+        with pytest.raises(SystemExit) as exit_:
+            cli.main([*argv, "--workspace", str(tmp_path)])
+        assert exit_.value.code == 2, argv
+        assert "usage:" in capsys.readouterr().err
+
+
+# -- backfill ------------------------------------------------------------------------------------------------
+
+
+def test_backfill_is_exactly_once_and_resumes_after_a_stop_and_an_interrupt(
+        capsys: pytest.CaptureFixture[str], ws_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    since = (datetime.now(UTC) - timedelta(days=7)).date()
+    since_instant = datetime(since.year, since.month, since.day, tzinfo=UTC)
+    slow_requests(monkeypatch, seconds_per_request=230)  # one page per invocation
+    args = ("backfill", "asana", "--since", since.isoformat(), "--workspace", ws_dir)
+
+    stopped = run(capsys, *args, "--max-invocations", 1)
+    assert stopped.code == 0, stopped.err
+    assert "stopped after 1 invocation(s)" in stopped.out and "run the same command again" in stopped.out
+    partial = run(capsys, "status", "--workspace", ws_dir).out
+    backfill_row = next(line for line in partial.split("backfills:")[1].splitlines() if line.startswith("asana#"))
+    progress = next(cell for cell in backfill_row.split() if cell.endswith("%"))
+    # Progress moves as windows complete; the first invocation left its window open.
+    assert int(progress[:-1]) < 100 and " backlog " in backfill_row
+
+    # Ctrl-C right after the next invocation, before the workspace is saved: that invocation's work is lost with
+    # the process (archive and state alike), and must be done again, once.
+    real_invoke = workspace.Workspace.invoke
+
+    def interrupted(self: workspace.Workspace, vendor: str, event: dict[str, Any] | None = None) -> dict[str, Any]:
+        real_invoke(self, vendor, event)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(workspace.Workspace, "invoke", interrupted)
+    interrupt = run(capsys, *args)
+    assert interrupt.code == cli.EXIT_INTERRUPTED and "interrupted" in interrupt.err
+    monkeypatch.setattr(workspace.Workspace, "invoke", real_invoke)
+
+    finished = run(capsys, *args)
+    assert finished.code == 0, finished.err
+    assert "backfill complete" in finished.out
+    lines = [line for line in finished.out.splitlines() if line.startswith("[")]
+    assert len(lines) >= 2 and lines[-1].startswith(f"[{'#' * cli.Progress.WIDTH}] 100.0%")  # one line per update
+
+    check = archive_against_truth(ws_dir, "asana", since_instant)
+    assert check["older_than_since"] > 0 and check["expected"] > 0
+    assert check == {**check, "missing": 0, "extra": 0, "duplicate_ids": 0}
+
+    again = run(capsys, *args)  # a finished backfill asked again: nothing more is archived
+    assert again.code == 0 and "backfill complete: 0 events" in again.out
+    assert archive_against_truth(ws_dir, "asana", since_instant) == check
+
+
+def test_backfill_of_every_stream_reaches_the_whole_history(capsys: pytest.CaptureFixture[str],
+                                                            ws_dir: Path) -> None:
+    since = (datetime.now(UTC) - timedelta(days=DAYS + 2)).date()
+    result = run(capsys, "backfill", "clickup", "--since", since.isoformat(), "--workspace", ws_dir)
+    assert result.code == 0, result.err
+    check = archive_against_truth(ws_dir, "clickup", datetime(since.year, since.month, since.day, tzinfo=UTC))
+    assert check["older_than_since"] == 0 and check["expected"] == EVENTS
+    assert check == {**check, "missing": 0, "extra": 0, "duplicate_ids": 0}
+    status = run(capsys, "status", "--workspace", ws_dir).out.split("backfills:")[1]
+    assert sum(line.startswith("clickup#") and " 100% " in line for line in status.splitlines()) == 6
+
+
+def test_backfill_rejects_bad_dates_in_one_sentence(capsys: pytest.CaptureFixture[str], ws_dir: Path) -> None:
+    assert "YYYY-MM-DD" in one_sentence_error(run(capsys, "backfill", "make", "--since", "last week",
+                                                  "--workspace", ws_dir))
+    assert "not in the past" in one_sentence_error(run(capsys, "backfill", "make", "--since", "2999-01-01",
+                                                       "--workspace", ws_dir))
+
+
+def test_backfill_loop_waits_for_busy_streams_and_finishes_an_earlier_span_first(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The loop alone, fed summaries: a busy stream is waited for; when the collector first finishes an
+    unfinished earlier backfill (a later `since`), one more round reaches back to the date asked for."""
+    waits: list[float] = []
+    monkeypatch.setattr(cli, "sleep", waits.append)
+
+    def summary(status: str, since: str | None, done: str | None, stream_status: str = "ok") -> dict[str, Any]:
+        span = {"since": since, "until": "2026-11-10T00:00:00.000Z", "done_until": done} if since else None
+        return {"vendor": "asana", "status": status, "streams": [
+            {"stream": "asana#1#backfill", "status": stream_status, "events_archived": 5, "backfill": span}]}
+
+    answers = iter([
+        summary("ok", None, None, stream_status="busy"),  # a scheduled run holds the lease
+        summary("backlog", "2026-11-05T00:00:00.000Z", "2026-11-07T00:00:00.000Z"),
+        summary("ok", "2026-11-05T00:00:00.000Z", "2026-11-10T00:00:00.000Z"),  # the earlier span, finished
+        summary("ok", "2026-11-01T00:00:00.000Z", "2026-11-10T00:00:00.000Z"),
+    ])
+    events: list[dict[str, Any]] = []
+    out = io.StringIO()
+
+    def invoke(event: dict[str, Any]) -> dict[str, Any]:
+        events.append(event)
+        return next(answers)
+
+    report = cli.run_backfill(invoke, "asana", datetime(2026, 11, 1).date(), cli.Progress(out))
+    assert report.complete and report.invocations == 4 and report.events == 20
+    assert waits == [cli.BUSY_WAIT_SECONDS]
+    assert events == [{"backfill": {"since": "2026-11-01"}}] * 4
+    assert [line.split("]")[1].split("%")[0].strip() for line in out.getvalue().splitlines()] == \
+        ["100.0", "40.0", "100.0", "100.0"]
+
+
+# -- query ---------------------------------------------------------------------------------------------------
+
+
+def test_query_saved_and_ad_hoc_on_the_demo(capsys: pytest.CaptureFixture[str], ws_dir: Path) -> None:
+    listed = run(capsys, "query", "--list", "--workspace", ws_dir)
+    assert listed.code == 0 and listed.out.startswith("SAVED QUERY")
+    assert set(athena.saved_queries()) <= {line.split()[0] for line in listed.out.splitlines()}
+    today = datetime.now(UTC).date()
+    days = [f"--param=first_day={today - timedelta(days=DAYS)}", f"--param=last_day={today}"]
+    saved = run(capsys, "query", "--saved", "events-per-vendor-per-day", *days, "--workspace", ws_dir)
+    assert saved.code == 0, saved.err
+    per_vendor: Counter[str] = Counter()
+    for line in saved.out.splitlines()[1:-1]:
+        vendor, _day, count = line.split()
+        per_vendor[vendor] += int(count.replace(",", ""))
+    assert per_vendor == {vendor: len(archive_lines(ws_dir, vendor)) for vendor in VENDORS}
+    needs = one_sentence_error(run(capsys, "query", "--saved", "events-per-vendor-per-day", "--workspace", ws_dir))
+    assert "needs --param first_day=… --param last_day=…" in needs
+
+    adhoc = run(capsys, "query", "SELECT vendor, count(*) AS n FROM events GROUP BY vendor ORDER BY vendor",
+                "--workspace", ws_dir)
+    assert adhoc.code == 0, adhoc.err
+    lines = adhoc.out.splitlines()
+    header, rows, footer = lines[0], lines[1:-1], lines[-1]
+    assert header.split() == ["VENDOR", "N"] and footer == "(4 rows)"
+    assert {r.split()[0]: int(r.split()[1].replace(",", "")) for r in rows} == \
+        {vendor: len(archive_lines(ws_dir, vendor)) for vendor in VENDORS}
+
+    assert "no saved query named nope" in one_sentence_error(run(capsys, "query", "--saved", "nope",
+                                                                 "--workspace", ws_dir))
+
+
+# -- secret set ----------------------------------------------------------------------------------------------
+
+
+def test_secret_set_checks_the_token_with_the_vendor_and_never_shows_it(
+        capsys: pytest.CaptureFixture[str], ws_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    asana = VENDORS["asana"]
+    secrets_file = ws_dir / "secrets.json"
+    stale = json.loads(secrets_file.read_text())
+    stale["asana"] = json.dumps({"token": "expired-token-0000", **asana.scope})
+    secrets_file.write_text(json.dumps(stale))
+
+    wrong = "wrong-token-5b7e1c"
+    monkeypatch.setattr("sys.stdin", io.StringIO(wrong + "\n"))
+    refused = run(capsys, "secret", "set", "asana", "--token-stdin", "--field",
+                  f"workspace_gid={asana.scope['workspace_gid']}", "--workspace", ws_dir)
+    message = one_sentence_error(refused)
+    assert "Asana did not accept these values" in message and "401" in message and "nothing was stored" in message
+    assert wrong not in refused.out + refused.err
+    assert json.loads(json.loads(secrets_file.read_text())["asana"])["token"] == "expired-token-0000"
+
+    # Interactive: the token through getpass (never echoed), the scope at a prompt offering the current value.
+    prompts: list[str] = []
+    monkeypatch.setattr("getpass.getpass", lambda prompt: prompts.append(prompt) or asana.token)
+    monkeypatch.setattr("sys.stdin", io.StringIO("\n"))  # Enter: keep the workspace gid offered
+    stored = run(capsys, "secret", "set", "asana", "--workspace", ws_dir)
+    assert stored.code == 0, stored.err
+    assert asana.token not in stored.out + stored.err + "".join(prompts)
+    assert f"workspace_gid [{asana.scope['workspace_gid']}]" in stored.out
+    assert "Asana accepted the token" in stored.out
+    saved = json.loads(json.loads(secrets_file.read_text())["asana"])
+    assert saved["token"] == asana.token and saved["workspace_gid"] == asana.scope["workspace_gid"]
+
+    # The collector works with it in a later process (the workspace points it at that run's simulator).
+    with workspace.open(ws_dir, vendors=["asana"]) as ws:
+        assert ws.invoke("asana")["status"] == "ok"
+
+
+def test_secret_set_refuses_a_token_on_the_command_line(capsys: pytest.CaptureFixture[str], ws_dir: Path) -> None:
+    result = run(capsys, "secret", "set", "asana", "--field", "token=abc", "--workspace", ws_dir)
+    assert "never passed as --field" in one_sentence_error(result)
+    assert "abc" not in result.out + result.err.replace("token=abc", "")
+
+
+# -- a deployed stack (moto) ---------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def deployed(stack: LocalStack) -> Iterator[tuple[LocalStack, str]]:
+    """The template's resources on moto, and a CloudFormation stack whose outputs name them, as `sam deploy`
+    would leave it (moto's CloudFormation skips most of the real resources, so the outputs are literal)."""
+    athena = boto3.client("athena")
+    athena.create_work_group(Name="auditlake-analysts")
+    outputs = {"StateTableName": stack.table, "ArchiveBucketName": stack.bucket, "GlueDatabase": "auditlake",
+               "GlueEventsTable": "events", "AthenaWorkGroup": "auditlake-analysts"}
+    for local in VENDORS.values():
+        title = local.function_id.removesuffix("Collector")
+        outputs[f"{title}TokenSecretArn"] = stack.functions[local.function_id].environment["SECRET_ID"]
+        outputs[f"{title}CollectorFunctionName"] = stack.refs[local.function_id]
+    template = {"Resources": {"Topic": {"Type": "AWS::SNS::Topic"}},
+                "Outputs": {key: {"Value": value} for key, value in outputs.items()}}
+    boto3.client("cloudformation").create_stack(StackName="auditlake-prod", TemplateBody=json.dumps(template))
+    yield stack, "auditlake-prod"
+
+
+def test_status_of_a_deployed_stack(capsys: pytest.CaptureFixture[str], deployed: tuple[LocalStack, str]) -> None:
+    stack, name = deployed
+    now = lambda: datetime.now(UTC)  # noqa: E731
+    with world_of("make", stack, now) as world:
+        world.seed(250, now() - timedelta(days=2), now() - timedelta(minutes=5), seed=3)
+        stack.invoke(world.function_id, environment=workspace.QUIET)
+    result = run(capsys, "status", "--stack", name, "--region", REGION)
+    assert result.code == 0, result.err
+    assert result.out.startswith(f"stack {name}, at ")
+    row = next(line for line in result.out.splitlines() if line.startswith("make#"))
+    assert " ok " in row and row.split()[-1] == "250"
+
+    missing = one_sentence_error(run(capsys, "status", "--stack", "nope", "--region", REGION))
+    assert missing == f"auditlake: error: there is no CloudFormation stack named nope in {REGION}"
+
+
+def test_backfill_of_a_deployed_stack_drives_the_collector_until_done(
+        capsys: pytest.CaptureFixture[str], deployed: tuple[LocalStack, str], monkeypatch: pytest.MonkeyPatch,
+        clock: Any) -> None:
+    """moto's Lambda cannot run the function's code: the invocation is replaced by the real handler run
+    in-process (as `LocalStack.invoke` does), with a deadline that lets each run fetch a few pages."""
+    stack, name = deployed
+    with world_of("ashby", stack, clock.now) as world:
+        world.seed(900, clock.now() - timedelta(days=9), clock.now() - timedelta(minutes=5), seed=5)
+        stack.invoke(world.function_id, environment={**workspace.QUIET, "INITIAL_LOOKBACK_DAYS": "2"})
+        served = world.simulator.counters
+
+        def invoke(self: cli.StackTarget, vendor: str, event: dict[str, Any]) -> dict[str, Any]:
+            assert self.output("AshbyCollectorFunctionName") == stack.refs["AshbyCollector"]
+            start = served["requests"]
+            context = LambdaContext(function_name=vendor, timeout_seconds=280,
+                                    remaining_ms=lambda: int((280 - 100 * (served["requests"] - start)) * 1000))
+            return stack.invoke("AshbyCollector", event, context=context, environment=workspace.QUIET)
+
+        monkeypatch.setattr(cli.StackTarget, "invoke", invoke)
+        since = (clock.now() - timedelta(days=30)).date()
+        result = run(capsys, "backfill", "ashby", "--since", since.isoformat(), "--stack", name, "--region", REGION)
+        assert result.code == 0, result.err
+        assert "backfill complete" in result.out
+        assert sum(line.startswith("[") for line in result.out.splitlines()) >= 2
+        archived = Counter(canonical(json.loads(r["raw"])) for r in stack.archived_records("ashby"))
+        assert archived == Counter(canonical(e) for e in world.simulator.ground_truth().values())
+
+
+def test_lambda_invocation_waits_while_a_scheduled_run_holds_the_function(
+        deployed: tuple[LocalStack, str], monkeypatch: pytest.MonkeyPatch) -> None:
+    """The Lambda API itself (moto cannot run the code): botocore's Stubber answers throttled, then a summary."""
+    _, name = deployed
+    waits: list[float] = []
+    monkeypatch.setattr(cli, "sleep", waits.append)
+    target = cli.StackTarget(name, REGION)
+    summary = {"vendor": "make", "status": "ok", "streams": []}
+
+    def payload(value: Any) -> StreamingBody:
+        data = json.dumps(value).encode()
+        return StreamingBody(io.BytesIO(data), len(data))
+
+    function = target.output("MakeCollectorFunctionName")
+    expected = {"FunctionName": function, "InvocationType": "RequestResponse",
+                "Payload": json.dumps({"backfill": {"since": "2026-01-01"}}).encode()}
+    with Stubber(target.lambda_client) as stub:
+        stub.add_client_error("invoke", "TooManyRequestsException", "Rate Exceeded.", 429, expected_params=expected)
+        stub.add_response("invoke", {"StatusCode": 200, "Payload": payload(summary)}, expected)
+        stub.add_response("invoke", {"StatusCode": 200, "FunctionError": "Unhandled",
+                                     "Payload": payload({"errorMessage": "make: 1 stream(s) failed"})}, expected)
+        assert target.invoke("make", {"backfill": {"since": "2026-01-01"}}) == summary
+        with pytest.raises(cli.CliError, match="the make collector failed: make: 1 stream"):
+            target.invoke("make", {"backfill": {"since": "2026-01-01"}})
+    assert waits == [cli.BUSY_WAIT_SECONDS]
+
+
+def test_secret_set_on_a_deployed_stack(capsys: pytest.CaptureFixture[str], deployed: tuple[LocalStack, str],
+                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    stack, name = deployed
+    local = VENDORS["make"]
+    secret_id = stack.functions[local.function_id].environment["SECRET_ID"]
+    before = boto3.client("secretsmanager").get_secret_value(SecretId=secret_id)["SecretString"]
+    with serve(local.start()) as origin:
+        fields = [f"--field=organization_id={local.scope['organization_id']}", f"--field=zone={local.scope['zone']}",
+                  f"--field=base_url={origin}{local.api_path}"]
+        monkeypatch.setattr("sys.stdin", io.StringIO("not-the-token\n"))
+        refused = run(capsys, "secret", "set", "make", "--token-stdin", *fields, "--stack", name, "--region", REGION)
+        assert "Make did not accept these values" in one_sentence_error(refused)
+        assert "not-the-token" not in refused.out + refused.err
+        assert boto3.client("secretsmanager").get_secret_value(SecretId=secret_id)["SecretString"] == before
+
+        monkeypatch.setattr("sys.stdin", io.StringIO(local.token + "\n"))
+        stored = run(capsys, "secret", "set", "make", "--token-stdin", *fields, "--stack", name, "--region", REGION)
+        assert stored.code == 0, stored.err
+        assert local.token not in stored.out + stored.err and secret_id in stored.out
+    value = json.loads(boto3.client("secretsmanager").get_secret_value(SecretId=secret_id)["SecretString"])
+    assert value == {"token": local.token, **local.scope, "base_url": f"{origin}{local.api_path}"}
+
+
+def test_query_on_a_deployed_stack_runs_athena_and_prints_every_page(
+        capsys: pytest.CaptureFixture[str], deployed: tuple[LocalStack, str], monkeypatch: pytest.MonkeyPatch) -> None:
+    """moto's Athena runs no SQL: the result rows are queued through moto's API; what is checked is the request
+    (workgroup, database, execution parameters) and how the answer is read and printed."""
+    _, name = deployed
+    monkeypatch.setattr(cli, "sleep", lambda seconds: None)
+    rows = [["vendor", "events"], ["asana", "1200"], ["make", "34"]]
+    requests.post("http://motoapi.amazonaws.com/moto-api/static/athena/query-results", json={
+        "account_id": ACCOUNT, "region": REGION, "results": [{
+            "rows": [{"Data": [{"VarCharValue": v} for v in row]} for row in rows],
+            "column_info": [{"Name": "vendor", "Type": "varchar", "CatalogName": "", "SchemaName": "", "TableName": "",
+                             "Label": "vendor"},
+                            {"Name": "events", "Type": "bigint", "CatalogName": "", "SchemaName": "",
+                             "TableName": "", "Label": "events"}]}]}, timeout=5)
+    sql = "SELECT vendor, count(*) AS events FROM events GROUP BY 1"
+    result = run(capsys, "query", sql, "--stack", name, "--region", REGION)
+    assert result.code == 0, result.err
+    assert result.out.splitlines() == ["VENDOR  EVENTS", "asana    1,200", "make        34", "(2 rows)"]
+
+    (execution,) = athena_backends[ACCOUNT][REGION].executions.values()
+    assert execution.query == sql and execution.workgroup.name == "auditlake-analysts"
+    assert execution.context == {"Database": "auditlake"}
+
+    # A saved query runs as deployed in the workgroup, its parameters passed as Athena's execution parameters.
+    saved = athena.saved_query("failed-logins")
+    boto3.client("athena").create_named_query(Name=saved.name, Database="auditlake", QueryString=saved.sql,
+                                              WorkGroup="auditlake-analysts")
+    result = run(capsys, "query", "--saved", "failed-logins", "--param", "first_day=2026-11-01", "--param",
+                 "last_day=2026-11-07", "--stack", name, "--region", REGION)
+    assert result.code == 0, result.err
+    executions = athena_backends[ACCOUNT][REGION].executions.values()
+    latest = next(e for e in executions if e.query == saved.sql)
+    assert latest.execution_parameters == ["'2026-11-01'", "'2026-11-07'"]
+
+
+def test_aws_errors_are_one_sentence(capsys: pytest.CaptureFixture[str], deployed: tuple[LocalStack, str]) -> None:
+    _, name = deployed
+    boto3.client("dynamodb").delete_table(TableName=deployed[0].table)
+    message = one_sentence_error(run(capsys, "status", "--stack", name, "--region", REGION))
+    assert message.startswith("auditlake: error: AWS refused Scan: ResourceNotFoundException")
+
+
+# -- output --------------------------------------------------------------------------------------------------
+
+
+def test_durations_and_tables_read_well() -> None:
+    assert [cli.duration(s) for s in (0, 9.7, 250, 3600, 7500, 3 * 86_400 + 4 * 3600 + 59, None)] == \
+        ["0s", "9s", "4m 10s", "1h", "2h 5m", "3d 4h", "-"]
+    text = cli.table(["vendor", "events", "newest"], [["asana", 1200, datetime(2026, 11, 2, 3, 4, 5, 6000)],
+                                                      ["make", None, None], ["clickup", 34, "x" * 50]], max_width=12)
+    assert text.splitlines() == ["VENDOR   EVENTS  NEWEST",
+                                 "asana     1,200  2026-11-02T03:04:05.006Z",
+                                 "make       NULL  NULL",
+                                 "clickup      34  xxxxxxxxxxx…"]
+
+
+class Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_progress_redraws_one_line_on_a_terminal() -> None:
+    out = Terminal()
+    progress = cli.Progress(out)
+    progress.update(0.25, "asana  a longer label first")
+    progress.update(1.0, "asana  done")
+    progress.close()
+    first, second = out.getvalue().split("\r")[1:]
+    assert "\n" not in first and second.endswith("\n")
+    assert second.startswith(f"[{'#' * cli.Progress.WIDTH}] 100.0%  asana  done")
+    assert len(second.rstrip("\n")) >= len(first)  # the longer line before is overwritten whole
