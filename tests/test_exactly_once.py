@@ -12,10 +12,12 @@ from collections.abc import Callable, Iterator
 from datetime import timedelta
 from typing import Any
 
+import boto3
 import pytest
 from conftest import MATRIX, ArchiveCheck, Clock, check_archive, context
 from worlds import VENDORS, World, world_of
 
+from auditlake import engine
 from auditlake.archive import Archive
 from auditlake.engine import Collector
 from auditlake.state import StateStore
@@ -283,3 +285,22 @@ def test_backfill_needs_a_first_collection_and_a_date(stack: LocalStack, world: 
         stack.invoke(world.function_id, event={"backfill": {"since": "2026-01-01"}})
     with pytest.raises(Exception, match="YYYY-MM-DD"):
         stack.invoke(world.function_id, event={"backfill": {"from": "2026-01-01"}})
+
+
+def test_a_burst_beyond_the_dedup_capacity(stack: LocalStack, world: World, clock: Clock,
+                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """More events inside one overlap than the state keeps ids of: the next window re-reads less, and still
+    archives everything once; the state item stays bounded."""
+    monkeypatch.setattr(engine, "MAX_DEDUP_IDS", 150)
+    now = clock.now()
+    world.seed(900, now - timedelta(minutes=9), now - timedelta(minutes=3), seed=21)
+    run_until_caught_up(stack, world, clock)
+    for tick in range(3):
+        clock.advance()
+        now = clock.now()
+        world.seed(300, now - timedelta(minutes=5), now - timedelta(minutes=2, seconds=30), seed=30 + tick)
+        run_until_caught_up(stack, world, clock)
+    states = StateStore(boto3.client("dynamodb"), stack.table).scan()
+    assert states and all(len(state.seen) <= 150 for state in states)
+    assert any(state.seen_from is not None for state in states), "the cap was reached"
+    assert_exactly_once("dedup capacity", stack, world)

@@ -35,6 +35,10 @@ from auditlake.state import BackfillSpan, Intent, StateStore, StreamState, Windo
 from auditlake.vendor import Order, VendorAdapter, Window
 
 LEASE_GRACE_SECONDS = 15
+# Ids kept to skip what the next window re-reads. Two such sets live in a state item while a window is open (the
+# stream's and the window's), and 3,000 ids are at most about 130 KB compressed (64-hex ids): the item stays far
+# below DynamoDB's 400 KB.
+MAX_DEDUP_IDS = 3_000
 # Within one run, a further window is only worth opening when at least this much new time has closed.
 MIN_FOLLOW_UP_WINDOW = timedelta(minutes=1)
 
@@ -265,6 +269,8 @@ class _StreamRun:
             if end <= done_until or (not first and end - done_until < MIN_FOLLOW_UP_WINDOW):
                 return None
             start = done_until - self.overlap
+            if self.state.seen_from is not None:
+                start = max(start, self.state.seen_from)
             if self.adapter.retention is not None and start < now - self.adapter.retention:
                 log.warning("the vendor's retention has passed part of the uncollected span; events older than "
                             "%s are gone at the vendor", timeutil.to_iso(now - self.adapter.retention),
@@ -339,8 +345,8 @@ class _StreamRun:
                 if not window.start <= event_time < window.end:
                     self.result.out_of_window += 1  # the window that covers it collects it
                     continue
-                if event_id in self.state.seen or event_id in window.skip or event_id in part.events \
-                        or event_id in part.last_page_ids or event_id in fresh:
+                if event_id in self.state.seen or event_id in window.carry or event_id in window.skip \
+                        or event_id in part.events or event_id in part.last_page_ids or event_id in fresh:
                     self.result.duplicates_skipped += 1
                     continue
                 fresh[event_id] = (event_time, record_line(
@@ -399,10 +405,16 @@ class _StreamRun:
             window.frontier_ids = set()
         if edge == window.frontier_time:
             window.frontier_ids |= {i for i, t in events.items() if t == edge}
-        overlap_from = window.planned_end - self.overlap
+        overlap_from = timeutil.to_millis(window.planned_end - self.overlap)
+        if window.carry_from is not None:
+            overlap_from = max(overlap_from, timeutil.to_millis(window.carry_from))
         for event_id, event_time in events.items():
-            if event_time >= overlap_from:
-                self.state.seen[event_id] = timeutil.to_millis(event_time)
+            millis = timeutil.to_millis(event_time)
+            if millis >= overlap_from:
+                window.carry[event_id] = millis
+        window.carry, cut = _capped(window.carry)
+        if cut is not None:
+            window.carry_from = timeutil.from_millis(cut)
 
     def _narrow(self, window: WindowState) -> None:
         """After a cursor expiry: re-query only what is not yet archived, skipping the ids at the frontier."""
@@ -418,7 +430,18 @@ class _StreamRun:
         if self.state.done_until is None or window.planned_end > self.state.done_until:
             self.state.done_until = window.planned_end
         floor = timeutil.to_millis(self.state.done_until - self.overlap)
-        self.state.seen = {i: t for i, t in self.state.seen.items() if t >= floor}
+        if window.carry_from is not None:
+            floor = max(floor, timeutil.to_millis(window.carry_from))
+        kept = {i: t for i, t in {**self.state.seen, **window.carry}.items() if t >= floor}
+        self.state.seen, cut = _capped(kept)
+        if cut is not None:
+            floor = cut
+        # The next window starts no earlier than the ids kept: it never re-reads what it could not skip.
+        self.state.seen_from = timeutil.from_millis(floor) if floor > timeutil.to_millis(
+            self.state.done_until - self.overlap) else None
+        if self.state.seen_from is not None:
+            log.warning("more events inside one overlap than ids are kept; the next window re-reads less",
+                        extra={"stream": self.state.key, "from": timeutil.to_iso(self.state.seen_from)})
         self.state.window = None
         self.result.windows_completed += 1
 
@@ -440,3 +463,15 @@ class _StreamRun:
         self._remember(window, recovered)
         self.result.events_archived -= len(recovered)  # archived by the run that died, not by this one
         self.c.save(self.state)
+
+
+def _capped(ids: dict[str, int]) -> tuple[dict[str, int], int | None]:
+    """At most MAX_DEDUP_IDS ids, the newest, cut between two instants so an instant is kept whole; and the
+    instant the kept ids begin at when some were dropped (None: all kept)."""
+    if len(ids) <= MAX_DEDUP_IDS:
+        return ids, None
+    times = sorted(ids.values(), reverse=True)
+    cut = times[MAX_DEDUP_IDS - 1]
+    if times[MAX_DEDUP_IDS] == cut:  # the instant at the limit does not fit whole: keep only what is newer
+        cut += 1
+    return {i: t for i, t in ids.items() if t >= cut}, cut

@@ -7,6 +7,8 @@ and on still owning the lease, so a run that lost its stream can never move the 
 - `origin`: where the first window began; a backfill (its own item, `<vendor>#<stream id>#backfill`, whose
   `backfill` span runs from the date asked to the lower edge of what is collected) ends there.
 - `seen`: ids archived at or after `done_until - overlap`: the next window re-reads that span and skips them.
+  At most MAX_DEDUP_IDS: for a stream busier than that within one overlap, `seen_from` is where the kept ids
+  begin, and the next window starts there instead (its overlap shrinks; it never re-reads what it cannot skip).
 - `window`: the window in progress: its bounds, the vendor's cursor, the next part number, the newest (or
   oldest) event time archived and its ids (where to resume if the vendor's cursor expires), ids to skip, and
   the ids of the last page fetched (offset paging may repeat them).
@@ -47,6 +49,10 @@ class WindowState:
     # Every id of the last page fetched: offset paging shifts when the vendor inserts late events, and the next
     # page then repeats the tail of this one.
     last_page_ids: set[str] = field(default_factory=set)
+    # Ids archived by this window that the next window re-reads (id -> epoch ms), complete from `carry_from` on.
+    # Kept apart from the stream's `seen`, which this window still needs whole to skip what it re-reads.
+    carry: dict[str, int] = field(default_factory=dict)
+    carry_from: datetime | None = None
 
 
 @dataclass
@@ -69,6 +75,7 @@ class StreamState:
     origin: datetime | None = None  # where the first window began: a backfill ends there
     backfill: BackfillSpan | None = None  # a backfill stream's span: done_until runs from since to until
     seen: dict[str, int] = field(default_factory=dict)  # event id -> event time in epoch ms
+    seen_from: datetime | None = None  # when set, `seen` holds every archived id from here on, and no earlier
     window: WindowState | None = None
     intent: Intent | None = None
     newest_event_time: datetime | None = None
@@ -154,6 +161,14 @@ def _unpack(data: Any) -> list[str]:
     return raw.split("\n") if raw else []
 
 
+def _unpack_times(data: Any) -> dict[str, int]:
+    times: dict[str, int] = {}
+    for line in _unpack(data) if data else []:
+        event_id, _, millis = line.rpartition("\t")
+        times[event_id] = int(millis)
+    return times
+
+
 def _to_item(state: StreamState) -> dict[str, Any]:
     window = state.window
     return {
@@ -163,6 +178,7 @@ def _to_item(state: StreamState) -> dict[str, Any]:
         "backfill": None if state.backfill is None else {"since": to_iso(state.backfill.since),
                                                          "until": to_iso(state.backfill.until)},
         "seen": pack_ids(state.seen) if state.seen else None,
+        "seen_from": to_iso(state.seen_from) if state.seen_from else None,
         "window": None if window is None else {
             "id": window.id,
             "start": to_iso(window.start),
@@ -174,6 +190,8 @@ def _to_item(state: StreamState) -> dict[str, Any]:
             "frontier_ids": pack_ids(window.frontier_ids),
             "skip": pack_ids(window.skip),
             "last_page_ids": pack_ids(window.last_page_ids),
+            "carry": pack_ids(window.carry),
+            "carry_from": to_iso(window.carry_from) if window.carry_from else None,
         },
         "intent": None if state.intent is None else {"part": state.intent.part, "keys": state.intent.keys},
         "newest_event_time": to_iso(state.newest_event_time) if state.newest_event_time else None,
@@ -185,10 +203,7 @@ def _to_item(state: StreamState) -> dict[str, Any]:
 def _from_item(item: dict[str, Any]) -> StreamState:
     window = item.get("window")
     intent = item.get("intent")
-    seen: dict[str, int] = {}
-    for line in _unpack(item["seen"]) if item.get("seen") else []:
-        event_id, _, millis = line.rpartition("\t")
-        seen[event_id] = int(millis)
+    seen = _unpack_times(item.get("seen"))
     return StreamState(
         key=item["stream"],
         version=int(item.get("version", 0)),
@@ -197,6 +212,7 @@ def _from_item(item: dict[str, Any]) -> StreamState:
         backfill=BackfillSpan(parse_time(item["backfill"]["since"]), parse_time(item["backfill"]["until"]))
         if item.get("backfill") else None,
         seen=seen,
+        seen_from=parse_time(item["seen_from"]) if item.get("seen_from") else None,
         window=None if not window else WindowState(
             id=window["id"],
             start=parse_time(window["start"]),
@@ -208,6 +224,8 @@ def _from_item(item: dict[str, Any]) -> StreamState:
             frontier_ids=set(_unpack(window["frontier_ids"])),
             skip=set(_unpack(window["skip"])),
             last_page_ids=set(_unpack(window["last_page_ids"])) if window.get("last_page_ids") else set(),
+            carry=_unpack_times(window.get("carry")),
+            carry_from=parse_time(window["carry_from"]) if window.get("carry_from") else None,
         ),
         intent=None if not intent else Intent(part=int(intent["part"]), keys=list(intent["keys"])),
         newest_event_time=parse_time(item["newest_event_time"]) if item.get("newest_event_time") else None,
