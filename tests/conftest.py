@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from auditlake import http, timeutil
+from auditlake import http, secrets, timeutil
 from auditlake_local.simulators import AsanaSimulator, SimulatorAdapter
 from auditlake_local.stack import LambdaContext, LocalStack
 
@@ -55,6 +55,44 @@ def pauses(monkeypatch: pytest.MonkeyPatch) -> Pauses:
     recorded = Pauses()
     monkeypatch.setattr(http, "pause", recorded)
     return recorded
+
+
+# --- no token in anything the collectors emit -------------------------------------------------------------------
+# Every token a collector loads passes through `secrets.parse_secret`; every test's captured stdout, stderr and log
+# records (the collectors' JSON logs and metrics go there) and every failure's report are searched for them.
+
+TOKENS_SEEN: set[str] = set()
+TOKEN_LEAKS: list[str] = []
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _record_tokens() -> Iterator[None]:
+    parse = secrets.parse_secret
+
+    def recording(vendor: str, secret_id: str, raw: Any, required: tuple[str, ...]) -> dict[str, str]:
+        value = parse(vendor, secret_id, raw, required)
+        if len(value.get("token", "")) >= 8:  # shorter strings would match by accident
+            TOKENS_SEEN.add(value["token"])
+        return value
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(secrets, "parse_secret", recording)
+        yield
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    emitted = [content for _, content in report.sections]
+    if report.longrepr is not None:
+        emitted.append(str(report.longrepr))
+    for text in emitted:
+        for token in TOKENS_SEEN:
+            if token in text:
+                TOKEN_LEAKS.append(f"{report.nodeid} ({report.when}): a token appears in its output")
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    if TOKEN_LEAKS:
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
 @pytest.fixture
@@ -113,7 +151,12 @@ MATRIX: dict[str, ArchiveCheck] = {}
 
 
 def pytest_terminal_summary(terminalreporter: Any) -> None:
-    """The exactly-once matrix, one line per scenario, after the test results."""
+    """The exactly-once matrix, one line per scenario, after the test results; then the token check."""
+    terminalreporter.section("tokens in what the collectors emitted")
+    terminalreporter.write_line(f"{len(TOKENS_SEEN)} tokens loaded by collectors; searched every test's captured "
+                                f"output, logs and failure reports: {len(TOKEN_LEAKS)} leaks")
+    for leak in TOKEN_LEAKS:
+        terminalreporter.write_line(f"LEAK {leak}", red=True)
     if MATRIX:
         terminalreporter.section("exactly-once matrix (events / missing / duplicates)")
         for name, r in MATRIX.items():
