@@ -10,7 +10,7 @@ PY := $(VENV)/bin/python
 export SAM_CLI_TELEMETRY := 0
 export PATH := $(dir $(PYTHON313)):$(PATH)
 
-.PHONY: setup tools demo test lint check-template clean
+.PHONY: setup tools demo test chaos lint check-template clean
 
 $(VENV)/.installed: pyproject.toml
 	@test -n "$(PYTHON313)" || { echo "python3.13 is required (Lambda's runtime); install it and retry" >&2; exit 1; }
@@ -45,6 +45,10 @@ check-template: setup tools
 
 test: lint check-template
 	$(VENV)/bin/pytest -q
+
+# The long seeded chaos sweep (the test suite runs a short one); a failing seed prints how to replay it.
+chaos: setup
+	$(PY) -m auditlake_local.chaos --seeds 200 --ticks 40
 
 clean:
 	rm -rf $(VENV) $(TOOLS) .aws-sam

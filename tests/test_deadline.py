@@ -28,3 +28,10 @@ def test_streams_share_what_is_left() -> None:
 def test_share_of_a_spent_deadline_is_near() -> None:
     parent = Deadline(lambda: 50_000, timedelta(seconds=60))
     assert parent.share(4).near()
+
+
+def test_a_share_never_has_more_time_than_the_invocation() -> None:
+    parent = Deadline(lambda: 50_000, timedelta(seconds=60))  # already inside the margin
+    share = parent.share(3)
+    assert share.remaining() == parent.remaining() == 50
+    assert share.near()

@@ -26,5 +26,7 @@ class Deadline:
         """The deadline of one of `parts` tasks that share what is left: it is near once this task has spent its
         even share. A task that needs less leaves the rest to the ones after it."""
         budget = max(0.0, self.spendable()) / max(1, parts)
-        ends_at = self.spendable() - budget  # the parent's spendable seconds when this share is used up
+        # The parent's spendable seconds when this share is used up; never below zero, so a share never reports
+        # more time left than the invocation has (the lease is sized from it).
+        ends_at = max(0.0, self.spendable() - budget)
         return Deadline(lambda: int((self.remaining() - ends_at) * 1000), timedelta(seconds=self.margin))
