@@ -304,3 +304,30 @@ def test_a_burst_beyond_the_dedup_capacity(stack: LocalStack, world: World, cloc
     assert states and all(len(state.seen) <= 150 for state in states)
     assert any(state.seen_from is not None for state in states), "the cap was reached"
     assert_exactly_once("dedup capacity", stack, world)
+
+
+def test_a_half_written_part_then_an_expired_cursor(stack: LocalStack, world: World, clock: Clock,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """A run dies between the objects of a part that spans several days; the next run finds its cursor
+    expired. Resuming from what that half part holds would skip the days it misses."""
+    if not world.traits.cursors_expire:
+        pytest.skip(f"{world.vendor} pages without cursors that could expire")
+    seed_events(world, clock)
+    real_put = Archive.put
+    written: list[str] = []
+
+    def put(self: Archive, obj: Any) -> None:
+        part = obj.key.rsplit("_p", 1)[1].removesuffix(".json.gz")
+        if part != "000001" and written and written[-1].rsplit("_p", 1)[1].removesuffix(".json.gz") == part:
+            raise SimulatedCrash("between the objects of a part")  # a later part (a cursor is stored) spans days
+        real_put(self, obj)
+        written.append(obj.key)
+
+    monkeypatch.setattr(Archive, "put", put)
+    with pytest.raises(SimulatedCrash):
+        stack.invoke(world.function_id, environment=SMALL_PARTS)
+    monkeypatch.setattr(Archive, "put", real_put)
+    world.simulator.expire_cursors()
+    clock.advance()
+    run_until_caught_up(stack, world, clock)
+    assert_exactly_once("half-written part, cursor expired", stack, world)

@@ -387,8 +387,12 @@ class _StreamRun:
             self._complete(window)
         self.c.save(self.state)
 
-    def _remember(self, window: WindowState, events: dict[str, datetime]) -> None:
-        """Books archived events: counts, the frontier to resume from, the ids the next window must skip."""
+    def _remember(self, window: WindowState, events: dict[str, datetime], *, contiguous: bool = True) -> None:
+        """Books archived events: counts, the frontier to resume from, the ids the next window must skip.
+
+        The frontier moves only for `contiguous` events: a whole part, paged from the committed cursor. Part of a
+        part (the objects a dying run managed to write) may hold older days and miss newer ones, so resuming from
+        its edge after a cursor expiry would skip what it misses."""
         if not events:
             return
         self.state.events_archived += len(events)
@@ -396,15 +400,8 @@ class _StreamRun:
         newest = max(events.values())
         if self.state.newest_event_time is None or newest > self.state.newest_event_time:
             self.state.newest_event_time = newest
-        # Oldest-first vendors resume after the newest archived instant, newest-first ones before the oldest.
-        edge = newest if self.adapter.order is Order.OLDEST_FIRST else min(events.values())
-        beyond = (lambda t: t > window.frontier_time) if self.adapter.order is Order.OLDEST_FIRST else \
-            (lambda t: t < window.frontier_time)
-        if window.frontier_time is None or beyond(edge):
-            window.frontier_time = edge
-            window.frontier_ids = set()
-        if edge == window.frontier_time:
-            window.frontier_ids |= {i for i, t in events.items() if t == edge}
+        if contiguous:
+            self._advance_frontier(window, events)
         overlap_from = timeutil.to_millis(window.planned_end - self.overlap)
         if window.carry_from is not None:
             overlap_from = max(overlap_from, timeutil.to_millis(window.carry_from))
@@ -415,6 +412,17 @@ class _StreamRun:
         window.carry, cut = _capped(window.carry)
         if cut is not None:
             window.carry_from = timeutil.from_millis(cut)
+
+    def _advance_frontier(self, window: WindowState, events: dict[str, datetime]) -> None:
+        # Oldest-first vendors resume after the newest archived instant, newest-first ones before the oldest.
+        edge = max(events.values()) if self.adapter.order is Order.OLDEST_FIRST else min(events.values())
+        beyond = (lambda t: t > window.frontier_time) if self.adapter.order is Order.OLDEST_FIRST else \
+            (lambda t: t < window.frontier_time)
+        if window.frontier_time is None or beyond(edge):
+            window.frontier_time = edge
+            window.frontier_ids = set()
+        if edge == window.frontier_time:
+            window.frontier_ids |= {i for i, t in events.items() if t == edge}
 
     def _narrow(self, window: WindowState) -> None:
         """After a cursor expiry: re-query only what is not yet archived, skipping the ids at the frontier."""
@@ -452,15 +460,18 @@ class _StreamRun:
         intent, window = self.state.intent, self.state.window
         assert intent is not None and window is not None
         recovered: dict[str, datetime] = {}
+        written = 0
         for key in intent.keys:
             if self.c.archive.exists(key):
                 recovered.update(self.c.archive.read_events(key))
+                written += 1
         log.warning("recovering an interrupted write", extra={"stream": self.state.key, "keys": intent.keys,
                                                                "events_recovered": len(recovered)})
         window.skip |= set(recovered)
         window.part = intent.part + 1
         self.state.intent = None
-        self._remember(window, recovered)
+        # The stored cursor is still the one before the part: its pages are read again, the written events skipped.
+        self._remember(window, recovered, contiguous=written == len(intent.keys))
         self.result.events_archived -= len(recovered)  # archived by the run that died, not by this one
         self.c.save(self.state)
 
