@@ -21,7 +21,7 @@ from typing import Any
 from auditlake.errors import CursorExpired, MalformedResponse, VendorError
 from auditlake.lambda_handler import make_handler
 from auditlake.records import Normalised, text
-from auditlake.timeutil import parse_time, to_iso
+from auditlake.timeutil import parse_event_time, to_iso
 from auditlake.vendor import Order, Page, VendorAdapter, Window
 
 
@@ -63,8 +63,14 @@ class Asana(VendorAdapter):
         next_page = body.get("next_page")
         if not body["data"]:
             return Page(events=[], cursor=None)
+        if next_page is None:
+            return Page(events=body["data"], cursor=None)
+        # A next_page that is there but unreadable must not end the window: the events after this page would be
+        # skipped for good.
         offset = next_page.get("offset") if isinstance(next_page, dict) else None
-        return Page(events=body["data"], cursor=offset or None)
+        if not isinstance(offset, str) or not offset:
+            raise MalformedResponse(self.vendor, f"next_page has no 'offset' string: {str(next_page)[:80]}")
+        return Page(events=body["data"], cursor=offset)
 
     def event_id(self, event: dict[str, Any]) -> str:
         gid = event["gid"]
@@ -73,7 +79,7 @@ class Asana(VendorAdapter):
         return str(gid)
 
     def event_time(self, event: dict[str, Any]) -> datetime:
-        return parse_time(event["created_at"])
+        return parse_event_time(event["created_at"], "created_at")
 
     def normalise(self, event: dict[str, Any], stream: str) -> Normalised:
         actor = event.get("actor") or {}

@@ -35,7 +35,7 @@ from typing import Any
 from auditlake.errors import CursorExpired, MalformedResponse, VendorError
 from auditlake.lambda_handler import make_handler
 from auditlake.records import Normalised, text
-from auditlake.timeutil import MILLISECOND, parse_time, to_iso
+from auditlake.timeutil import MILLISECOND, parse_event_time, to_iso
 from auditlake.vendor import Order, Page, VendorAdapter, Window
 
 ENDPOINT = "/auditLog.list"
@@ -128,7 +128,7 @@ class Ashby(VendorAdapter):
     def event_time(self, event: dict[str, Any]) -> datetime:
         for name in TIME_FIELDS:
             if event.get(name) is not None:
-                return parse_time(event[name])
+                return parse_event_time(event[name], name)
         raise KeyError(f"none of {', '.join(TIME_FIELDS)}")
 
     def normalise(self, event: dict[str, Any], stream: str) -> Normalised:

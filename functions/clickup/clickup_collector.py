@@ -39,7 +39,7 @@ from typing import Any
 from auditlake.errors import MalformedResponse, VendorError
 from auditlake.lambda_handler import make_handler
 from auditlake.records import Normalised, text
-from auditlake.timeutil import from_millis, parse_time, to_iso, to_millis
+from auditlake.timeutil import from_millis, parse_event_time, to_iso, to_millis
 from auditlake.vendor import Order, Page, VendorAdapter, Window
 
 APPLICABILITIES = ("auth-and-security", "user-activity", "custom-fields", "hierarchy-activity",
@@ -183,7 +183,7 @@ class ClickUp(VendorAdapter):
     def event_time(self, event: dict[str, Any]) -> datetime:
         for name in TIME_FIELDS:  # ASSUMPTION: the first of these the row has, ISO 8601 or epoch ms
             if event.get(name) is not None:
-                return parse_time(event[name])
+                return parse_event_time(event[name], name)
         raise KeyError(f"none of {'|'.join(TIME_FIELDS)}")
 
     def normalise(self, event: dict[str, Any], stream: str) -> Normalised:

@@ -36,7 +36,7 @@ from auditlake.errors import CursorExpired, MalformedResponse, SecretError, Vend
 from auditlake.http import HttpClient
 from auditlake.lambda_handler import make_handler
 from auditlake.records import Normalised, text
-from auditlake.timeutil import parse_time
+from auditlake.timeutil import parse_event_time
 from auditlake.vendor import Order, Page, VendorAdapter, Window
 
 # The API's zones (the OpenAPI document's servers), each serving `/api/v2`: the make.com zones by the names Make
@@ -117,8 +117,10 @@ class Make(VendorAdapter):
         if not isinstance(body, dict) or not isinstance(body.get("auditLogs"), list):
             raise MalformedResponse(self.vendor, "audit-logs response has no 'auditLogs' list")
         rows: list[Any] = body["auditLogs"]
-        if not all(isinstance(row, dict) for row in rows):
-            raise MalformedResponse(self.vendor, "an 'auditLogs' entry is not an object")
+        for index, row in enumerate(rows):
+            if not isinstance(row, dict):
+                raise MalformedResponse(self.vendor, f"'auditLogs' entry #{index} is a {type(row).__name__}, not an "
+                                                     "object")
         full = len(rows) >= self.page_size
         if anchor:
             if not rows or rows[0].get("uuid") != anchor:
@@ -159,8 +161,10 @@ class Make(VendorAdapter):
         return uuid
 
     def event_time(self, event: dict[str, Any]) -> datetime:
-        triggered = event.get("triggeredAt")
-        return parse_time(triggered if triggered is not None else event["createdAt"])
+        for name in ("triggeredAt", "createdAt"):  # when it happened; when it was stored only as a fallback
+            if event.get(name) is not None:
+                return parse_event_time(event[name], name)
+        raise KeyError("neither triggeredAt nor createdAt")
 
     def normalise(self, event: dict[str, Any], stream: str) -> Normalised:
         actor = event.get("actor") or {}

@@ -8,6 +8,7 @@ body with every secret value redacted, and redirects are never followed (a redir
 
 from __future__ import annotations
 
+import json
 import random
 import time
 from collections.abc import Callable, Iterable
@@ -117,9 +118,17 @@ class HttpClient:
             return VendorError(self.vendor, self.redact(message) or response.reason or "error", status=status,
                                code=self.redact(code) if code else None, retryable=status in RETRYABLE_STATUS)
         if isinstance(body, _Unparsed):
-            # A 2xx whose body is not JSON: a truncated transfer is worth retrying; an HTML page is not the API.
-            retryable = not body.text.lstrip().startswith("<")
-            kind = "truncated or invalid JSON" if retryable else "an HTML page instead of JSON"
+            # A 2xx whose body is not JSON: a truncated or empty transfer is worth retrying; an HTML page is not the
+            # API, and bytes that are not UTF-8 would come back the same (JSON between systems is UTF-8).
+            retryable = False
+            if body.invalid_utf8_at is not None:
+                kind = f"invalid UTF-8 (at byte {body.invalid_utf8_at})"
+            elif not body.text.strip():
+                kind, retryable = "an empty body", True
+            elif body.text.lstrip().startswith("<"):
+                kind = "an HTML page instead of JSON"
+            else:
+                kind, retryable = "truncated or invalid JSON", True
             error = MalformedResponse(self.vendor, f"{method} {path} returned {kind}: "
                                                    f"{self.redact(body.text[:80])!r}", status=status)
             error.retryable = retryable
@@ -139,13 +148,21 @@ class HttpClient:
 @dataclass(frozen=True)
 class _Unparsed:
     text: str
+    invalid_utf8_at: int | None = None  # the offset of the first byte that is not UTF-8
 
 
 def _parse_body(response: requests.Response) -> Any:
+    """The JSON body, decoded as strict UTF-8: requests would decode by the declared charset with replacement
+    characters, silently altering the vendor's events."""
+    content = response.content
     try:
-        return response.json()
+        text = content.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        return _Unparsed(content.decode("utf-8", errors="replace"), invalid_utf8_at=exc.start)
+    try:
+        return json.loads(text)
     except ValueError:
-        return _Unparsed(response.content.decode("utf-8", errors="replace"))
+        return _Unparsed(text)
 
 
 def retry_after_seconds(response: requests.Response, now: Callable[[], float] | None = None) -> float | None:

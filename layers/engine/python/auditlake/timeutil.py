@@ -56,3 +56,16 @@ def parse_time(value: object) -> datetime:
             parsed = parsed.replace(tzinfo=UTC)
         return floor_millis(parsed.astimezone(UTC))
     raise ValueError(f"not a time: {value!r}")
+
+
+def parse_event_time(value: object, field: str) -> datetime:
+    """A vendor event's time, strictly: ISO 8601 with a zone, or epoch seconds/milliseconds. A ValueError names the
+    field for anything else, a zoneless ISO time included (taking it as UTC would be a guess)."""
+    try:
+        moment = parse_time(value)
+    except (ValueError, OverflowError):
+        raise ValueError(f"{field} is {str(value)[:60]!r}, not a time (ISO 8601 with a zone, or epoch ms)") from None
+    if isinstance(value, str) and not value.strip().isdigit() \
+            and datetime.fromisoformat(value.strip().replace("z", "Z")).tzinfo is None:
+        raise ValueError(f"{field} is {value!r}, an ISO 8601 time without a zone: taking it as UTC would be a guess")
+    return moment
