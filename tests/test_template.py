@@ -489,6 +489,14 @@ def test_archive_bucket_policy_denies_uploads_without_the_archive_key() -> None:
     assert {"s3:x-amz-server-side-encryption-aws-kms-key-id": "getatt:ArchiveKey.Arn"} in denies
 
 
+def test_archive_bucket_policy_denies_overwrites() -> None:
+    """Every upload must carry If-None-Match, so an archived object can never be replaced, whoever writes."""
+    objects = f"{ATTRS['ArchiveBucket', 'Arn']}/*"
+    assert any(s["Effect"] == "Deny" and s["Principal"] == "*" and as_list(s["Action"]) == ["s3:PutObject"]
+               and as_list(s["Resource"]) == [objects] and s["Condition"] == {"Null": {"s3:if-none-match": "true"}}
+               for s in bucket_policy_statements("ArchiveBucket"))
+
+
 def test_archive_object_lock_is_optional() -> None:
     mode = PARAMETERS["ObjectLockMode"]
     assert mode["AllowedValues"] == ["NONE", "GOVERNANCE", "COMPLIANCE"] and mode["Default"] == "NONE"
