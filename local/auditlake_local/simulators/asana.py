@@ -14,8 +14,6 @@ Where the docs are silent, the choice made here is marked "Docs are silent:" and
 from __future__ import annotations
 
 import base64
-import contextlib
-import gc
 import hashlib
 import hmac
 import json
@@ -23,8 +21,7 @@ import math
 import re
 import time
 from bisect import bisect_left, bisect_right
-from collections import deque
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from operator import attrgetter
@@ -32,7 +29,16 @@ from random import Random
 from typing import Any, NamedTuple
 from urllib.parse import urlencode
 
-from auditlake_local.simulators.base import FaultPlan, RequestRecord, SimRequest, SimResponse, VendorSimulator
+from auditlake_local.simulators.base import (
+    FaultPlan,
+    RequestRecord,
+    SimRequest,
+    SimResponse,
+    SlidingMinuteLimit,
+    VendorSimulator,
+    gc_paused,
+    utc_now,
+)
 from auditlake_local.simulators.people import roster
 
 API_PREFIX = "/api/1.0"
@@ -56,15 +62,11 @@ RATE_LIMIT_MESSAGE = ("You've made too many requests and hit a rate limit. "
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MICROSECOND = timedelta(microseconds=1)
-_MINUTE_SECONDS = 60.0
 
 # A stored event's place in the stream: (created_at in µs, len(gid), gid). Ascending by creation time as
 # documented; docs are silent on ties, so events of the same instant are ordered by gid, numerically.
 _Key = tuple[int, int, str]
 
-
-def _utc_now() -> datetime:
-    return datetime.now(UTC)
 
 
 def _to_us(moment: datetime) -> int:
@@ -131,7 +133,7 @@ class AsanaSimulator(VendorSimulator):
     vendor = "asana"
     stat_keys = ("pages_with_data", "empty_pages", "events_served", "rate_limited")
 
-    def __init__(self, token: str, workspace_gid: str, *, now: Callable[[], datetime] = _utc_now,
+    def __init__(self, token: str, workspace_gid: str, *, now: Callable[[], datetime] = utc_now,
                  offset_ttl: timedelta | None = None, rate_limit_per_minute: int | None = None,
                  faults: FaultPlan | None = None, on_request: Callable[[RequestRecord], None] | None = None,
                  fault_retry_after: int = 1) -> None:
@@ -152,7 +154,7 @@ class AsanaSimulator(VendorSimulator):
         # not issue. The key depends only on the workspace, so offsets survive a new simulator instance of the
         # same workspace (a collector's stored cursor stays usable across test phases).
         self._offset_key = hashlib.sha256(f"auditlake asana simulator offsets {workspace_gid}".encode()).digest()
-        self._recent_requests: deque[float] = deque()
+        self._recent_requests = SlidingMinuteLimit()
         self._phrases = Random(workspace_gid)
 
     # --- test hooks ---------------------------------------------------------------------------------------------
@@ -170,7 +172,7 @@ class AsanaSimulator(VendorSimulator):
         """
         new: list[_Stored] = []
         batch: set[str] = set()
-        with self._lock, _gc_paused():
+        with self._lock, gc_paused():
             for event in events:
                 gid = event["gid"]
                 if not isinstance(gid, str) or gid in self._gids or gid in batch:
@@ -386,18 +388,7 @@ class AsanaSimulator(VendorSimulator):
         "Rejected requests still count against the quota", so a client that ignores Retry-After stays throttled.
         """
         limit = self.rate_limit_per_minute
-        if limit is None:
-            return None
-        now = self.now().timestamp()
-        window = self._recent_requests
-        while window and window[0] <= now - _MINUTE_SECONDS:
-            window.popleft()
-        window.append(now)
-        if len(window) <= limit:
-            return None
-        # Wait until enough requests have aged out of the window for one more to fit.
-        frees_up_at = window[len(window) - limit] + _MINUTE_SECONDS
-        return max(1, math.ceil(frees_up_at - now))
+        return None if limit is None else self._recent_requests.over(self.now().timestamp(), limit)
 
     def rate_limited_response(self, retry_after: int) -> SimResponse:
         # "the standard Retry-After header" with the seconds to wait, and this body (rate-limits page).
@@ -677,7 +668,7 @@ def generate_events(count: int, start: datetime, end: datetime, seed: int, *,
     start_ms, end_ms = _to_us(start) // 1000, _to_us(end) // 1000
     span, draw = max(end_ms - start_ms, 1), rng.random
     events: list[dict[str, Any]] = []
-    with _gc_paused():
+    with gc_paused():
         times = sorted(start_ms + int(draw() * span) for _ in range(count))
         for index in range(1, count):
             if draw() < burst_rate:
@@ -694,15 +685,3 @@ def generate_events(count: int, start: datetime, end: datetime, seed: int, *,
                            "resource": resource, "details": details, "context": context})
     return events
 
-
-@contextlib.contextmanager
-def _gc_paused() -> Iterator[None]:
-    """Building a million small dicts makes the cyclic GC rescan them over and over; nothing built here forms a
-    cycle, so collection can wait until the end."""
-    was_enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if was_enabled:
-            gc.enable()

@@ -16,23 +16,28 @@ from __future__ import annotations
 import base64
 import binascii
 import calendar
-import contextlib
-import gc
 import hashlib
 import hmac
 import json
-import math
 import time
 from bisect import bisect_left
-from collections import deque
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from operator import attrgetter
 from random import Random
 from typing import Any, NamedTuple
 
-from auditlake_local.simulators.base import FaultPlan, RequestRecord, SimRequest, SimResponse, VendorSimulator
+from auditlake_local.simulators.base import (
+    FaultPlan,
+    RequestRecord,
+    SimRequest,
+    SimResponse,
+    SlidingMinuteLimit,
+    VendorSimulator,
+    gc_paused,
+    utc_now,
+)
 from auditlake_local.simulators.people import Person, roster
 
 ENDPOINT = "/auditLog.list"
@@ -77,16 +82,12 @@ TIME_FIELDS = ("createdAt", "occurredAt", "timestamp")
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MICROSECOND = timedelta(microseconds=1)
-_MINUTE_SECONDS = 60.0
 _CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 
 # An entry's place in the log: (createdAt in µs, id). Served newest first; docs are silent on ties, so entries of
 # the same instant come in descending id order.
 _Key = tuple[int, str]
 
-
-def _utc_now() -> datetime:
-    return datetime.now(UTC)
 
 
 def _to_us(moment: datetime) -> int:
@@ -185,7 +186,7 @@ class AshbySimulator(VendorSimulator):
     vendor = "ashby"
     stat_keys = ("pages_with_data", "empty_pages", "events_served", "rate_limited", "api_errors")
 
-    def __init__(self, token: str, *, now: Callable[[], datetime] = _utc_now, organization_id: str = "org-example",
+    def __init__(self, token: str, *, now: Callable[[], datetime] = utc_now, organization_id: str = "org-example",
                  audit_logs_enabled: bool = True, has_permission: bool = True, cursor_ttl: timedelta | None = None,
                  rate_limit_per_minute: int | None = None, faults: FaultPlan | None = None,
                  on_request: Callable[[RequestRecord], None] | None = None, fault_retry_after: int = 1) -> None:
@@ -208,7 +209,7 @@ class AshbySimulator(VendorSimulator):
         # Cursors are signed so that an altered or hand-made one "could not be decoded". The key depends only on the
         # organization, so a stored cursor stays usable by a new simulator of the same organization.
         self._cursor_key = hashlib.sha256(f"auditlake ashby simulator cursors {organization_id}".encode()).digest()
-        self._recent_requests: deque[float] = deque()
+        self._recent_requests = SlidingMinuteLimit()
         self._request_ids = Random(organization_id)
 
     # --- test hooks ---------------------------------------------------------------------------------------------
@@ -227,7 +228,7 @@ class AshbySimulator(VendorSimulator):
         """
         new: list[_Stored] = []
         batch: set[str] = set()
-        with self._lock, _gc_paused():
+        with self._lock, gc_paused():
             for event in events:
                 entry_id = event["id"]
                 if not isinstance(entry_id, str) or not entry_id or entry_id in self._ids or entry_id in batch:
@@ -457,17 +458,7 @@ class AshbySimulator(VendorSimulator):
         """Sliding one-minute window per key; the Retry-After in seconds when this request is over the limit.
         Rejected requests count too, so a client that ignores Retry-After stays throttled."""
         limit = self.rate_limit_per_minute
-        if limit is None:
-            return None
-        now = self.now().timestamp()
-        window = self._recent_requests
-        while window and window[0] <= now - _MINUTE_SECONDS:
-            window.popleft()
-        window.append(now)
-        if len(window) <= limit:
-            return None
-        frees_up_at = window[len(window) - limit] + _MINUTE_SECONDS
-        return max(1, math.ceil(frees_up_at - now))
+        return None if limit is None else self._recent_requests.over(self.now().timestamp(), limit)
 
     def rate_limited_response(self, retry_after: int) -> SimResponse:
         # Docs are silent: 429 with Retry-After in seconds, and the error envelope.
@@ -880,7 +871,7 @@ def generate_events(count: int, start: datetime, end: datetime, seed: int, *,
     start_ms, end_ms = _to_us(start) // 1000, _to_us(end) // 1000
     span, draw = max(end_ms - start_ms, 1), rng.random
     events: list[dict[str, Any]] = []
-    with _gc_paused():
+    with gc_paused():
         times = sorted(start_ms + int(draw() * span) for _ in range(count))
         for index in range(1, count):
             if draw() < burst_rate:
@@ -896,15 +887,3 @@ def generate_events(count: int, start: datetime, end: datetime, seed: int, *,
                            "actor": actor, "target": target, "details": details})
     return events
 
-
-@contextlib.contextmanager
-def _gc_paused() -> Iterator[None]:
-    """Building a million small dicts makes the cyclic GC rescan them over and over; nothing built here forms a
-    cycle, so collection can wait until the end."""
-    was_enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if was_enabled:
-            gc.enable()

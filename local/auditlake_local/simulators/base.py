@@ -14,17 +14,20 @@ from __future__ import annotations
 
 import contextlib
 import enum
+import gc
 import io
 import json
+import math
 import socket
 import struct
 import sys
 import threading
 import traceback
 from abc import ABC, abstractmethod
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from random import Random
@@ -38,6 +41,43 @@ from requests.utils import get_encoding_from_headers
 from urllib3 import HTTPResponse
 
 JSON_CONTENT_TYPE = "application/json; charset=UTF-8"
+
+
+def utc_now() -> datetime:
+    """A simulator's default clock; tests pass their own."""
+    return datetime.now(UTC)
+
+
+@contextlib.contextmanager
+def gc_paused() -> Iterator[None]:
+    """Building a million small dicts makes the cyclic GC rescan them over and over; nothing a generator builds
+    forms a cycle, so collection can wait until the end."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
+class SlidingMinuteLimit:
+    """A per-minute request limit over a sliding window. Rejected requests count too (Asana says so; the others
+    are silent), so a client that ignores the wait stays throttled."""
+
+    def __init__(self) -> None:
+        self._times: deque[float] = deque()
+
+    def over(self, now: float, per_minute: int) -> int | None:
+        """Counts a request at `now` (epoch seconds); None when it fits, else the seconds until one would."""
+        while self._times and self._times[0] <= now - 60.0:
+            self._times.popleft()
+        self._times.append(now)
+        if len(self._times) <= per_minute:
+            return None
+        # Wait until enough requests have aged out of the window for one more to fit.
+        frees_up_at = self._times[len(self._times) - per_minute] + 60.0
+        return max(1, math.ceil(frees_up_at - now))
 
 
 class Fault(enum.Enum):

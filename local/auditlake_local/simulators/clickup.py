@@ -19,21 +19,27 @@ so a collector can be tested against each alternative; collectors must not depen
 
 from __future__ import annotations
 
-import contextlib
-import gc
 import hmac
 import math
 import re
 import time
 from bisect import bisect_left
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from operator import attrgetter
 from random import Random
 from typing import Any, Literal, NamedTuple
 
-from auditlake_local.simulators.base import FaultPlan, RequestRecord, SimRequest, SimResponse, VendorSimulator
+from auditlake_local.simulators.base import (
+    FaultPlan,
+    RequestRecord,
+    SimRequest,
+    SimResponse,
+    VendorSimulator,
+    gc_paused,
+    utc_now,
+)
 from auditlake_local.simulators.people import Person, roster
 
 AUDIT_LOGS = re.compile(r"^/api/v3/workspaces/(?P<workspace_id>[^/]+)/auditlogs/?$")
@@ -79,9 +85,6 @@ _MINUTE_SECONDS = 60.0
 # "before" in reverse: the same total order read from either end.
 _Key = tuple[int, int]
 
-
-def _utc_now() -> datetime:
-    return datetime.now(UTC)
 
 
 def _to_ms(moment: datetime) -> int:
@@ -214,7 +217,7 @@ class ClickUpSimulator(VendorSimulator):
     vendor = "clickup"
     stat_keys = ("pages_with_data", "empty_pages", "events_served", "rate_limited")
 
-    def __init__(self, token: str, workspace_id: str, *, now: Callable[[], datetime] = _utc_now,
+    def __init__(self, token: str, workspace_id: str, *, now: Callable[[], datetime] = utc_now,
                  oauth_token: str | None = None, enterprise: bool = True, owner: bool = True,
                  envelope: str | None = "data", row_ids: bool = True,
                  time_format: Literal["iso", "epoch_ms"] = "iso", page_timestamp_inclusive: bool = False,
@@ -269,7 +272,7 @@ class ClickUpSimulator(VendorSimulator):
         new: list[_Stored] = []
         batch: set[str] = set()
         times = _Times()
-        with self._lock, _gc_paused():
+        with self._lock, gc_paused():
             sequence = self._sequence
             for event in events:
                 sequence += 1
@@ -729,7 +732,7 @@ def generate_events(count: int, start: datetime, end: datetime, seed: int, *,
     start_ms, end_ms = _to_ms(start), _to_ms(end)
     span, draw = max(end_ms - start_ms, 1), rng.random
     events: list[dict[str, Any]] = []
-    with _gc_paused():
+    with gc_paused():
         times = sorted(start_ms + int(draw() * span) for _ in range(count))
         for index in range(1, count):
             if draw() < burst_rate:
@@ -755,16 +758,4 @@ def generate_events(count: int, start: datetime, end: datetime, seed: int, *,
                            "userRole": actor.role, "clientIp": actor.ip, "startTime": stamp, "endTime": stamp})
     return events
 
-
-@contextlib.contextmanager
-def _gc_paused() -> Iterator[None]:
-    """Building a million small dicts makes the cyclic GC rescan them over and over; nothing built here forms a
-    cycle, so collection can wait until the end."""
-    was_enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if was_enabled:
-            gc.enable()
 

@@ -17,15 +17,11 @@ Where the docs are silent, the choice made here is marked "Docs are silent:" and
 
 from __future__ import annotations
 
-import contextlib
-import gc
 import hmac
-import math
 import re
 import time
 from bisect import bisect_left, bisect_right
-from collections import deque
-from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, timedelta
 from operator import attrgetter
@@ -33,7 +29,16 @@ from random import Random
 from typing import Any, NamedTuple
 from urllib.parse import urlsplit
 
-from auditlake_local.simulators.base import FaultPlan, RequestRecord, SimRequest, SimResponse, VendorSimulator
+from auditlake_local.simulators.base import (
+    FaultPlan,
+    RequestRecord,
+    SimRequest,
+    SimResponse,
+    SlidingMinuteLimit,
+    VendorSimulator,
+    gc_paused,
+    utc_now,
+)
 from auditlake_local.simulators.people import Person, roster
 
 API_PREFIX = "/api/v2"
@@ -68,7 +73,6 @@ DEFAULT_ORGANIZATION_NAME = "Example Corp"
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _DAY_MS = 86_400_000
-_MINUTE_SECONDS = 60.0
 _DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 
 # A stored entry's place in the log: (triggeredAt in epoch ms, uuid). Docs are silent on the order of entries
@@ -76,9 +80,6 @@ _DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 # is stable between requests.
 _Key = tuple[int, str]
 
-
-def _utc_now() -> datetime:
-    return datetime.now(UTC)
 
 
 def _to_ms(moment: datetime) -> int:
@@ -180,7 +181,7 @@ class MakeSimulator(VendorSimulator):
     stat_keys = ("pages_with_data", "empty_pages", "events_served", "rate_limited")
 
     def __init__(self, token: str, organization_id: int | str = DEFAULT_ORGANIZATION_ID, *,
-                 zone: str = "eu1.make.com", now: Callable[[], datetime] = _utc_now, caller_role: str = "admin",
+                 zone: str = "eu1.make.com", now: Callable[[], datetime] = utc_now, caller_role: str = "admin",
                  enterprise: bool = True, date_to_inclusive: bool = True, retry_after_header: bool = False,
                  team_admin_of: Collection[int] = (), rate_limit_per_minute: int | None = None,
                  faults: FaultPlan | None = None, on_request: Callable[[RequestRecord], None] | None = None,
@@ -205,7 +206,7 @@ class MakeSimulator(VendorSimulator):
         self._entries: list[_Stored] = []  # visible entries, sorted by key
         self._pending: dict[str, _Stored] = {}  # captured but not yet published (late events)
         self._uuids: set[str] = set()  # of both, to keep uuids unique
-        self._recent_requests: deque[float] = deque()
+        self._recent_requests = SlidingMinuteLimit()
 
     # --- test hooks ---------------------------------------------------------------------------------------------
 
@@ -223,7 +224,7 @@ class MakeSimulator(VendorSimulator):
         """
         new: list[_Stored] = []
         batch: set[str] = set()
-        with self._lock, _gc_paused():
+        with self._lock, gc_paused():
             for event in events:
                 uuid = event["uuid"]
                 if not isinstance(uuid, str) or not uuid or uuid in self._uuids or uuid in batch:
@@ -464,17 +465,7 @@ class MakeSimulator(VendorSimulator):
         limit. Docs are silent on whether rejected requests count: they do, so a client that does not back off
         stays throttled."""
         limit = self.rate_limit_per_minute
-        if limit is None:
-            return None
-        now = self.now().timestamp()
-        window = self._recent_requests
-        while window and window[0] <= now - _MINUTE_SECONDS:
-            window.popleft()
-        window.append(now)
-        if len(window) <= limit:
-            return None
-        frees_up_at = window[len(window) - limit] + _MINUTE_SECONDS
-        return max(1, math.ceil(frees_up_at - now))
+        return None if limit is None else self._recent_requests.over(self.now().timestamp(), limit)
 
     def rate_limited_response(self, retry_after: int) -> SimResponse:
         # Rate-limiting page: "Requests limit for organization exceeded, please try again later." Docs are silent
@@ -693,7 +684,7 @@ def generate_events(count: int, start: datetime, end: datetime, seed: int, *, bu
     span, draw, bits = max(end_ms - start_ms, 1), rng.random, rng.getrandbits
     events: list[dict[str, Any]] = []
     seconds: dict[int, str] = {}
-    with _gc_paused():
+    with gc_paused():
         times = sorted(start_ms + int(draw() * span) for _ in range(count))
         for index in range(1, count):
             if draw() < burst_rate:
@@ -725,15 +716,3 @@ def generate_events(count: int, start: datetime, end: datetime, seed: int, *, bu
             events.append(event)
     return events
 
-
-@contextlib.contextmanager
-def _gc_paused() -> Iterator[None]:
-    """Building a million small dicts makes the cyclic GC rescan them over and over; nothing built here forms a
-    cycle, so collection can wait until the end."""
-    was_enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if was_enabled:
-            gc.enable()
