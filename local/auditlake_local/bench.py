@@ -1,87 +1,138 @@
-"""A backfill measured: `python -m auditlake_local.bench --events 10000 [--vendor asana ...]`.
+"""The benchmark: `make bench` (or `python -m auditlake_local.bench`). A script, not a test.
 
-Runs each collector against its simulator (in-process, no network) on in-process AWS until caught up, and
-prints ticks, wall time, HTTP requests, S3 objects and bytes, DynamoDB operations, peak Python heap, and the
-exactly-once check against the simulator's ground truth. The simulator and moto share the process, so the
-wall time is an upper bound for the collector's own work.
+For each vendor and backlog size, three processes: the outside world (the vendor's simulator and the stack on a
+moto server, bench_world.py), the collector (bench_collector.py: the function imported as Lambda would, invoked
+until the backlog is archived, then once more with nothing new), and this driver, which prints one table per
+measurement and writes them all as JSON. The collector's CPU time is its own process's: neither the simulator's
+nor AWS's is counted.
+
+- backfills: events per second, the collector's CPU time per event, peak memory (resident set), HTTP requests
+  against the minimum (per stream: events // largest page, plus the request that finds the end), S3 objects and
+  bytes, DynamoDB reads and writes, and the archive checked against the simulator's ground truth;
+- the idle tick after the smallest backfill: requests, S3 writes, DynamoDB operations, wall time.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import time
-import tracemalloc
-from collections import Counter
+import subprocess
+import sys
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
-from auditlake import http
-from auditlake_local.simulators import SimulatorAdapter
-from auditlake_local.stack import LocalStack
-from auditlake_local.vendors import VENDORS, LocalVendor
+from auditlake_local.vendors import VENDORS
 
-QUIET = {"LOG_LEVEL": "WARNING", "POWERTOOLS_METRICS_DISABLED": "true"}
+DEFAULT_SIZES = (10_000, 100_000, 1_000_000)
+LARGEST_PAGE = 100  # every vendor's documented maximum page (ClickUp's is undocumented; it is asked for 100)
+BACKLOG_DAYS = 30
+DEFAULT_REPORT = Path(".auditlake/bench.json")
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--events", type=int, default=10_000)
-    parser.add_argument("--days", type=int, default=30)
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--vendor", action="append", choices=list(VENDORS), help="repeatable; default: all")
+    parser.add_argument("--sizes", type=lambda text: [int(n) for n in text.split(",")], default=list(DEFAULT_SIZES),
+                        help="backlog sizes, comma-separated (default: %(default)s)")
+    parser.add_argument("--json", type=Path, default=DEFAULT_REPORT, help="where to write the report")
     args = parser.parse_args(argv)
-    reports = [backfill(VENDORS[name], args.events, args.days) for name in args.vendor or VENDORS]
-    columns = list(reports[0])
-    print(" ".join(f"{c:>14}" for c in columns))
-    for report in reports:
-        print(" ".join(f"{report[c]!s:>14}" for c in columns))
-    print(json.dumps(reports, indent=2))
+    vendors = args.vendor or list(VENDORS)
+
+    backfills = [backfill(vendor, size) for vendor in vendors for size in args.sizes]
+    report: dict[str, Any] = {"backfills": [row for row, _ in backfills],
+                              "idle_ticks": [idle for row, idle in backfills if row["events"] == min(args.sizes)],
+                              "memory": memory_flatness([row for row, _ in backfills])}
+    print_table("Backfills", report["backfills"])
+    print_table("Peak memory, largest backlog against smallest", report["memory"])
+    print_table("Idle tick (nothing new), after the smallest backfill", report["idle_ticks"])
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(json.dumps(report, indent=2) + "\n")
+    print(f"\nwritten to {args.json}")
 
 
-def backfill(local: LocalVendor, events: int, days: int) -> dict[str, Any]:
-    now = datetime.now(UTC)
-    simulator = local.start()
-    simulator.add_events(local.generate_events(events, now - timedelta(days=days), now - timedelta(minutes=5), 42))
-    origin = f"https://{local.vendor}.bench"
-    with LocalStack.start() as stack:
-        http.shared_session().mount(f"{origin}/", SimulatorAdapter(simulator))
-        stack.put_secret(local.function_id, local.secret(origin))
-        tracemalloc.start()
-        started = time.perf_counter()
-        ticks, requests, objects, bytes_written, ddb = 0, 0, 0, 0, 0
-        while True:
-            ticks += 1
-            summary = stack.invoke(local.function_id, environment=QUIET)
-            requests += summary["http"]["requests"]
-            objects += summary["s3"]["objects"]
-            bytes_written += summary["s3"]["bytes"]
-            ddb += summary["dynamodb_operations"]
-            if summary["status"] == "ok":
-                break
-        wall = time.perf_counter() - started
-        _, peak = tracemalloc.get_traced_memory()
-        tracemalloc.stop()
-        http.shared_session().adapters.pop(f"{origin}/", None)
-        archived = Counter(_canonical(json.loads(r["raw"])) for r in stack.archived_records(local.vendor))
-    truth = Counter(_canonical(event) for event in simulator.ground_truth().values())
-    return {
-        "vendor": local.vendor,
+def backfill(vendor: str, events: int) -> tuple[dict[str, Any], dict[str, Any]]:
+    """One backlog archived by a fresh collector process; the row for the table, and the idle tick after it."""
+    end = datetime.now(UTC) - timedelta(minutes=5)
+    world = subprocess.Popen(  # noqa: S603 (this interpreter, this package's modules, our arguments)
+        [sys.executable, "-m", "auditlake_local.bench_world", "--vendor", vendor, "--events", str(events),
+         "--start", (end - timedelta(days=BACKLOG_DAYS)).isoformat(), "--end", end.isoformat()],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    assert world.stdin is not None and world.stdout is not None
+    try:
+        where = world.stdout.readline()
+        if not where:
+            raise SystemExit(f"{vendor}: the benchmark's world process did not start (see its error above)")
+        collector = subprocess.run([sys.executable, "-m", "auditlake_local.bench_collector"], input=where,
+                                   capture_output=True, text=True, check=False)
+        if collector.returncode != 0:
+            raise SystemExit(f"{vendor}: the collector process failed:\n{collector.stderr[-3000:]}")
+        run = json.loads(collector.stdout)
+        world.stdin.write("check\n")
+        world.stdin.flush()
+        archive = json.loads(world.stdout.readline())
+        world.stdin.write("quit\n")
+        world.stdin.flush()
+    finally:
+        world.wait(timeout=60)
+    minimum = sum(count // LARGEST_PAGE + 1 for count in archive["per_stream"].values()) or 1
+    row = {
+        "vendor": vendor,
         "events": events,
-        "ticks": ticks,
-        "wall_seconds": round(wall, 2),
-        "events_per_s": round(events / wall),
-        "http_requests": requests,
-        "s3_objects": objects,
-        "s3_bytes": bytes_written,
-        "dynamodb_ops": ddb,
-        "peak_heap_mib": round(peak / 2**20, 1),
-        "missing": sum((truth - archived).values()),
-        "duplicates": sum((archived - truth).values()),
+        "invocations": run["invocations"],
+        "wall_s": round(run["wall_seconds"], 1),
+        "events_per_s": round(run["events"] / run["wall_seconds"]) if run["wall_seconds"] else 0,
+        "cpu_us_per_event": round(run["cpu_seconds"] / max(run["events"], 1) * 1e6, 1),
+        "peak_rss_mib": round(run["peak_rss_mib"], 1),
+        "rss_after_import_mib": round(run["rss_after_import_mib"], 1),
+        "http_requests": run["http_requests"],
+        "http_minimum": minimum,
+        "http_429s": run["http_throttles"],
+        "s3_objects": run["s3_objects"],
+        "s3_mib": round(run["s3_bytes"] / 2**20, 2),
+        "ddb_reads": run["dynamodb_reads"],
+        "ddb_writes": run["dynamodb_writes"],
+        "archived": archive["archived"],
+        "missing": archive["missing"],
+        "duplicates": archive["duplicates"],
     }
+    idle = {"vendor": vendor, "streams": run["idle"]["streams"], "http_requests": run["idle"]["http_requests"],
+            "s3_writes": run["idle"]["s3_objects"], "ddb_reads": run["idle"]["dynamodb_reads"],
+            "ddb_writes": run["idle"]["dynamodb_writes"], "wall_ms": round(run["idle"]["wall_seconds"] * 1000),
+            "events": run["idle"]["events"]}
+    print(f"{vendor:8} {events:>9,} events: {row['events_per_s']:>7,}/s, {row['cpu_us_per_event']} µs CPU/event, "
+          f"peak {row['peak_rss_mib']} MiB, {row['http_requests']} requests (minimum {minimum}), "
+          f"missing {row['missing']}, duplicates {row['duplicates']}", flush=True)
+    return row, idle
 
 
-def _canonical(event: Any) -> str:
-    return json.dumps(event, sort_keys=True, separators=(",", ":"))
+def memory_flatness(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per vendor: peak memory at the largest backlog against the smallest (the target: within 15%)."""
+    flatness = []
+    for vendor in dict.fromkeys(row["vendor"] for row in rows):
+        mine = sorted((row for row in rows if row["vendor"] == vendor), key=lambda row: row["events"])
+        if len(mine) > 1:
+            small, large = mine[0], mine[-1]
+            flatness.append({"vendor": vendor, "small_events": small["events"], "small_mib": small["peak_rss_mib"],
+                             "large_events": large["events"], "large_mib": large["peak_rss_mib"],
+                             "growth_pct": round((large["peak_rss_mib"] / small["peak_rss_mib"] - 1) * 100, 1)})
+    return flatness
+
+
+def print_table(title: str, rows: list[dict[str, Any]]) -> None:
+    print(f"\n{title}")
+    if not rows:
+        print("  (none)")
+        return
+    columns = list(rows[0])
+    widths = {c: max(len(c), *(len(_cell(row[c])) for row in rows)) for c in columns}
+    print("  ".join(c.rjust(widths[c]) for c in columns))
+    for row in rows:
+        print("  ".join(_cell(row[c]).rjust(widths[c]) for c in columns))
+
+
+def _cell(value: Any) -> str:
+    return f"{value:,}" if isinstance(value, int) else str(value)
 
 
 if __name__ == "__main__":

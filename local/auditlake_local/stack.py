@@ -12,41 +12,25 @@ import importlib
 import json
 import os
 import sys
-import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import boto3
 from moto import mock_aws
+from moto.server import ThreadedMotoServer
 
+from auditlake_local.lambda_context import LambdaContext
 from auditlake_local.template import PROJECT_ROOT, load_template, resolve
+
+__all__ = ["LambdaContext", "LocalStack"]
 
 REGION = "us-east-1"
 ACCOUNT = "123456789012"
 STACK = "auditlake-local"
-
-
-@dataclass
-class LambdaContext:
-    """What a handler reads from Lambda's context. The remaining time is wall-clock by default; tests pass a
-    `remaining_ms` function to make the deadline arrive exactly where they want it."""
-
-    function_name: str
-    timeout_seconds: float = 280.0
-    remaining_ms: Callable[[], int] | None = None
-    aws_request_id: str = field(default_factory=lambda: str(uuid.uuid4()))
-    memory_limit_in_mb: int = 512
-    invoked_function_arn: str = ""
-    _started: float = field(default_factory=time.monotonic)
-
-    def get_remaining_time_in_millis(self) -> int:
-        if self.remaining_ms is not None:
-            return self.remaining_ms()
-        return int((self.timeout_seconds - (time.monotonic() - self._started)) * 1000)
 
 
 @dataclass
@@ -74,16 +58,12 @@ class LocalStack:
         self.attrs: dict[tuple[str, str], Any] = {}
         self.conditions: dict[str, bool] = {}
         self.functions: dict[str, Function] = {}
+        self.endpoint: str | None = None  # a moto server's URL (`serve`); None: moto in this process (`start`)
 
     @classmethod
     @contextmanager
     def start(cls, parameters: dict[str, str] | None = None) -> Iterator[LocalStack]:
-        saved_env = dict(os.environ)
-        os.environ.update({"AWS_DEFAULT_REGION": REGION, "AWS_ACCESS_KEY_ID": "testing",
-                           "AWS_SECRET_ACCESS_KEY": "testing", "AWS_SESSION_TOKEN": "testing",
-                           "POWERTOOLS_TRACE_DISABLED": "true", "POWERTOOLS_METRICS_NAMESPACE": "auditlake",
-                           "POWERTOOLS_SERVICE_NAME": "auditlake"})
-        with mock_aws():
+        with _aws_environment(), mock_aws():
             stack = cls(parameters)
             stack._create_resources()
             _reset_engine_clients()
@@ -91,8 +71,24 @@ class LocalStack:
                 yield stack
             finally:
                 _reset_engine_clients()
-                os.environ.clear()
-                os.environ.update(saved_env)
+
+    @classmethod
+    @contextmanager
+    def serve(cls, parameters: dict[str, str] | None = None) -> Iterator[LocalStack]:
+        """The same stack on a moto server in a background thread, for clients in other processes (the
+        benchmark's collector, whose CPU must not include AWS's); `stack.endpoint` is the server's URL."""
+        server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+        server.start()
+        host, port = server.get_host_and_port()
+        endpoint = f"http://{host}:{port}"
+        try:
+            with _aws_environment(AWS_ENDPOINT_URL=endpoint):
+                stack = cls(parameters)
+                stack.endpoint = endpoint
+                stack._create_resources()
+                yield stack
+        finally:
+            server.stop()
 
     # -- resources -----------------------------------------------------------------------------------------
 
@@ -260,6 +256,23 @@ class LocalStack:
                 for line in gzip.decompress(body).decode().splitlines():
                     records.append({**json.loads(line), "_key": item["Key"]})
         return records
+
+
+AWS_ENVIRONMENT = {"AWS_DEFAULT_REGION": REGION, "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+                   "AWS_SESSION_TOKEN": "testing", "POWERTOOLS_TRACE_DISABLED": "true",
+                   "POWERTOOLS_METRICS_NAMESPACE": "auditlake", "POWERTOOLS_SERVICE_NAME": "auditlake"}
+
+
+@contextmanager
+def _aws_environment(**extra: str) -> Iterator[None]:
+    """Fake credentials in a fake region (never a real account), restored afterwards."""
+    saved = dict(os.environ)
+    os.environ.update({**AWS_ENVIRONMENT, **extra})
+    try:
+        yield
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
 
 
 def _reset_engine_clients() -> None:

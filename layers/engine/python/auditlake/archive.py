@@ -25,7 +25,10 @@ from auditlake.errors import ArchiveConflict
 from auditlake.timeutil import parse_time, to_compact
 
 EVENTS_PREFIX = "events"
-GZIP_LEVEL = 6
+# Measured on Asana records (python -m auditlake_local.bench and a per-level sweep of the same lines): level 3
+# compresses 9.6x at about 6 µs per event, level 6 11.5x at 15 µs, level 9 12.1x at 32 µs. The collector's budget
+# is 30 µs per event in all; the 20% more bytes of level 3 cost less than a cent per million events in S3 and Athena.
+GZIP_LEVEL = 3
 
 
 def vendor_prefix(vendor: str) -> str:
@@ -96,7 +99,10 @@ class PartBuilder:
         self.records = 0
 
     def add(self, event_time: datetime, line: bytes) -> None:
-        buffer = self._days.setdefault(event_time.date(), _DayBuffer())
+        day = event_time.date()
+        buffer = self._days.get(day)
+        if buffer is None:  # not setdefault: a buffer (and its compressor's state) per event would be built and dropped
+            buffer = self._days[day] = _DayBuffer()
         buffer.stream.write(line)
         buffer.records += 1
         buffer.first_time = event_time if buffer.first_time is None else min(buffer.first_time, event_time)

@@ -103,6 +103,7 @@ def collect(adapter_class: type[VendorAdapter], settings: Settings, context: Any
         "http": {"requests": http.stats.requests, "retries": http.stats.retries, "throttles": http.stats.throttles},
         "s3": {"objects": archive.objects_written, "bytes": archive.bytes_written},
         "dynamodb_operations": store.operations,
+        "dynamodb": {"reads": store.reads, "writes": store.writes},
     }
     if failures:
         raise CollectionFailed(f"{vendor}: {len(failures)} stream(s) failed after committing what was safe: "

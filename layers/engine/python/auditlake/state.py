@@ -87,11 +87,16 @@ class StateStore:
     def __init__(self, dynamodb: Any, table: str) -> None:
         self.dynamodb = dynamodb
         self.table = table
-        self.operations = 0
+        self.reads = 0
+        self.writes = 0  # a lease taken (a conditional update that returns the state) counts as one write
+
+    @property
+    def operations(self) -> int:
+        return self.reads + self.writes
 
     def acquire(self, key: str, owner: str, lease_until: int, now: int) -> StreamState:
         """Takes the stream's lease (free, or expired) and returns its state; StreamBusy if another run holds it."""
-        self.operations += 1
+        self.writes += 1
         try:
             item = self.dynamodb.update_item(
                 TableName=self.table, Key={"stream": {"S": key}},
@@ -115,7 +120,7 @@ class StateStore:
         if not release:
             item["lease_owner"] = owner
             item["lease_expires"] = lease_until
-        self.operations += 1
+        self.writes += 1
         try:
             self.dynamodb.put_item(
                 TableName=self.table, Item={k: _serialize(v) for k, v in item.items() if v is not None},
@@ -133,13 +138,13 @@ class StateStore:
         """Every stream's state, for operators (no lease; a handful of items, read consistently)."""
         states = []
         for page in self.dynamodb.get_paginator("scan").paginate(TableName=self.table, ConsistentRead=True):
-            self.operations += 1
+            self.reads += 1
             states += [_from_item({k: _deserialize(v) for k, v in item.items()}) for item in page["Items"]]
         return sorted(states, key=lambda state: state.key)
 
     def read(self, key: str) -> StreamState | None:
         """The stored state, for operators and tests (no lease)."""
-        self.operations += 1
+        self.reads += 1
         item = self.dynamodb.get_item(TableName=self.table, Key={"stream": {"S": key}}, ConsistentRead=True)
         if "Item" not in item:
             return None

@@ -1,0 +1,85 @@
+"""The benchmark's collector, in a process of its own: imports the function as Lambda would and invokes it until
+the backlog is archived, then once more with nothing new (an idle tick), measuring its own CPU time and memory.
+
+Reads the world's JSON line (see bench_world.py) on stdin; prints one JSON result. The engine's clock is held at
+the start of the backfill, so the whole backlog is one window, as on a first run; the idle tick runs on the real
+clock, later.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import resource
+import sys
+import time
+from typing import Any
+
+from auditlake_local.lambda_context import LambdaContext
+
+QUIET = {"LOG_LEVEL": "WARNING", "POWERTOOLS_METRICS_DISABLED": "true", "POWERTOOLS_TRACE_DISABLED": "true"}
+MAX_INVOCATIONS = 100
+
+
+def main() -> None:
+    world = json.loads(sys.stdin.readline())
+    os.environ.update({**world["environment"], **QUIET})
+    sys.path[:0] = [world["code_dir"], *world["layer_dirs"]]
+    module_name, _, attribute = world["handler"].rpartition(".")
+    started = time.perf_counter()
+    handler = getattr(importlib.import_module(module_name), attribute)
+    import_seconds = time.perf_counter() - started
+    rss_after_import = _rss_mib()
+
+    timeutil = sys.modules["auditlake.timeutil"]  # the engine's clock, as the function imported it
+    real_now = timeutil.now
+    frozen = real_now()
+    timeutil.now = lambda: frozen
+    totals: dict[str, Any] = {"invocations": 0, "http_requests": 0, "http_throttles": 0, "s3_objects": 0,
+                              "s3_bytes": 0, "dynamodb_reads": 0, "dynamodb_writes": 0, "events": 0}
+    cpu_started, wall_started = time.process_time(), time.perf_counter()
+    while totals["invocations"] < MAX_INVOCATIONS:
+        summary = handler({}, LambdaContext(function_name=world["function"]))
+        _add(totals, summary)
+        if summary["status"] == "ok":
+            break
+    totals["cpu_seconds"] = time.process_time() - cpu_started
+    totals["wall_seconds"] = time.perf_counter() - wall_started
+    totals["status"] = summary["status"]
+    totals["peak_rss_mib"] = _peak_rss_mib()
+    totals["rss_after_import_mib"] = rss_after_import
+    totals["import_seconds"] = import_seconds
+
+    timeutil.now = real_now
+    wall_started = time.perf_counter()
+    idle = handler({}, LambdaContext(function_name=world["function"]))
+    totals["idle"] = {"wall_seconds": time.perf_counter() - wall_started, "http_requests": idle["http"]["requests"],
+                      "s3_objects": idle["s3"]["objects"], "dynamodb_reads": idle["dynamodb"]["reads"],
+                      "dynamodb_writes": idle["dynamodb"]["writes"], "streams": len(idle["streams"]),
+                      "events": sum(s["events_archived"] for s in idle["streams"])}
+    print(json.dumps(totals))
+
+
+def _add(totals: dict[str, Any], summary: dict[str, Any]) -> None:
+    totals["invocations"] += 1
+    totals["http_requests"] += summary["http"]["requests"]
+    totals["http_throttles"] += summary["http"]["throttles"]
+    totals["s3_objects"] += summary["s3"]["objects"]
+    totals["s3_bytes"] += summary["s3"]["bytes"]
+    totals["dynamodb_reads"] += summary["dynamodb"]["reads"]
+    totals["dynamodb_writes"] += summary["dynamodb"]["writes"]
+    totals["events"] += sum(stream["events_archived"] for stream in summary["streams"])
+
+
+def _rss_mib() -> float:
+    with open("/proc/self/statm") as statm:
+        return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+def _peak_rss_mib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+
+
+if __name__ == "__main__":
+    main()
