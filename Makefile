@@ -10,7 +10,7 @@ PY := $(VENV)/bin/python
 export SAM_CLI_TELEMETRY := 0
 export PATH := $(dir $(PYTHON313)):$(PATH)
 
-.PHONY: setup tools demo test chaos lint check-template clean
+.PHONY: setup tools demo test bench chaos lint check-template clean
 
 $(VENV)/.installed: pyproject.toml
 	@test -n "$(PYTHON313)" || { echo "python3.13 is required (Lambda's runtime); install it and retry" >&2; exit 1; }
@@ -45,6 +45,11 @@ check-template: setup tools
 
 test: lint check-template
 	$(VENV)/bin/pytest -q
+
+# The benchmark (a script, not a test; about ten minutes): backfills of 10k, 100k and 1M events per vendor, the idle
+# tick, the rate-limited backfill, and the deployment packages (`sam build`). Prints tables; JSON in .auditlake/.
+bench: setup tools
+	SAM=$(TOOLS)/sam/bin/sam $(PY) -m auditlake_local.bench
 
 # The long seeded chaos sweep (the test suite runs a short one); a failing seed prints how to replay it.
 chaos: setup

@@ -55,9 +55,8 @@ _LINE = "{" + ",".join(f'"{column}":%s' for column in COLUMNS) + "}\n"
 
 
 def _json(value: str | None) -> str:
-    if value is None:
-        return "null"
-    return _quote(value) if isinstance(value, str) else _encode(value)
+    # Columns are text or None (see `text`); anything else fails here, and the engine refuses the page.
+    return "null" if value is None else _quote(value)
 
 
 def record_line(*, event_id: str, event_time: datetime, stream: str, normalised: Normalised,
