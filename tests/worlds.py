@@ -31,13 +31,18 @@ class Traits:
     # HTTP requests a clean backfill of the simulator's current events takes, exactly: the fewest the vendor's
     # paging allows.
     backfill_requests: Callable[[VendorSimulator], int]
-    # HTTP requests of a tick that finds nothing new: one per stream.
+    # HTTP requests of a tick that finds nothing new (and nothing in its overlap): one per stream.
     idle_requests: int
 
 
 def pages_then_end(events: int) -> int:
     """Full pages, then the short (or empty) page that ends the window."""
     return events // PAGE + 1
+
+
+def pages_then_empty_page(events: int) -> int:
+    """Every page that holds events, then the empty page that says the stream is caught up."""
+    return -(-events // PAGE) + 1
 
 
 def keyset_pages(times_newest_first: list[int]) -> int:
@@ -69,9 +74,10 @@ def clickup_backfill_requests(simulator: VendorSimulator) -> int:
 
 
 TRAITS: dict[str, Traits] = {
-    # Asana's stream never ends by itself: the window ends on an empty page after the last full one.
+    # Asana's stream never ends by itself: the window ends on an empty page (a short page is not documented as the
+    # end).
     "asana": Traits(streams=1, cursors_expire=True, says_when_to_retry=True,
-                    backfill_requests=lambda sim: pages_then_end(len(sim.ground_truth())), idle_requests=1),
+                    backfill_requests=lambda sim: pages_then_empty_page(len(sim.ground_truth())), idle_requests=1),
     # Ashby's last page says it is the last (no nextCursor): no extra request finds the end.
     "ashby": Traits(streams=1, cursors_expire=True, says_when_to_retry=True,
                     backfill_requests=lambda sim: max(1, -(-len(sim.ground_truth()) // PAGE)), idle_requests=1),
