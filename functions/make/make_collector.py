@@ -142,6 +142,8 @@ class Make(VendorAdapter):
                 raise MalformedResponse(self.vendor, f"'auditLogs' entry #{index} is a {type(row).__name__}, not an "
                                                      "object")
         if anchor:
+            if rows:
+                self._check_readable(rows[0])
             if not rows or rows[0].get("uuid") != anchor:
                 self._shifts += 1
                 if self._shifts > MAX_CONSECUTIVE_SHIFTS:
@@ -158,6 +160,16 @@ class Make(VendorAdapter):
             return Page(events=fresh, cursor=None, hint=mark.hint(aim))
         return Page(events=fresh, cursor={"offset": first + len(rows), "anchor": fresh[-1].get("uuid"),
                                           **mark.dump()})
+
+    def _check_readable(self, anchor_row: dict[str, Any]) -> None:
+        """The anchor is not passed on (it was archived or dropped before), but it is held to the same rules as
+        every entry: an unreadable one is the vendor's error, not a sign that the offsets shifted."""
+        try:
+            self.event_id(anchor_row)
+            self.event_time(anchor_row)
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise MalformedResponse(self.vendor, f"event #0 of a page is unreadable ({type(exc).__name__}: "
+                                                 f"{exc})") from exc
 
     def _ascending_times(self, rows: list[dict[str, Any]], pg: Any) -> list[int | None]:
         """Each entry's time in epoch ms (None where unreadable: the engine refuses the page naming the entry);
