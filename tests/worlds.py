@@ -81,6 +81,8 @@ TRAITS: dict[str, Traits] = {
     # Ashby's last page says it is the last (no nextCursor): no extra request finds the end.
     "ashby": Traits(streams=1, cursors_expire=True, says_when_to_retry=True,
                     backfill_requests=lambda sim: max(1, -(-len(sim.ground_truth()) // PAGE)), idle_requests=1),
+    # ClickUp: above events // 100 + 1 per class, since its keyset re-reads each page's boundary millisecond and
+    # no page larger than 100 rows is known to be honoured (the adapter's docstring).
     "clickup": Traits(streams=len(clickup.APPLICABILITIES), cursors_expire=False, says_when_to_retry=True,
                       backfill_requests=clickup_backfill_requests, idle_requests=len(clickup.APPLICABILITIES)),
     # Make pages by offset (no cursor to expire) and documents no rate-limit header. Each page after the first
