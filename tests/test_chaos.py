@@ -52,8 +52,8 @@ def test_a_seed_replays_exactly() -> None:
 def test_forgetting_the_overlap_ids_is_caught_as_duplicates(monkeypatch: pytest.MonkeyPatch) -> None:
     real_complete = engine._StreamRun._complete
 
-    def complete(self: Any, window: Any) -> None:
-        real_complete(self, window)
+    def complete(self: Any, window: Any, hint: Any) -> None:
+        real_complete(self, window, hint)
         self.state.seen = {}  # the next window's overlap re-archives what this one archived
 
     monkeypatch.setattr(engine._StreamRun, "_complete", complete)

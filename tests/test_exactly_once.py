@@ -101,8 +101,7 @@ def test_clean_backfill_uses_the_minimum_requests(stack: LocalStack, world: Worl
     assert len(outcomes) == 1
     summary = outcomes[0]
     assert isinstance(summary, dict)
-    least, most = world.backfill_requests()
-    assert least <= summary["http"]["requests"] <= most
+    assert summary["http"]["requests"] == world.backfill_requests()
     assert_exactly_once("clean backfill", stack, world)
 
 

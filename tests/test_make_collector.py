@@ -145,11 +145,12 @@ def test_every_request_asks_oldest_first_for_whole_days(stack: LocalStack, make:
     for request in requests_made:
         # Make's default is newest first: offsets over a list that grows at its head would repeat and skip.
         assert request.params["pg[sortBy]"] == ["triggeredAt"] and request.params["pg[sortDir]"] == ["asc"]
-        assert request.params["pg[limit]"] == ["100"]
         assert request.params["dateFrom"] == [(now - lookback).date().isoformat()]
         assert request.params["dateTo"] == [(now + timedelta(days=1)).date().isoformat()]
-    # Each next page starts at the last entry already read, which proves the offsets have not shifted.
-    assert [r.params["pg[offset]"] for r in requests_made] == [["0"], ["99"], ["198"], ["297"], ["396"]]
+    # Each next page starts at the last entry already read, which proves the offsets have not shifted, and asks for
+    # one entry more: a whole page of new entries, so 450 entries take 450 // 100 + 1 requests.
+    assert [(r.params["pg[offset]"][0], r.params["pg[limit]"][0]) for r in requests_made] == \
+        [("0", "100"), ("99", "101"), ("199", "101"), ("299", "101"), ("399", "101")]
     assert_exactly_once(stack, make)
 
 
@@ -181,13 +182,24 @@ def test_a_page_that_is_not_oldest_first_is_refused(rewrite: str, message: str, 
 # --- boundary days and shifting offsets -------------------------------------------------------------------------
 
 
-def test_the_boundary_day_is_reread_and_nothing_is_archived_twice(stack: LocalStack, make: MakeSimulator,
-                                                                  clock: Clock) -> None:
+def day_entries(simulator: MakeSimulator, day_start: datetime) -> list[dict[str, Any]]:
+    """The entries a query with `dateFrom` = that day numbers, in Make's ascending order (ties by uuid here)."""
+    start_ms = int(day_start.timestamp() * 1000)
+    return sorted((e for e in simulator.ground_truth().values() if e["triggeredAt"] >= start_ms),
+                  key=lambda e: (e["triggeredAt"], e["uuid"]))
+
+
+def test_the_next_window_starts_where_its_start_falls_in_the_day(stack: LocalStack, make: MakeSimulator,
+                                                                clock: Clock) -> None:
     now = at_time_of_day(clock, 18)
     midnight = now.replace(hour=0)
     make.add_events(generate_events(500, midnight - timedelta(days=2), now - timedelta(minutes=30), seed=6))
     make.add_events(generate_events(10, now - timedelta(minutes=9), now - timedelta(minutes=4), seed=7))
-    assert stack.invoke("MakeCollector")["status"] == "ok"
+    first = stack.invoke("MakeCollector")
+    assert first["status"] == "ok"
+    next_start = datetime.fromisoformat(first["streams"][0]["done_until"]) - timedelta(minutes=10)  # the overlap
+    before_start = [e for e in day_entries(make, midnight) if e["triggeredAt"] < next_start.timestamp() * 1000]
+    assert len(before_start) > 100, "the day holds more than a page before the next window's start"
 
     clock.advance()
     now = clock.now()
@@ -196,12 +208,88 @@ def test_the_boundary_day_is_reread_and_nothing_is_archived_twice(stack: LocalSt
     summary = stack.invoke("MakeCollector")
 
     second = logs_requests(make, since)
-    assert {r.params["dateFrom"][0] for r in second} == {midnight.date().isoformat()}
-    assert second[0].params["pg[offset]"] == ["0"]  # the whole day, from its first entry
+    assert len(second) == 1, "one request, not the day's entries before the window again"
+    assert second[0].params["dateFrom"] == [midnight.date().isoformat()]
+    # It starts at the day's last entry before the window's start, the anchor that proves nothing shifted.
+    assert (second[0].params["pg[offset]"], second[0].params["pg[limit]"]) == ([str(len(before_start) - 1)], ["101"])
     stream = summary["streams"][0]
-    assert stream["events_archived"] == 40
-    assert stream["out_of_window"] > 100  # the day's earlier entries, read again and dropped
-    assert stream["duplicates_skipped"] >= 10  # the overlap's entries, already archived
+    assert stream["events_archived"] == 40 and stream["out_of_window"] == 0
+    assert stream["duplicates_skipped"] == 10  # the overlap's entries, already archived
+    assert_exactly_once(stack, make)
+
+
+def test_a_shift_before_the_hinted_entry_falls_back_to_the_whole_day(stack: LocalStack, make: MakeSimulator,
+                                                                     clock: Clock) -> None:
+    now = at_time_of_day(clock, 18)
+    midnight = now.replace(hour=0)
+    make.add_events(generate_events(400, midnight, now - timedelta(minutes=15), seed=30))
+    assert stack.invoke("MakeCollector")["status"] == "ok"
+    # Published an hour after it happened (later than the overlap reaches back, so it is the documented limit):
+    # it lands before the entry the hint names and moves it one place on.
+    hour_late = generate_events(1, now - timedelta(hours=1, minutes=1), now - timedelta(hours=1), seed=31)
+    make.add_events(hour_late)
+    clock.advance()
+    now = clock.now()
+    make.add_events(generate_events(30, now - timedelta(minutes=6), now - timedelta(minutes=3), seed=32))
+    since = len(make.requests_log)
+
+    shifted = stack.invoke("MakeCollector")
+
+    offsets = [r.params["pg[offset]"][0] for r in logs_requests(make, since)]
+    assert offsets[0] != "0" and offsets[1:] == ["0", "99", "199", "299", "399"], offsets  # then the day, whole
+    assert shifted["streams"][0]["cursors_expired"] == 1 and shifted["streams"][0]["events_archived"] == 30
+    clock.advance()
+    since = len(make.requests_log)
+    assert stack.invoke("MakeCollector")["status"] == "ok"
+    assert len(logs_requests(make, since)) == 1, "the window read whole left a new hint"
+    archived = {r["event_id"] for r in stack.archived_records("make")}
+    assert set(make.ground_truth()) - archived == {hour_late[0]["uuid"]}
+    result = check_archive(stack, "make", make.ground_truth())
+    assert (result.duplicates, result.unexpected) == (0, 0), result
+
+
+def test_a_state_without_a_hint_reads_the_day_whole_once(stack: LocalStack, make: MakeSimulator,
+                                                         clock: Clock) -> None:
+    """A state item written before hints existed, or a garbled hint: the day is read from its first entry, and
+    that window leaves a hint."""
+    now = at_time_of_day(clock, 12)
+    make.add_events(generate_events(300, now.replace(hour=0), now - timedelta(minutes=15), seed=33))
+    assert stack.invoke("MakeCollector")["status"] == "ok"
+    table = boto3.client("dynamodb")
+    for update in ({"UpdateExpression": "REMOVE hint"},
+                   {"UpdateExpression": "SET hint = :hint", "ExpressionAttributeValues": {":hint": {"S": '"12"'}}}):
+        table.update_item(TableName=stack.table, Key={"stream": {"S": STREAM}}, **update)
+        clock.advance()
+        since = len(make.requests_log)
+        assert stack.invoke("MakeCollector")["status"] == "ok"
+        assert [r.params["pg[offset]"][0] for r in logs_requests(make, since)] == ["0", "99", "199", "299"]
+        clock.advance()
+        since = len(make.requests_log)
+        assert stack.invoke("MakeCollector")["status"] == "ok"
+        assert len(logs_requests(make, since)) == 1
+    assert_exactly_once(stack, make)
+
+
+def test_windows_across_midnight_keep_to_one_request(stack: LocalStack, make: MakeSimulator, clock: Clock) -> None:
+    """The next window's start falls in the day after the query's `dateFrom`: the hint counts its offset from
+    that day's first entry, which the window read on its way."""
+    midnight = at_time_of_day(clock, 0)
+    clock.advance(timedelta(minutes=-30))
+    # Entries become visible as their time passes: the log keeps growing through every tick.
+    make.add_events(generate_events(400, midnight - timedelta(days=1), midnight - timedelta(minutes=40), seed=34))
+    make.add_events(generate_events(160, midnight - timedelta(minutes=40), midnight + timedelta(minutes=25),
+                                    seed=35))
+    assert stack.invoke("MakeCollector")["status"] == "ok"
+    per_tick = []
+    for _ in range(12):
+        clock.advance()
+        since = len(make.requests_log)
+        assert stack.invoke("MakeCollector")["status"] == "ok"
+        per_tick.append([(r.params["dateFrom"][0], r.params["pg[offset]"][0]) for r in logs_requests(make, since)])
+    assert all(len(requests_made) == 1 for requests_made in per_tick), per_tick
+    today = midnight.date().isoformat()
+    first_today = next(requests_made[0] for requests_made in per_tick if requests_made[0][0] == today)
+    assert first_today[1] != "0", "the first window of the new day already starts near its start"
     assert_exactly_once(stack, make)
 
 
@@ -233,7 +321,7 @@ def test_late_entries_shifting_the_offsets_neither_duplicate_nor_lose_rows(stack
     assert outcomes[-1]["status"] == "ok" and len(outcomes) >= 3
     assert [o["streams"][0]["cursors_expired"] for o in outcomes[:2]] == [0, 1]  # the shift was noticed
     restart = logs_requests(make)[7]  # the second run's second request: the day read again from its start
-    assert restart.params["pg[offset]"] == ["0"] and logs_requests(make)[6].params["pg[offset]"] == ["594"]
+    assert restart.params["pg[offset]"] == ["0"] and logs_requests(make)[6].params["pg[offset]"] == ["599"]
 
     # Late by minutes, within the overlap: the next window collects them.
     done_until = datetime.fromisoformat(outcomes[-1]["streams"][0]["done_until"])
@@ -264,13 +352,50 @@ def test_entries_expiring_under_a_stored_offset_are_noticed() -> None:
         adapter = make(secret, client, 100)
         window = Window(oldest, moment["now"])
         first = adapter.fetch_page(str(ORG), window, None)
-        assert len(first.events) == 100 and first.cursor == {"offset": 100, "anchor": first.events[-1]["uuid"]}
+        assert len(first.events) == 100
+        assert (first.cursor["offset"], first.cursor["anchor"]) == (100, first.events[-1]["uuid"])
         second = adapter.fetch_page(str(ORG), window, first.cursor)
-        assert second.events[0]["uuid"] != first.events[-1]["uuid"] and len(second.events) == 99
+        assert second.events[0]["uuid"] != first.events[-1]["uuid"] and len(second.events) == 100
 
         moment["now"] += timedelta(hours=1)  # the first entries are now older than 12 months
         with pytest.raises(CursorExpired, match="shifted"):
             adapter.fetch_page(str(ORG), window, second.cursor)
+
+
+def test_a_hint_is_used_only_for_a_window_that_starts_after_its_entry_in_its_day() -> None:
+    """Entries at or after the window's start may sort before the hinted entry (equal triggeredAt, or a window
+    that starts earlier than the one the hint was aimed at): such a hint, or one for another day, is not used."""
+    now = datetime(2026, 3, 4, 15, tzinfo=UTC)
+    simulator = MakeSimulator(MAKE_TOKEN, ORG, now=lambda: now)
+    simulator.add_events(generate_events(40, now - timedelta(hours=5), now - timedelta(hours=1), seed=36))
+    entries = day_entries(simulator, now.replace(hour=0))
+    secret, make = make_secret(), adapter_class()
+    with requests.Session() as session:
+        session.mount("https://make.test/", SimulatorAdapter(simulator))
+        client = HttpClient("make", MAKE_BASE, headers=make.auth_headers(secret), error_details=make.error_details,
+                            deadline=Deadline(lambda: 600_000, timedelta(seconds=1)), session=session)
+        adapter = make(secret, client, 100)
+        entry, before = entries[25], entries[24]
+        assert before["triggeredAt"] < entry["triggeredAt"]
+        hint = {"day": "2026-03-04", "offset": 25, "uuid": entry["uuid"], "triggeredAt": entry["triggeredAt"]}
+        at_entry = from_millis(entry["triggeredAt"])
+        for start, hinted, expected in [
+            (at_entry + timedelta(milliseconds=1), hint, ("25", "101")),
+            (at_entry, hint, ("0", "100")),  # an entry of that millisecond may sort before it
+            (at_entry + timedelta(days=1), hint, ("0", "100")),  # a hint for another day than the query's
+            (at_entry + timedelta(milliseconds=1), {**hint, "day": "2026-03-03"}, ("0", "100")),
+            (at_entry + timedelta(milliseconds=1), {**hint, "offset": "25"}, ("0", "100")),  # garbled
+        ]:
+            since = len(simulator.requests_log)
+            page = adapter.fetch_page(str(ORG), Window(start, start + timedelta(hours=1), hint=hinted), None)
+            request = logs_requests(simulator, since)[0]
+            assert (request.params["pg[offset]"][0], request.params["pg[limit]"][0]) == expected
+            if expected[0] == "25":  # the hinted entry is the anchor, not an event of the window
+                assert [e["uuid"] for e in page.events] == [e["uuid"] for e in entries[26:]]
+        # A window's final page aims the next hint at the next window's earliest start.
+        page = adapter.fetch_page(str(ORG), Window(now - timedelta(hours=6), now, next_start=at_entry), None)
+        assert page.hint == {"day": "2026-03-04", "offset": 24, "uuid": before["uuid"],
+                             "triggeredAt": before["triggeredAt"]}
 
 
 def test_an_api_that_ignores_the_offset_stops_with_a_clear_error(stack: LocalStack, make: MakeSimulator,
@@ -420,8 +545,8 @@ def test_a_malformed_page_keeps_what_came_before_and_recovers(stack: LocalStack,
     monkeypatch.setattr(make, "route", route)
     with pytest.raises(Exception, match=r"make API \[malformed_response\]: audit-logs response has no 'auditLogs'"):
         stack.invoke("MakeCollector", environment={"MAX_OBJECT_EVENTS": "99"})
-    assert len(stack.archived_records("make")) == 298  # the three pages before the bad one ...
-    assert stored_state(stack).window.cursor["offset"] == 298  # ... and the cursor right after them
+    assert len(stack.archived_records("make")) == 300  # the three pages before the bad one ...
+    assert stored_state(stack).window.cursor["offset"] == 300  # ... and the cursor right after them
     clock.advance()
     assert stack.invoke("MakeCollector")["status"] == "ok"
     assert_exactly_once(stack, make)

@@ -7,11 +7,10 @@ is stated here, next to the vendor's name, and nowhere in the scenarios.
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 
 from auditlake import http
 from auditlake_local.simulators import SimulatorAdapter, VendorSimulator, clickup
@@ -29,11 +28,11 @@ class Traits:
     streams: int  # streams per invocation
     cursors_expire: bool  # whether the vendor's paging cursors can expire at all
     says_when_to_retry: bool  # whether its 429 carries Retry-After or a reset time
-    # HTTP requests a clean backfill of the simulator's current events takes: (at least, at most). Equal for
-    # every vendor whose paging is fully determined by the event count.
-    backfill_requests: Callable[[VendorSimulator], tuple[int, int]]
-    # HTTP requests of a tick that finds nothing new.
-    idle_requests: Callable[[VendorSimulator], int]
+    # HTTP requests a clean backfill of the simulator's current events takes, exactly: the fewest the vendor's
+    # paging allows.
+    backfill_requests: Callable[[VendorSimulator], int]
+    # HTTP requests of a tick that finds nothing new (and nothing in its overlap): one per stream.
+    idle_requests: int
 
 
 def pages_then_end(events: int) -> int:
@@ -41,49 +40,55 @@ def pages_then_end(events: int) -> int:
     return events // PAGE + 1
 
 
-def pages_overlapping_by_one(events: int) -> int:
-    """Pages that each start on the last row already read (Make: to detect shifted offsets; ClickUp: to re-read
-    the boundary millisecond): one page of 100, then 99 new rows a page, until a short page."""
-    return 1 if events < PAGE else 2 + (events - PAGE) // (PAGE - 1)
+def pages_then_empty_page(events: int) -> int:
+    """Every page that holds events, then the empty page that says the stream is caught up."""
+    return -(-events // PAGE) + 1
 
 
-def make_idle_requests(simulator: VendorSimulator) -> int:
-    """An idle Make tick re-reads the whole UTC day its window starts in (`dateFrom` is a day), from offset 0.
-    The idle tick's window starts one tick, the lag and the overlap before now."""
-    start = simulator.now() - timedelta(minutes=5) - timedelta(seconds=120) - timedelta(seconds=600)
-    day = datetime(start.year, start.month, start.day, tzinfo=UTC).timestamp() * 1000
-    return pages_overlapping_by_one(sum(e["triggeredAt"] >= day for e in simulator.ground_truth().values()))
+def keyset_pages(times_newest_first: list[int]) -> int:
+    """Pages of a walk by timestamp, newest first, PAGE rows a page, until a short page. Each page after the first
+    starts at the first row of the millisecond the page before ended in: that millisecond's other rows may not
+    have fit, and whether a row at pageTimestamp is served is undocumented, so the millisecond is read again and
+    each page after the first repeats at least one row."""
+    pages, position = 0, 0
+    while True:
+        pages += 1
+        page = times_newest_first[position: position + PAGE]
+        if len(page) < PAGE:
+            return pages
+        restart = times_newest_first.index(page[-1], position)
+        if restart == position:
+            raise ValueError("a millisecond holds a whole page; the walk then asks for larger pages")
+        position = restart
 
 
-def exactly(requests: int) -> tuple[int, int]:
-    return requests, requests
-
-
-def clickup_backfill_requests(simulator: VendorSimulator) -> tuple[int, int]:
-    """ClickUp: six classes, each paged newest first by timestamp. Each page after the first re-reads its
-    boundary millisecond (inclusive or exclusive `pageTimestamp` is undocumented), so it brings at most 99 new
-    rows, fewer where a burst of same-millisecond rows sits on the boundary (about 5% of generated rows)."""
-    per_class = Counter(clickup.applicability_of(row.get("eventType")) for row in simulator.ground_truth().values())
-    least = sum(pages_overlapping_by_one(per_class[name]) for name in clickup.APPLICABILITIES)
-    most = sum(per_class[name] // 90 + 2 for name in clickup.APPLICABILITIES)
-    return least, most
+def clickup_backfill_requests(simulator: VendorSimulator) -> int:
+    """ClickUp: six classes, each walked newest first by timestamp (`keyset_pages`); bursts of rows sharing a
+    millisecond at a page boundary are read again whole."""
+    per_class: dict[str, list[int]] = {name: [] for name in clickup.APPLICABILITIES}
+    for row in simulator.ground_truth().values():
+        start = row["startTime"]  # ISO 8601, or epoch ms with the simulator's `time_format="epoch_ms"`
+        millis = start if isinstance(start, int) else round(datetime.fromisoformat(start).timestamp() * 1000)
+        per_class[clickup.applicability_of(row.get("eventType"))].append(millis)
+    return sum(keyset_pages(sorted(times, reverse=True)) for times in per_class.values())
 
 
 TRAITS: dict[str, Traits] = {
-    # Asana's stream never ends by itself: the window ends on an empty page after the last full one.
+    # Asana's stream never ends by itself: the window ends on an empty page (a short page is not documented as the
+    # end).
     "asana": Traits(streams=1, cursors_expire=True, says_when_to_retry=True,
-                    backfill_requests=lambda sim: exactly(pages_then_end(len(sim.ground_truth()))),
-                    idle_requests=lambda sim: 1),
+                    backfill_requests=lambda sim: pages_then_empty_page(len(sim.ground_truth())), idle_requests=1),
     # Ashby's last page says it is the last (no nextCursor): no extra request finds the end.
     "ashby": Traits(streams=1, cursors_expire=True, says_when_to_retry=True,
-                    backfill_requests=lambda sim: exactly(max(1, -(-len(sim.ground_truth()) // PAGE))),
-                    idle_requests=lambda sim: 1),
+                    backfill_requests=lambda sim: max(1, -(-len(sim.ground_truth()) // PAGE)), idle_requests=1),
+    # ClickUp: above events // 100 + 1 per class, since its keyset re-reads each page's boundary millisecond and
+    # no page larger than 100 rows is known to be honoured (the adapter's docstring).
     "clickup": Traits(streams=len(clickup.APPLICABILITIES), cursors_expire=False, says_when_to_retry=True,
-                      backfill_requests=clickup_backfill_requests, idle_requests=lambda sim: 6),
-    # Make pages by offset (no cursor to expire) and documents no rate-limit header.
+                      backfill_requests=clickup_backfill_requests, idle_requests=len(clickup.APPLICABILITIES)),
+    # Make pages by offset (no cursor to expire) and documents no rate-limit header. Each page after the first
+    # starts on the anchor and asks for one entry more, and a window starts where the last one left a hint.
     "make": Traits(streams=1, cursors_expire=False, says_when_to_retry=False,
-                   backfill_requests=lambda sim: exactly(pages_overlapping_by_one(len(sim.ground_truth()))),
-                   idle_requests=make_idle_requests),
+                   backfill_requests=lambda sim: pages_then_end(len(sim.ground_truth())), idle_requests=1),
 }
 VENDORS = list(TRAITS)
 
@@ -113,11 +118,11 @@ class World:
     def seed(self, count: int, start: datetime, end: datetime, seed: int, *, published: bool = True) -> None:
         self.simulator.add_events(self.local.generate_events(count, start, end, seed), published=published)
 
-    def backfill_requests(self) -> tuple[int, int]:
+    def backfill_requests(self) -> int:
         return self.traits.backfill_requests(self.simulator)
 
     def idle_requests(self) -> int:
-        return self.traits.idle_requests(self.simulator)
+        return self.traits.idle_requests
 
 
 @contextmanager

@@ -15,7 +15,11 @@ What ClickUp documents, and what this adapter does about it:
   the boundary millisecond whatever the semantics (next pageTimestamp = that millisecond + 1), carries the keys of
   the rows already returned there and drops them, and when a page brings the walk no lower (one millisecond holds
   more rows than a page), asks again with twice the rows, up to MAX_PAGE_ROWS; beyond that it fails loudly.
-  A window ends on a page shorter than asked (or on rows older than the window's start).
+  A window ends on a page shorter than asked (or on rows older than the window's start). The re-read costs
+  requests: each page after the first repeats at least the row it starts on, so a class of n rows takes
+  2 + (n - 100) // 99 pages of 100 (more where a burst sits on a boundary), not n // 100 + 1. Asking for
+  100 + the repeated rows would reach that, but no larger page than 100 is known to be honoured, and a page
+  silently capped at 100 would then look like the end and lose rows.
 - The response has no documented schema (`200: application/json: {}`), no documented row id and no "has more".
   ASSUMPTIONS, tolerated both ways: rows come as a bare list or inside `data` | `logs` | `items` | `events` |
   `auditLogs`; a row's key is its `id` when it has one, else the SHA-256 of its canonical JSON; its time is the

@@ -15,6 +15,13 @@ overlap, where the `seen` ids drop the ones already archived.
 A backfill is the same machinery on a stream of its own (`<vendor>#<stream>#backfill`): its windows cover
 `[since, origin)`, where `origin` is where the stream's first scheduled window began, so the two never overlap.
 History is not late, so a backfill needs no overlap.
+
+Resume hints: an adapter may end a window with a hint (`Page.hint` on the final page), which the engine stores in
+the stream's state, in the same write that completes the window, and hands to every page of the next window
+(`Window.hint`), with where that window can start at the earliest (`Window.next_start`: the end less the
+overlap). The engine never reads the hint. A cursor expiry drops it, so the window is then read without it; a
+window that ends without one clears it. Make uses it to start the next window near its start instead of at
+the beginning of its UTC day.
 """
 
 from __future__ import annotations
@@ -68,13 +75,14 @@ class StreamResult:
 
 @dataclass
 class _Part:
-    """A part being filled: its objects' builder, its events' (id, time), the cursor after its last page and the
-    ids on that page."""
+    """A part being filled: its objects' builder, its events' (id, time), the cursor after its last page, the
+    ids on that page, and the hint the window's final page gave (when this part reached it)."""
 
     builder: PartBuilder
     events: dict[str, datetime]
     cursor: Any | None
     last_page_ids: set[str]
+    hint: Any | None = None
 
 
 class Collector:
@@ -318,7 +326,8 @@ class _StreamRun:
 
     def _fill(self, part: _Part, window: WindowState) -> bool:
         """Fetches pages into the part until it is full, the window ends (True) or the deadline nears."""
-        query = Window(window.start, window.end)
+        # The next window starts no earlier than this end less the overlap (the kept ids can only move it later).
+        query = Window(window.start, window.end, hint=self.state.hint, next_start=window.planned_end - self.overlap)
         while part.builder.records < self.settings.max_object_events:
             if self.c.deadline.near():
                 return False
@@ -327,6 +336,7 @@ class _StreamRun:
             self._add_page(part, window, page.events)
             part.cursor = page.cursor
             if page.cursor is None:
+                part.hint = page.hint
                 return True
         return False
 
@@ -366,7 +376,7 @@ class _StreamRun:
             if exhausted:
                 # Saved with the next write or the lease release; a crash before that re-reads from the stored
                 # cursor, which is never the window's start: a part that reached the end completes in its commit.
-                self._complete(window)
+                self._complete(window, part.hint)
             elif part.cursor != window.cursor:
                 window.cursor = part.cursor
                 window.last_page_ids = part.last_page_ids
@@ -384,7 +394,7 @@ class _StreamRun:
         self._remember(window, part.events)
         if exhausted:
             # In the same write: a stored cursor of None would otherwise mean both "not started" and "finished".
-            self._complete(window)
+            self._complete(window, part.hint)
         self.c.save(self.state)
 
     def _remember(self, window: WindowState, events: dict[str, datetime], *, contiguous: bool = True) -> None:
@@ -433,8 +443,10 @@ class _StreamRun:
                 window.end = window.frontier_time + timeutil.MILLISECOND
             window.skip |= window.frontier_ids
         window.cursor = None
+        self.state.hint = None  # the vendor may have contradicted it; the narrowed window is read without it
 
-    def _complete(self, window: WindowState) -> None:
+    def _complete(self, window: WindowState, hint: Any | None) -> None:
+        self.state.hint = hint  # for the next window
         if self.state.done_until is None or window.planned_end > self.state.done_until:
             self.state.done_until = window.planned_end
         floor = timeutil.to_millis(self.state.done_until - self.overlap)

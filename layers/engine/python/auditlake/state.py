@@ -12,6 +12,8 @@ and on still owning the lease, so a run that lost its stream can never move the 
 - `window`: the window in progress: its bounds, the vendor's cursor, the next part number, the newest (or
   oldest) event time archived and its ids (where to resume if the vendor's cursor expires), ids to skip, and
   the ids of the last page fetched (offset paging may repeat them).
+- `hint`: what the last completed window's final page told the adapter about where the next window may start
+  reading (opaque JSON, see engine.py); absent in items written before hints existed, which read as none.
 - `intent`: the keys of the part being written, recorded before the S3 writes, so a crash between the writes
   and the cursor commit is recognised (and the written objects read back) by the next run.
 """
@@ -77,6 +79,7 @@ class StreamState:
     seen: dict[str, int] = field(default_factory=dict)  # event id -> event time in epoch ms
     seen_from: datetime | None = None  # when set, `seen` holds every archived id from here on, and no earlier
     window: WindowState | None = None
+    hint: Any | None = None  # the adapter's resume hint for the next window (opaque)
     intent: Intent | None = None
     newest_event_time: datetime | None = None
     events_archived: int = 0
@@ -198,6 +201,7 @@ def _to_item(state: StreamState) -> dict[str, Any]:
             "carry": pack_ids(window.carry),
             "carry_from": to_iso(window.carry_from) if window.carry_from else None,
         },
+        "hint": None if state.hint is None else json.dumps(state.hint),
         "intent": None if state.intent is None else {"part": state.intent.part, "keys": state.intent.keys},
         "newest_event_time": to_iso(state.newest_event_time) if state.newest_event_time else None,
         "events_archived": state.events_archived,
@@ -232,6 +236,7 @@ def _from_item(item: dict[str, Any]) -> StreamState:
             carry=_unpack_times(window.get("carry")),
             carry_from=parse_time(window["carry_from"]) if window.get("carry_from") else None,
         ),
+        hint=json.loads(item["hint"]) if item.get("hint") else None,
         intent=None if not intent else Intent(part=int(intent["part"]), keys=list(intent["keys"])),
         newest_event_time=parse_time(item["newest_event_time"]) if item.get("newest_event_time") else None,
         events_archived=int(item.get("events_archived", 0)),

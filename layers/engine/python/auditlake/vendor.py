@@ -27,18 +27,32 @@ class Order(enum.Enum):
 
 @dataclass(frozen=True)
 class Window:
-    """A closed time window: `start` inclusive, `end` exclusive, both UTC."""
+    """A closed time window: `start` inclusive, `end` exclusive, both UTC.
+
+    `hint` is what the stream's previous window ended with (`Page.hint`), None when it ended without one, after a
+    cursor expiry, or in a state written before hints existed. `next_start` is the earliest instant the window
+    after this one can start (this window's end less the overlap), where an adapter aims the hint it returns.
+    """
 
     start: datetime
     end: datetime
+    hint: Any | None = None
+    next_start: datetime | None = None
 
 
 @dataclass(frozen=True)
 class Page:
-    """One page of a window: the vendor's events verbatim, and the cursor to the next page (None: window done)."""
+    """One page of a window: the vendor's events verbatim, and the cursor to the next page (None: window done).
+
+    A window's final page may carry a `hint`: anything JSON-serialisable that lets the next window of the stream
+    start reading closer to its start (Make: where in a day's entries that start falls). The engine stores it
+    with the completed window and hands it back as `Window.hint`, never interpreting it. A hint is advice: the
+    adapter checks it still applies and raises CursorExpired when the vendor contradicts it, which drops it.
+    """
 
     events: list[dict[str, Any]]
     cursor: Any | None
+    hint: Any | None = None
 
 
 class VendorAdapter(ABC):

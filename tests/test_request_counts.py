@@ -1,0 +1,71 @@
+"""What collection costs in HTTP requests, for every vendor: a clean backfill takes exactly the fewest requests its
+paging allows (tests/worlds.py says what that is per vendor), and a tick that finds nothing new takes one request per
+stream, writes nothing to S3 and takes the lease and releases it, even when its UTC day already holds thousands of
+events."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from conftest import Clock, check_archive
+from worlds import VENDORS, World, pages_then_empty_page, pages_then_end, world_of
+
+from auditlake_local.stack import LocalStack
+
+ONE_PART = {"MAX_OBJECT_EVENTS": "10000"}
+
+
+@pytest.fixture(params=VENDORS)
+def world(request: pytest.FixtureRequest, stack: LocalStack, clock: Clock, pauses: Any) -> Iterator[World]:
+    with world_of(request.param, stack, clock.now) as vendor_world:
+        yield vendor_world
+
+
+@pytest.mark.parametrize("events", [0, 99, 100, 101, 2500])
+def test_a_clean_backfill_takes_the_fewest_requests(events: int, stack: LocalStack, world: World,
+                                                    clock: Clock) -> None:
+    now = clock.now()
+    world.seed(events, now - timedelta(days=4), now - timedelta(minutes=10), seed=events + 1)
+
+    summary = stack.invoke(world.function_id, environment=ONE_PART)
+
+    assert summary["status"] == "ok", "one invocation collects it all"
+    assert summary["http"]["requests"] == world.backfill_requests()
+    if world.vendor == "make":  # a short page ends the window: the full pages, then one more
+        assert summary["http"]["requests"] == pages_then_end(events)
+    if world.vendor == "asana":  # only an empty page ends the window
+        assert summary["http"]["requests"] == pages_then_empty_page(events)
+    result = check_archive(stack, world.vendor, world.simulator.ground_truth())
+    assert (result.events, result.archived, result.missing, result.duplicates) == (events, events, 0, 0)
+
+
+def test_an_idle_tick_on_a_busy_day_is_one_request_per_stream(stack: LocalStack, world: World, clock: Clock) -> None:
+    """2,500 events earlier in the UTC day the next window starts in, 30 inside its overlap. (With an empty overlap,
+    test_exactly_once checks the idle tick of every vendor.)"""
+    now = clock.now()
+    now = now.replace(hour=20, minute=0, second=0, microsecond=0) - (timedelta(days=1) if now.hour < 20 else
+                                                                      timedelta(0))
+    clock.advance(now - clock.now())
+    midnight = now.replace(hour=0)
+    world.seed(2500, midnight, now - timedelta(minutes=20), seed=3)  # the UTC day the next window starts in
+    world.seed(30, now - timedelta(minutes=9), now - timedelta(minutes=4), seed=4)  # read again by the overlap
+    assert stack.invoke(world.function_id)["status"] == "ok"
+    clock.advance()
+
+    idle = stack.invoke(world.function_id)
+
+    assert idle["status"] == "ok"
+    if world.vendor == "asana":
+        # The overlap's events come on a page of their own, and only an empty page says the stream is caught up.
+        assert idle["http"]["requests"] == 2
+    else:
+        assert idle["http"]["requests"] == world.streams
+    assert idle["s3"]["objects"] == 0
+    assert idle["dynamodb_operations"] == 2 * world.streams  # per stream: take the lease; commit and release
+    assert sum(stream["duplicates_skipped"] for stream in idle["streams"]) == 30
+    assert sum(stream["out_of_window"] for stream in idle["streams"]) == 0, "nothing before the window is read"
+    result = check_archive(stack, world.vendor, world.simulator.ground_truth())
+    assert (result.events, result.missing, result.duplicates) == (2530, 0, 0)
