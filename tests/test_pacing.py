@@ -130,7 +130,7 @@ def test_a_429_lowers_the_pace_to_what_the_vendor_accepted_in_the_last_minute() 
     while clocks.seconds < 70:
         send(pacer, clocks)
     sent_in_last_minute = 60 / (60 / (1500 * TARGET_SHARE))  # 1,425
-    pacer.throttled()  # the last request was refused
+    pacer.throttled(vendor_said_when=True)  # the last request was refused
     assert pacer.allowance == pytest.approx(sent_in_last_minute - 1, abs=1)
 
 
@@ -150,7 +150,7 @@ def test_a_lower_limit_than_believed_is_found_with_few_429s() -> None:
             accepted_at.append(clocks.seconds)
             continue
         refused_at.append(clocks.seconds)
-        pacer.throttled()
+        pacer.throttled(vendor_said_when=True)
         allowances.append(pacer.allowance)
         pacer.waiting(retry_after)
         clocks.seconds += retry_after
@@ -163,29 +163,59 @@ def test_a_lower_limit_than_believed_is_found_with_few_429s() -> None:
     assert last_eight_minutes / 8 >= 0.95 * 600
 
 
+def test_a_vendor_that_does_not_say_when_is_waited_for_until_the_runs_requests_age_out() -> None:
+    """Make: no Retry-After, refusals count (Docs are silent; the simulator's choice), 240 a minute (Teams plan)
+    while the pacer believes 1,000. The client's backoff is left out: the pacer's waits alone must do."""
+    clocks = Clocks()
+    pacer = clocks.pacer(1000)
+    vendor = SlidingMinuteLimit()
+    accepted_at: list[float] = []
+    refusals = 0
+    while clocks.seconds < 300:
+        send(pacer, clocks)
+        if vendor.over(clocks.epoch(), 240) is None:
+            accepted_at.append(clocks.seconds)
+        else:
+            refusals += 1
+            pacer.throttled(vendor_said_when=False)
+    assert refusals <= 3
+    last_three_minutes = len(accepted_at) - bisect_left(accepted_at, clocks.seconds - 180)
+    assert last_three_minutes / 3 >= 0.9 * 240
+
+
+def test_a_429_after_a_handful_of_requests_does_not_wait_for_the_minute() -> None:
+    clocks = Clocks()
+    pacer = clocks.pacer(1000)
+    for _ in range(3):
+        send(pacer, clocks)
+    pacer.throttled(vendor_said_when=False)  # not this run's excess: the backoff decides
+    assert pacer.delay() == pytest.approx(60 / (500 * TARGET_SHARE))
+
+
 def test_a_429_cuts_by_half_at_most_and_once_a_minute_at_most() -> None:
     clocks = Clocks()
     pacer = clocks.pacer(1500)
     for _ in range(20):
         send(pacer, clocks)
-    pacer.throttled()  # a previous run's requests may have filled the vendor's minute: 19 accepted says little
+    # A previous run's requests may have filled the vendor's minute: 19 accepted says little.
+    pacer.throttled(vendor_said_when=True)
     assert pacer.allowance == 750
     clocks.seconds += 59
-    pacer.throttled()  # the same minute's excess
+    pacer.throttled(vendor_said_when=True)  # the same minute's excess
     assert pacer.allowance == 750
     clocks.seconds += 1
-    pacer.throttled()
+    pacer.throttled(vendor_said_when=True)
     assert pacer.allowance == 375
     assert pacer.delay() == pytest.approx(60 / (375 * TARGET_SHARE)), "the next request waits one interval"
 
     unknown = clocks.pacer(None)
     unknown.sent()
-    unknown.throttled()
+    unknown.throttled(vendor_said_when=True)
     assert unknown.allowance is None and unknown.delay() == 0, "Retry-After or the backoff decides"
     clocks.seconds += 61
     for _ in range(30):
         unknown.sent()
-    unknown.throttled()
+    unknown.throttled(vendor_said_when=True)
     assert unknown.allowance == 29, "after a whole minute the count is all there is"
 
 
@@ -194,7 +224,7 @@ def test_the_allowance_recovers_gradually_after_a_calm_period() -> None:
     pacer = clocks.pacer(1000)
     for _ in range(10):
         send(pacer, clocks)
-    pacer.throttled()
+    pacer.throttled(vendor_said_when=True)
     assert pacer.allowance == 500
     clocks.seconds += RECOVERY_SECONDS - 1
     pacer.delay()

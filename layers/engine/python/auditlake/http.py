@@ -112,10 +112,10 @@ class HttpClient:
                 failure = outcome
                 if not failure.retryable:
                     raise failure
+                wait = retry_after_seconds(response)
                 if response.status_code == 429:
                     self.stats.throttles += 1
-                    self.pacer.throttled()
-                wait = retry_after_seconds(response)
+                    self.pacer.throttled(vendor_said_when=wait is not None)
                 self._count_retry(str(response.status_code) if failure.status else "unreadable_body")
             if attempt == self.max_attempts:
                 raise VendorError(self.vendor, f"gave up after {attempt} attempts; last error: {failure.message}",

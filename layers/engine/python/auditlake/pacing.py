@@ -13,7 +13,8 @@ off it.
   in that minute is the vendor's limit as this token experiences it. It falls by half at most, since requests the
   pacer never saw (a previous invocation's, another integration's) may have filled the vendor's window, and once
   a minute at most, since until the vendor's window has rolled over more 429s are echoes of the same excess.
-  With no limit known at all, a 429 before a whole minute of requests has been seen teaches nothing.
+  With no limit known at all, a 429 before a whole minute of requests has been seen teaches nothing. A vendor
+  that does not say when to retry (Make) is waited for until this run's own requests age out of its minute.
   After each `RECOVERY_SECONDS` without a 429 the allowance climbs back by `RECOVERY_STEP` of the limit, so a limit
   that was lowered for a while is used again.
 
@@ -32,6 +33,10 @@ DEEPEST_CUT = 0.5  # a 429 lowers the allowance to no less than this share of it
 RECOVERY_SECONDS = 120.0
 RECOVERY_STEP = 0.05
 MIN_RESET_WAIT = 1.0  # a reset announced as past (clocks disagree) still waits this long when nothing remains
+# A 429 after at least this share of the allowance in the trailing minute is this run's own excess; after fewer
+# requests, the vendor's minute holds requests this run never saw (or the 429 is not about the rate at all).
+OWN_EXCESS_SHARE = 0.1
+CLOCK_MARGIN = 1.0  # seconds added to a moment computed on this clock and applied on the vendor's
 
 
 class Pacer:
@@ -103,25 +108,33 @@ class Pacer:
         elif reset_in > 0:
             self._next_at = max(self._next_at, now + reset_in / remaining)
 
-    def throttled(self) -> None:
-        """The vendor answered 429: lower the allowance to what it accepted in the trailing minute."""
+    def throttled(self, *, vendor_said_when: bool) -> None:
+        """The vendor answered 429: lower the allowance to what it accepted in the trailing minute. When it did not
+        say when to retry (no Retry-After, no reset), the next request waits for the vendor's minute to make room."""
         now = self.now()
         self._calm_since = now
+        before = self.allowance
+        if self._cut_at is None or now - self._cut_at >= WINDOW_SECONDS:
+            self._cut(now)
         pace = self.per_minute
         if pace:
             self._next_at = max(self._next_at, now + WINDOW_SECONDS / pace)
-        if self._cut_at is not None and now - self._cut_at < WINDOW_SECONDS:
-            return
-        accepted = max(1, len(self._sent) - 1)  # this run's requests in the minute, the rejected one aside
-        whole_minute_seen = self._first_sent_at is not None and now - self._first_sent_at >= WINDOW_SECONDS
+        in_window = len(self._sent)
+        if not vendor_said_when and before is not None and in_window >= max(2, OWN_EXCESS_SHARE * before):
+            # This run's own requests filled the vendor's minute: room comes as they age out of it. Two must,
+            # since the refused one may count too.
+            self._next_at = max(self._next_at, self._sent[1] + WINDOW_SECONDS + CLOCK_MARGIN)
+
+    def _cut(self, now: float) -> None:
+        accepted = max(1, len(self._sent) - 1)  # this run's requests in the minute, the refused one aside
         if self.allowance is None:
-            if not whole_minute_seen:
-                return  # nothing known yet: the vendor's Retry-After or the backoff decides the wait
-            self.allowance = accepted
-        else:
-            self.allowance = min(self.allowance, max(accepted, round(self.allowance * DEEPEST_CUT)))
+            whole_minute_seen = self._first_sent_at is not None and now - self._first_sent_at >= WINDOW_SECONDS
+            if whole_minute_seen:
+                self.allowance = accepted
+                self._cut_at = now
+            return  # before that, nothing is known: the vendor's Retry-After or the backoff decides the wait
+        self.allowance = min(self.allowance, max(accepted, round(self.allowance * DEEPEST_CUT)))
         self._cut_at = now
-        self._next_at = max(self._next_at, now + WINDOW_SECONDS / (self.allowance * TARGET_SHARE))
 
     def _recover(self, now: float) -> None:
         if self._calm_since is None or self.allowance is None or now - self._calm_since < RECOVERY_SECONDS:
