@@ -138,8 +138,8 @@ class HttpClient:
         if delay <= 0:
             return
         if delay > self.deadline.spendable():
-            raise DeadlineReached(f"{self.vendor}: pacing {method} {path} to {self.pacer.per_minute or 0:.0f} "
-                                  f"requests/min means waiting {delay:.1f}s, which would pass the deadline")
+            raise DeadlineReached(f"{self.vendor}: {method} {path} would wait {delay:.1f}s for the vendor's rate "
+                                  "limit, past the deadline")
         self.stats.pacing_waits += 1
         self.stats.pacing_seconds += delay
         self.pacer.waiting(delay)

@@ -68,4 +68,3 @@ class Settings:
             # Unset (0 here) leaves the adapter's documented limit.
             rate_limit_per_minute=int(number("RATE_LIMIT_PER_MINUTE", 0, 1)) or None,
         )
-
