@@ -559,7 +559,7 @@ def test_rate_limit_without_retry_after_backs_off_then_names_makes_message(stack
     make.faults.next(Fault.RATE_LIMITED, times=2)
     summary = stack.invoke("MakeCollector")
     assert summary["status"] == "ok" and summary["http"]["throttles"] == 2
-    assert len(pauses.seconds) == 2 and all(0 <= pause <= 8 for pause in pauses.seconds)  # backoff, no header
+    assert summary["http"]["retries"] == 2 and summary["http"]["retry_seconds"] <= 2 + 4  # backoff, no header
 
     make.faults.next(Fault.RATE_LIMITED, times=5)
     clock.advance()

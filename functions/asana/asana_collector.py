@@ -9,7 +9,8 @@ What Asana documents, and what this adapter does about it:
 - Offsets expire; an expired offset is a 400, after which the engine resumes the window from the newest
   archived instant (`start_at` inclusive) and skips the ids it already holds.
 - Events exist from 2021-10-08 and are deleted after 90 days.
-- Errors: `{"errors": [{"message", "help", "phrase"}]}`; 429 carries `Retry-After`.
+- 1,500 requests per minute per token on paid plans, which requests are paced under; a 429 carries `Retry-After`.
+- Errors: `{"errors": [{"message", "help", "phrase"}]}`.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ class Asana(VendorAdapter):
     order = Order.OLDEST_FIRST
     retention = timedelta(days=90)
     earliest = datetime(2021, 10, 8, tzinfo=UTC)
+    rate_limit_per_minute = 1500  # developers.asana.com/docs/rate-limits: paid domains, per token
 
     @classmethod
     def auth_headers(cls, secret: Mapping[str, str]) -> dict[str, str]:

@@ -21,7 +21,8 @@ What Ashby documents, and what this adapter does about it:
   `missing_endpoint_permission` is a 403, a missing key 401, a wrong key 403. `warnings` are logged.
 - The entry schema is not published: the id is `id`; the time the first of `createdAt`, `occurredAt`,
   `timestamp`; unknown categories and target types are valid ("treat unknown values as valid").
-- Rate limits and retention are not documented: 429 with Retry-After is honoured by the HTTP client.
+- Rate limits and retention are not documented: requests are paced at an assumed 300/min, a 429 lowers the pace
+  and its Retry-After is honoured by the HTTP client.
 """
 
 from __future__ import annotations
@@ -54,6 +55,9 @@ class Ashby(VendorAdapter):
     order = Order.NEWEST_FIRST
     # "max 18 months": 540 days stays inside it however months are counted (18 calendar months >= 546 days).
     max_window = timedelta(days=540)
+    # ASSUMPTION: Ashby documents no limit; 5 requests/s is "a few per second", the only guidance found. A lower
+    # real limit is learnt from its 429s.
+    rate_limit_per_minute = 300
 
     @classmethod
     def auth_headers(cls, secret: Mapping[str, str]) -> dict[str, str]:

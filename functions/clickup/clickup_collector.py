@@ -24,8 +24,9 @@ What ClickUp documents, and what this adapter does about it:
   ASSUMPTIONS, tolerated both ways: rows come as a bare list or inside `data` | `logs` | `items` | `events` |
   `auditLogs`; a row's key is its `id` when it has one, else the SHA-256 of its canonical JSON; its time is the
   first of `startTime` | `eventTime` | `timestamp` | `date` | `createdAt`, ISO 8601 or epoch ms.
-- Rate limit: 10,000 requests/min per token (Enterprise); a 429 carries `X-RateLimit-Reset` (epoch seconds), which
-  the HTTP client waits for.
+- Rate limit: 10,000 requests/min per token (Enterprise). Every response carries `X-RateLimit-Limit`, `-Remaining`
+  and `-Reset` (epoch seconds): the HTTP client paces by them (a lower plan's limit is learnt from the first
+  response) and after a 429 waits for the reset.
 - Errors: v3 operations answer `{status, message, trace_id, timestamp}`, v2 ones `{err, ECODE}`; which one this
   operation uses is not documented, so both are read.
 - Retention is not documented ("limits vary by plan"): no retention is assumed.
@@ -62,6 +63,7 @@ class ClickUp(VendorAdapter):
     default_base_url = "https://api.clickup.com/api/v3"
     secret_fields = ("token", "workspace_id")
     order = Order.NEWEST_FIRST
+    rate_limit_per_minute = 10_000  # developer.clickup.com/docs/rate-limits: per token, Enterprise plan
 
     @classmethod
     def auth_headers(cls, secret: Mapping[str, str]) -> dict[str, str]:

@@ -29,8 +29,8 @@ What Make documents, and what this adapter does about it:
 - Entries are kept 12 months: the first run starts two days inside that, since its first day is read whole and
   entries expiring under an offset-paged query would shift it.
 - Errors: `{"detail", "message", "code", "suberrors"?}`; 429 says "Requests limit for organization exceeded,
-  please try again later." (1,000 requests per minute per Enterprise organization) with no Retry-After
-  documented, so the HTTP client's backoff applies.
+  please try again later." (1,000 requests per minute per Enterprise organization) with no rate headers and no
+  Retry-After documented: requests are paced under 1,000/min, and after a 429 the HTTP client's backoff applies.
 - Entries carry no IP address or user agent.
 """
 
@@ -71,6 +71,7 @@ class Make(VendorAdapter):
     secret_fields = ("token", "organization_id", "zone")
     order = Order.OLDEST_FIRST
     retention = timedelta(days=365)
+    rate_limit_per_minute = 1000  # developers.make.com rate-limiting page: per organization, Enterprise plan
     retention_margin = timedelta(days=2)
 
     def __init__(self, secret: Mapping[str, str], http: HttpClient, page_size: int) -> None:

@@ -1,9 +1,9 @@
 """The one HTTP client every vendor adapter uses.
 
-Time-outs, bounded retries with full-jitter backoff, `Retry-After` / `X-RateLimit-Reset`, and errors that carry
-the vendor's status, code and message. The token never appears in an error: messages are built from the vendor's
-body with every secret value redacted, and redirects are never followed (a redirect could carry the
-`Authorization` header to another host).
+Proactive pacing just under the vendor's rate limit (pacing.py), time-outs, bounded retries with full-jitter
+backoff, `Retry-After` / `X-RateLimit-Reset`, and errors that carry the vendor's status, code and message. The token
+never appears in an error: messages are built from the vendor's body with every secret value redacted, and redirects
+are never followed (a redirect could carry the `Authorization` header to another host).
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ import requests
 from auditlake import timeutil
 from auditlake.deadline import Deadline
 from auditlake.errors import DeadlineReached, MalformedResponse, VendorError
+from auditlake.pacing import Pacer
 
 RETRYABLE_STATUS = frozenset({429, 500, 502, 503, 504})
 BACKOFF_BASE_SECONDS = 1.0
@@ -30,7 +31,17 @@ MAX_ERROR_TEXT = 300
 ErrorDetails = Callable[[int, Any], tuple[str | None, str]]
 
 _session: requests.Session | None = None
-pause: Callable[[float], None] = time.sleep  # looked up at each retry, so tests can replace it
+# Looked up at each wait, so tests and the benchmark can run on virtual time.
+pause: Callable[[float], None] = time.sleep
+monotonic: Callable[[], float] = time.monotonic
+
+
+def _monotonic() -> float:
+    return monotonic()  # the module's, looked up now: it may have been replaced
+
+
+def _epoch() -> float:
+    return timeutil.now().timestamp()  # the engine's one clock, which X-RateLimit-Reset is read against
 
 
 def shared_session() -> requests.Session:
@@ -47,12 +58,18 @@ class HttpStats:
     retries: int = 0
     throttles: int = 0
     retry_reasons: dict[str, int] = field(default_factory=dict)
+    pacing_waits: int = 0  # waits before a request, to stay under the vendor's rate limit
+    pacing_seconds: float = 0.0
+    retry_seconds: float = 0.0  # waits before a retry
 
 
 class HttpClient:
     def __init__(self, vendor: str, base_url: str, *, headers: dict[str, str], error_details: ErrorDetails,
                  deadline: Deadline, timeout: float = 30.0, max_attempts: int = 5,
-                 secrets: Iterable[str] = (), session: requests.Session | None = None) -> None:
+                 secrets: Iterable[str] = (), session: requests.Session | None = None,
+                 rate_limit_per_minute: int | None = None, rate_limit_ceiling: int | None = None) -> None:
+        """`rate_limit_per_minute`: the vendor's documented limit for this token, which pacing starts from;
+        `rate_limit_ceiling`: a limit the vendor's own headers may not raise (the operator's setting)."""
         self.vendor = vendor
         self.base_url = base_url.rstrip("/")
         self.headers = {"Accept": "application/json", "User-Agent": "auditlake", **headers}
@@ -63,6 +80,8 @@ class HttpClient:
         self._secrets = [s for s in secrets if s]
         self.session = session or shared_session()
         self.stats = HttpStats()
+        self.pacer = Pacer(rate_limit_per_minute, ceiling=rate_limit_ceiling, clock=_monotonic,
+                           epoch=_epoch)
 
     def get(self, path: str, params: dict[str, Any] | None = None) -> Any:
         return self.request("GET", path, params=params)
@@ -75,7 +94,9 @@ class HttpClient:
         """Sends the request and returns the parsed JSON body, retrying what is worth retrying."""
         url = self.base_url + path
         for attempt in range(1, self.max_attempts + 1):
+            self._pace(method, path)
             self.stats.requests += 1
+            self.pacer.sent()
             wait: float | None = None
             try:
                 response = self.session.request(method, url, params=params, json=json_body, headers=self.headers,
@@ -84,15 +105,17 @@ class HttpClient:
                 failure = VendorError(self.vendor, f"{type(exc).__name__} calling {method} {path}", retryable=True)
                 self._count_retry(type(exc).__name__)
             else:
+                self.pacer.observe(response.headers)
                 outcome = self._interpret(response, method, path)
                 if not isinstance(outcome, VendorError):
                     return outcome
                 failure = outcome
                 if not failure.retryable:
                     raise failure
+                wait = retry_after_seconds(response)
                 if response.status_code == 429:
                     self.stats.throttles += 1
-                wait = retry_after_seconds(response)
+                    self.pacer.throttled(vendor_said_when=wait is not None)
                 self._count_retry(str(response.status_code) if failure.status else "unreadable_body")
             if attempt == self.max_attempts:
                 raise VendorError(self.vendor, f"gave up after {attempt} attempts; last error: {failure.message}",
@@ -103,8 +126,24 @@ class HttpClient:
                 raise DeadlineReached(f"{self.vendor}: waiting {delay:.0f}s to retry ({failure.message}) would pass "
                                       "the deadline")
             self.stats.retries += 1
+            self.stats.retry_seconds += delay
+            self.pacer.waiting(delay)
             pause(delay)
         raise AssertionError("unreachable")
+
+    def _pace(self, method: str, path: str) -> None:
+        """Waits until the next request keeps to the vendor's rate limit; one that would pass the deadline stops
+        the run instead, as a retry's wait does."""
+        delay = self.pacer.delay()
+        if delay <= 0:
+            return
+        if delay > self.deadline.spendable():
+            raise DeadlineReached(f"{self.vendor}: {method} {path} would wait {delay:.1f}s for the vendor's rate "
+                                  "limit, past the deadline")
+        self.stats.pacing_waits += 1
+        self.stats.pacing_seconds += delay
+        self.pacer.waiting(delay)
+        pause(delay)
 
     def _interpret(self, response: requests.Response, method: str, path: str) -> Any:
         """The parsed body of a success, or the VendorError that describes the failure."""

@@ -70,6 +70,9 @@ def collect(adapter_class: type[VendorAdapter], settings: Settings, context: Any
         vendor, adapter_class.base_url(secret),
         headers=adapter_class.auth_headers(secret), error_details=adapter_class.error_details, deadline=deadline,
         timeout=settings.http_timeout, max_attempts=settings.http_max_attempts, secrets=secret.values(),
+        # The operator's setting replaces the documented limit, and no rate header may raise it.
+        rate_limit_per_minute=settings.rate_limit_per_minute or adapter_class.rate_limit_per_minute,
+        rate_limit_ceiling=settings.rate_limit_per_minute,
     )
     adapter = adapter_class(secret, http, settings.page_size)
     store = StateStore(aws.client("dynamodb"), settings.state_table)
@@ -100,7 +103,10 @@ def collect(adapter_class: type[VendorAdapter], settings: Settings, context: Any
         "mode": "collect" if backfill_since is None else "backfill",
         "status": "error" if failures else ("backlog" if any(r.status == "backlog" for r in results) else "ok"),
         "streams": [r.as_dict() for r in results],
-        "http": {"requests": http.stats.requests, "retries": http.stats.retries, "throttles": http.stats.throttles},
+        "http": {"requests": http.stats.requests, "retries": http.stats.retries, "throttles": http.stats.throttles,
+                 "retry_seconds": round(http.stats.retry_seconds, 1), "pacing_waits": http.stats.pacing_waits,
+                 "pacing_seconds": round(http.stats.pacing_seconds, 1),
+                 "paced_per_minute": round(http.pacer.per_minute) if http.pacer.per_minute else None},
         "s3": {"objects": archive.objects_written, "bytes": archive.bytes_written},
         "dynamodb_operations": store.operations,
         "dynamodb": {"reads": store.reads, "writes": store.writes},

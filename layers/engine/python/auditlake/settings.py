@@ -25,6 +25,9 @@ class Settings:
     http_timeout: float = 30.0
     http_max_attempts: int = 5
     secret_max_age: int = 300
+    # Overrides the vendor's documented limit (a token or organization shared with other integrations, a lower
+    # plan); None: the adapter's.
+    rate_limit_per_minute: int | None = None
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] = os.environ) -> Settings:
@@ -62,4 +65,6 @@ class Settings:
             http_timeout=number("HTTP_TIMEOUT_SECONDS", d["http_timeout"].default, 1),
             http_max_attempts=int(number("HTTP_MAX_ATTEMPTS", d["http_max_attempts"].default, 1)),
             secret_max_age=int(number("SECRET_MAX_AGE_SECONDS", d["secret_max_age"].default, 0)),
+            # Unset (0 here) leaves the adapter's documented limit.
+            rate_limit_per_minute=int(number("RATE_LIMIT_PER_MINUTE", 0, 1)) or None,
         )

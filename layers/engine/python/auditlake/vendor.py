@@ -65,6 +65,9 @@ class VendorAdapter(ABC):
     retention_margin: ClassVar[timedelta] = timedelta(0)
     earliest: ClassVar[datetime | None] = None  # the vendor has no events before this
     max_window: ClassVar[timedelta | None] = None  # the longest span one query may cover
+    # Requests per minute the vendor documents for this adapter's token (or organization) on the plan audit logs
+    # need; None: undocumented. Pacing starts from it; RATE_LIMIT_PER_MINUTE overrides it.
+    rate_limit_per_minute: ClassVar[int | None] = None
 
     def __init__(self, secret: Mapping[str, str], http: HttpClient, page_size: int) -> None:
         self.secret = secret
