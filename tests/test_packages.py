@@ -383,3 +383,19 @@ def test_runtime_standin_holds_only_boto3_and_its_dependencies(tmp_path: Path) -
     assert [v.split("==")[0].lower() for v in versions] == [name for name in provided]
     top_level = {p.name for p in tmp_path.iterdir() if not p.name.endswith(".dist-info")}
     assert top_level == {"boto3", "botocore", "s3transfer", "jmespath", "dateutil", "six.py", "urllib3"}
+
+
+# ------------------------------------------------------------------------------------ cold start of the engine
+
+
+def test_engine_tracer_patches_only_what_the_engine_calls_through(tmp_path: Path) -> None:
+    # On Lambda (LAMBDA_TASK_ROOT set) Powertools' Tracer patches at import; the engine's AWS calls (botocore) and
+    # vendor calls (requests) are traced, and nothing else is imported for it.
+    probe = ("import sys\nimport auditlake.lambda_handler\nfrom aws_xray_sdk.core import patcher\n"
+             "print(sorted(patcher._PATCHED_MODULES), 'sqlite3' in sys.modules)")
+    environment = {"PATH": os.environ.get("PATH", ""), "LAMBDA_TASK_ROOT": str(tmp_path),
+                   "AWS_LAMBDA_FUNCTION_NAME": "probe", "AWS_REGION": "us-east-1", "AWS_DEFAULT_REGION": "us-east-1"}
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, env=environment,
+                            check=False, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split("\n")[0] == "['botocore', 'requests'] False"
