@@ -12,9 +12,10 @@ the runtime keeps them (the project environment's copies stand in), in a Lambda-
 set, so Powertools' Tracer is enabled and patches as it does on Lambda). No bytecode is written, as on Lambda's
 read-only file system, so only what the packages ship is used. The layers hold arm64 builds, so compiled
 distributions (wrapt, charset-normalizer) are swapped for this machine's builds of the same versions in a copy of
-the layer, rather than left to fail or fall back to pure Python. A second kind of run with `-X importtime` splits
-the import time by package (self time; the option itself slows imports, so the split is a share, not a sum of the
-median).
+the layer, rather than left to fail or fall back to pure Python. As many runs again with `-X importtime` split
+the import time by package (self time, median per package; the option itself slows imports, so the split gives
+shares, not parts that add up to the median). Wall time on a busy machine includes waiting for a core, so the
+CPU time of the import is reported beside it.
 """
 
 from __future__ import annotations
@@ -407,10 +408,15 @@ def measure_import(function: BuiltFunction, setup: _ImportSetup, provided: Mappi
         seconds.append(measured["seconds"])
         cpu_seconds.append(measured["cpu_seconds"])
         modules = measured["modules"]
-    profiled = _run_import(setup.python, spec, environment, importtime=True)
-    if profiled.returncode != 0:
-        raise _import_failure(function, profiled)
-    by_package = parse_importtime(profiled.stderr)
+    profiles = []
+    for _ in range(runs):
+        profiled = _run_import(setup.python, spec, environment, importtime=True)
+        if profiled.returncode != 0:
+            raise _import_failure(function, profiled)
+        profiles.append(parse_importtime(profiled.stderr))
+    # Per package, the median over the profiled runs: one run's split is as noisy as one run's total.
+    by_package = {package: statistics.median(profile.get(package, 0.0) for profile in profiles)
+                  for package in {package for profile in profiles for package in profile}}
     top = dict(sorted(((k, round(v, 1)) for k, v in by_package.items()), key=lambda kv: -kv[1])[:8])
     layers = ", ".join(layer.logical_id for layer in function.layers) or "none"
     swapped_note = f"; this machine's builds of {', '.join(replaced)} in place of the layer's arm64 ones" \
@@ -427,7 +433,7 @@ def measure_import(function: BuiltFunction, setup: _ImportSetup, provided: Mappi
             f"fresh python{LAMBDA_PYTHON_VERSION[0]}.{LAMBDA_PYTHON_VERSION[1]} -I -S -B on this machine "
             f"({os.uname().machine}) importing {module}: function dir, layers ({layers}){swapped_note}, stdlib, "
             f"then {', '.join(setup.runtime_versions)} for the runtime's SDK; LAMBDA_TASK_ROOT set (Tracer on); "
-            f"no bytecode written; median of {runs}; split by -X importtime self time"),
+            f"no bytecode written; median of {runs}; split: self time per package, median of {runs} importtime runs"),
     }
 
 
