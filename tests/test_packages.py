@@ -333,7 +333,7 @@ def test_cold_import_uses_lambdas_search_path_and_times_the_handler(build_dir: P
     assert "boto3" in fast["import_self_ms_top_packages"] or "botocore" in fast["import_self_ms_top_packages"]
     assert fast["cold_import_ms"] > 0 and fast["modules_loaded"] > slow["modules_loaded"]
     assert fast["import_self_ms_by_group"][packages.HANDLER_GROUP] > 0  # the handler module itself is counted
-    assert "importing fast" in fast["import_measured"] and "boto3==" in fast["import_measured"]
+    assert "layers (DepsLayer)" in fast["import_measured"] and "boto3==" in fast["import_measured"]
 
 
 def test_cold_import_sees_nothing_of_the_project_environment(build_dir: Path) -> None:

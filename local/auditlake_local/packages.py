@@ -433,7 +433,8 @@ def measure_import(function: BuiltFunction, setup: _ImportSetup, provided: Mappi
         "import_self_ms_top_packages": top,
         "import_measured": (
             f"fresh python{LAMBDA_PYTHON_VERSION[0]}.{LAMBDA_PYTHON_VERSION[1]} -I -S -B on this machine "
-            f"({os.uname().machine}) importing {module}: function dir, layers ({layers}){swapped_note}, stdlib, "
+            f"({os.uname().machine}) importing the handler's module: function dir, layers ({layers}){swapped_note}, "
+            "stdlib, "
             f"then {', '.join(setup.runtime_versions)} for the runtime's SDK; LAMBDA_TASK_ROOT set (Tracer on); "
             f"no bytecode written; median of {runs}; split: self time per package, median of {runs} importtime runs"),
     }
