@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # Checks template.yaml with every tool CI has: cfn-lint, `sam validate --lint`, a real `sam build` (arm64 wheels
-# from the package registry, no container), an offline SAM -> CloudFormation translation, and checkov on both the
-# SAM template and the translation (only the latter shows the generated IAM roles). Exits non-zero on any failure.
+# from the package registry, no container) with its package sizes and no package the Lambda runtime provides, an
+# offline SAM -> CloudFormation translation, and checkov on both the SAM template and the translation (only the
+# latter shows the generated IAM roles). Exits non-zero on any failure.
 #
-# Tools come from the environment: SAM, CHECKOV, CFN_LINT, PYTHON (a Python with aws-sam-translator installed).
+# Tools come from the environment: SAM, CHECKOV, CFN_LINT, PYTHON (the project's Python: aws-sam-translator and
+# auditlake_local installed).
 # KEEP_WORK=1 keeps the temporary build directory and reports.
 set -euo pipefail
 
@@ -53,12 +55,8 @@ runs_python313 || fail "python3.13 is not on PATH; sam build needs the runtime's
 section "built packages"
 layer="$work/build/EngineLayer/python"
 for required in auditlake/__init__.py requests/__init__.py aws_lambda_powertools/__init__.py; do
-    [[ -f "$layer/$required" ]] || fail "the engine layer has no python/$required (is requirements.txt beside python/auditlake?)"
+    [[ -f "$layer/$required" ]] || fail "the engine layer has no python/$required (see layers/engine/Makefile)"
 done
-[[ ! -d "$layer/boto3" ]] || fail "the engine layer bundles boto3; the Lambda runtime provides it"
-if [[ -d "$layer/botocore" ]]; then
-    echo "note: the layer bundles botocore (pulled in by aws-xray-sdk); it shadows the runtime's botocore"
-fi
 collectors=0
 for function_dir in "$work"/build/*Collector; do
     [[ -d "$function_dir" ]] || continue
@@ -66,7 +64,11 @@ for function_dir in "$work"/build/*Collector; do
     compgen -G "$function_dir/*_collector.py" >/dev/null || fail "$(basename "$function_dir") has no *_collector.py"
 done
 (( collectors > 0 )) || fail "sam build produced no collector function"
-echo "layer python/: auditlake, requests and Powertools present, no boto3; $collectors collector function(s) built"
+echo "layer python/: auditlake, requests and Powertools present; $collectors collector function(s) built"
+
+section "package sizes; nothing the Lambda runtime provides (layers/engine/runtime-provided.txt)"
+# Fails if the layer or a function bundles boto3 or one of its dependencies, or a function is over 250 MiB.
+"$PYTHON" -m auditlake_local.packages --build-dir "$work/build" --sizes-only || fail "deployment packages"
 
 section "translate SAM -> CloudFormation (offline)"
 "$PYTHON" scripts/template_tools.py translate "$TEMPLATE" "$work/translated.json" || fail "translation"
@@ -85,8 +87,5 @@ checkov_scan sam-template "$TEMPLATE"
 
 section "checkov on the translated CloudFormation"
 checkov_scan translated "$work/translated.json"
-
-section "package sizes (unzipped)"
-du -sh "$work"/build/*/ | sed "s|$work/build/||"
 
 section "all template checks passed"

@@ -533,17 +533,23 @@ def test_state_table() -> None:
 def test_engine_layer() -> None:
     layer = RESOURCES["EngineLayer"]
     props = layer["Properties"]
-    assert layer["Metadata"] == {"BuildMethod": "python3.13", "BuildArchitecture": "arm64"}
+    # Built by layers/engine/Makefile, which leaves out what the runtime provides (tests/test_packages.py).
+    assert layer["Metadata"] == {"BuildMethod": "makefile", "BuildArchitecture": "arm64"}
     assert props["CompatibleRuntimes"] == ["python3.13"] and props["CompatibleArchitectures"] == ["arm64"]
     assert props["RetentionPolicy"] in ("Retain", "Delete")
-    # sam build puts ContentUri into the zip's python/ folder and installs ContentUri/requirements.txt beside it.
+    # sam build runs `make build-EngineLayer` from ContentUri's Makefile; the engine package is python/auditlake
+    # there, which the local stack puts on sys.path as Lambda does /opt/python.
     content = PROJECT_ROOT / props["ContentUri"]
-    assert content.name == "python" and (content / "auditlake" / "__init__.py").is_file()
+    assert (content / "Makefile").is_file()
+    assert "build-EngineLayer:" in (content / "Makefile").read_text()
+    assert (content / "python" / "auditlake" / "__init__.py").is_file()
 
 
-def test_engine_layer_requirements_are_where_sam_build_reads_them() -> None:
-    requirements = PROJECT_ROOT / RESOURCES["EngineLayer"]["Properties"]["ContentUri"] / "requirements.txt"
-    assert requirements.is_file(), f"sam build installs the layer's dependencies from {requirements} only"
+def test_engine_layer_requirements_are_where_the_layer_build_reads_them() -> None:
+    content = PROJECT_ROOT / RESOURCES["EngineLayer"]["Properties"]["ContentUri"]
+    requirements = content / "requirements.txt"
+    assert requirements.is_file(), f"the layer build installs the layer's dependencies from {requirements} only"
+    assert "--requirement requirements.txt" in (content / "Makefile").read_text()
     names = {line.split("[")[0].split(">")[0].split("=")[0].split("<")[0].strip().lower()
              for line in requirements.read_text().splitlines() if line.strip() and not line.startswith("#")}
     assert {"aws-lambda-powertools", "requests"} <= names

@@ -316,8 +316,10 @@ def adapter_class(vendor: str) -> type[Any]:
     defaults = template.get("Globals", {}).get("Function", {})
     layers = [resources[layer["Ref"]]["Properties"]["ContentUri"] for layer in
               function.get("Layers", defaults.get("Layers", [])) if isinstance(layer, dict) and "Ref" in layer]
+    # A layer's code is its python/ folder (a makefile-built layer's ContentUri is the folder above it).
+    layer_dirs = [PROJECT_ROOT / str(uri) for uri in layers]
     for path in (PROJECT_ROOT / str(function.get("CodeUri", defaults.get("CodeUri"))),
-                 *(PROJECT_ROOT / str(uri) for uri in layers)):
+                 *(layer if layer.name == "python" else layer / "python" for layer in layer_dirs)):
         if str(path) not in sys.path:
             sys.path.insert(0, str(path))
     module_name = str(function.get("Handler", defaults.get("Handler"))).rpartition(".")[0]

@@ -24,7 +24,9 @@ from auditlake.vendor import VendorAdapter
 
 logger = Logger(service="auditlake", logger_name="auditlake")
 metrics = Metrics(namespace="auditlake", service="auditlake")
-tracer = Tracer(service="auditlake")
+# Only what the engine calls through: AWS (botocore) and the vendors (requests). Patching everything X-Ray knows
+# would also import and patch sqlite3 and probe for a dozen absent libraries at every cold start.
+tracer = Tracer(service="auditlake", patch_modules=("botocore", "requests"))
 
 Handler = Callable[[dict[str, Any], Any], dict[str, Any]]
 
