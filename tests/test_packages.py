@@ -154,6 +154,21 @@ def test_makefile_ships_bytecode_that_needs_no_source_check(tmp_path: Path) -> N
         assert flags == 0b01, f"{compiled} flags {flags:#04b}"
 
 
+def test_makefile_layer_is_the_same_whatever_the_build_directory(tmp_path: Path) -> None:
+    # sam deploy publishes a new layer version when the zip's hash changes: an unchanged layer must zip the same.
+    zips = []
+    for build in ("one", "elsewhere/two"):
+        artifacts = tmp_path / build
+        _staged_pip_target(artifacts / "python")
+        assert _make("prune", "engine", "bytecode", artifacts=artifacts).returncode == 0
+        zips.append(tmp_path / f"{build.replace('/', '-')}.zip")
+        packages.zip_directory(artifacts, zips[-1])
+    assert zips[0].read_bytes() == zips[1].read_bytes()
+    # The paths in the bytecode are the layer's on Lambda, as tracebacks will show them.
+    compiled = (tmp_path / "one" / "python" / "auditlake" / "__pycache__").glob("engine.*.pyc")
+    assert b"/opt/python/auditlake/engine.py" in next(compiled).read_bytes()
+
+
 def test_makefile_build_runs_install_prune_engine_bytecode_in_order(tmp_path: Path) -> None:
     result = subprocess.run(["make", "--no-print-directory", "-n", "-C", str(LAYER_SOURCE), "build-EngineLayer",
                              f"ARTIFACTS_DIR={tmp_path}"], capture_output=True, text=True, check=True)
