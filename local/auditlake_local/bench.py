@@ -9,7 +9,9 @@ nor AWS's is counted.
 - backfills: events per second, the collector's CPU time per event, peak memory (resident set), HTTP requests
   against the minimum (per stream: events // largest page, plus the request that finds the end), S3 objects and
   bytes, DynamoDB reads and writes, and the archive checked against the simulator's ground truth;
-- the idle tick after the smallest backfill: requests, S3 writes, DynamoDB operations, wall time.
+- the idle tick after the smallest backfill: requests, S3 writes, DynamoDB operations, wall time;
+- a rate-limited backfill per vendor, on virtual time against a simulator enforcing the limit (bench_pacing.py);
+- per function, the deployment package (`sam build`) and the cold import of its handler (packages.py).
 """
 
 from __future__ import annotations
@@ -18,10 +20,13 @@ import argparse
 import json
 import subprocess
 import sys
+import tempfile
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from auditlake_local import packages
+from auditlake_local.bench_pacing import rate_limited_backfill
 from auditlake_local.vendors import VENDORS
 
 DEFAULT_SIZES = (10_000, 100_000, 1_000_000)
@@ -36,6 +41,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--sizes", type=lambda text: [int(n) for n in text.split(",")], default=list(DEFAULT_SIZES),
                         help="backlog sizes, comma-separated (default: %(default)s)")
     parser.add_argument("--json", type=Path, default=DEFAULT_REPORT, help="where to write the report")
+    parser.add_argument("--skip", action="append", default=[], choices=["rate-limited", "packages"],
+                        help="leave out a measurement (repeatable)")
     args = parser.parse_args(argv)
     vendors = args.vendor or list(VENDORS)
 
@@ -46,6 +53,17 @@ def main(argv: list[str] | None = None) -> None:
     print_table("Backfills", report["backfills"])
     print_table("Peak memory, largest backlog against smallest", report["memory"])
     print_table("Idle tick (nothing new), after the smallest backfill", report["idle_ticks"])
+    if "rate-limited" not in args.skip:
+        report["rate_limited"] = [rate_limited_backfill(VENDORS[vendor]) for vendor in vendors]
+        print_table("Rate-limited backfill (virtual time; the simulator enforces the limit)", report["rate_limited"])
+    if "packages" not in args.skip:
+        with tempfile.TemporaryDirectory(prefix="auditlake-build-") as scratch:
+            packages.sam_build(Path(scratch) / "build")
+            report["packages"] = packages.package_report(Path(scratch) / "build")
+        print("\nDeployment packages (sam build) and cold imports")
+        print(packages.format_table(report["packages"]))
+        for problem in packages.problems(report["packages"]):
+            print(f"PROBLEM: {problem}")
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(report, indent=2) + "\n")
     print(f"\nwritten to {args.json}")
