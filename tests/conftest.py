@@ -49,9 +49,10 @@ def clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
     return clock
 
 
-@pytest.fixture
+@pytest.fixture(autouse=True)
 def pauses(monkeypatch: pytest.MonkeyPatch) -> Pauses:
-    """Retry waits are recorded, not slept."""
+    """Waits (retries and pacing) are recorded, never slept, in every test: a collector paced at a vendor's limit
+    would otherwise sleep in real time, also against the demo's loopback simulators."""
     recorded = Pauses()
     monkeypatch.setattr(http, "pause", recorded)
     return recorded
