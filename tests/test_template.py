@@ -555,6 +555,23 @@ def test_digest_signing_key_is_asymmetric_retained_and_signs_for_the_collectors_
         assert "Tags" not in RESOURCES[logical_id]["Properties"], "a collector's own Tags would drop the signer tag"
 
 
+def test_sam_puts_the_signer_tag_on_the_collectors_roles_only(tmp_path: Path, capsys: pytest.CaptureFixture[str]
+                                                               ) -> None:
+    """The key and bucket policies recognise the collectors by this tag on their roles; SAM generates the roles,
+    so the translated template must show it there (and on no other role, such as the schedules')."""
+    spec = importlib.util.spec_from_file_location("template_tools", PROJECT_ROOT / "scripts" / "template_tools.py")
+    assert spec is not None and spec.loader is not None
+    tools = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tools)
+    assert tools.translate(PROJECT_ROOT / "template.yaml", tmp_path / "translated.json") == 0
+    roles = {logical_id: resource["Properties"] for logical_id, resource in
+             json.loads((tmp_path / "translated.json").read_text())["Resources"].items()
+             if resource["Type"] == "AWS::IAM::Role"}
+    signers = {logical_id for logical_id, properties in roles.items()
+               if {"Key": SIGNER_TAG, "Value": {"Ref": "AWS::StackName"}} in properties.get("Tags", [])}
+    assert signers == {f"{logical_id}Role" for logical_id in COLLECTORS}
+
+
 def test_only_the_collectors_write_digests() -> None:
     digests = f"{ATTRS['ArchiveBucket', 'Arn']}/digests/*"
     assert any(s["Effect"] == "Deny" and s["Principal"] == "*" and as_list(s["Action"]) == ["s3:PutObject"]

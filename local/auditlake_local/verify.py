@@ -259,6 +259,14 @@ class Verifier:
         chain.stream = state.key if state else None
         previous: DigestVersion | None = None
         last = max(by_sequence, default=0)
+        named_by_next: dict[int, set[str]] = {}  # sequence -> the SHA-256s its successor (or the state) links to
+        if state is not None and state.digest.previous_sha256:
+            named_by_next[state.digest.sequence] = {state.digest.previous_sha256}
+        for sequence, (key, versions) in by_sequence.items():
+            for version in versions.versions:
+                link = (reads[(key, version)].result().body or {}).get("previous")
+                if isinstance(link, dict):
+                    named_by_next.setdefault(sequence - 1, set()).add(str(link.get("sha256")))
         for sequence in range(1, last + 1):
             if sequence not in by_sequence:
                 key = digests.digest_key(chain.stream, sequence) if chain.stream else f"{prefix}{sequence:010d}.json"
@@ -277,7 +285,7 @@ class Verifier:
                                         "a digest was written over; the chain forks here")
             for candidate in candidates:
                 self._check_digest(candidate, sequence, prefix, report)
-            member = self._member(candidates, sequence, previous, key, report)
+            member = self._member(candidates, sequence, previous, key, report, named_by_next.get(sequence, set()))
             if member is not None and member.body is not None:
                 chain.stream = chain.stream or str(member.body.get("stream"))
                 chain.digests.append(member)
@@ -330,16 +338,16 @@ class Verifier:
 
     @staticmethod
     def _member(candidates: list[DigestVersion], sequence: int, previous: DigestVersion | None, key: str,
-                report: Report) -> DigestVersion:
-        """The version that continues the chain: the one linking to the previous member (a signed one first)."""
+                report: Report, named_by_next: set[str]) -> DigestVersion:
+        """The version that continues the chain: the one linking to the previous member, signed, and linked to by
+        the next digest (of two signed forks, that one; else the one written first)."""
         def link(candidate: DigestVersion) -> dict[str, Any]:
             value = (candidate.body or {}).get("previous")
             return value if isinstance(value, dict) else {}
 
         def best(versions: list[DigestVersion]) -> DigestVersion:
-            # Signed first; of two signed forks, the one written first (the collectors never write a key twice).
-            return min(versions, key=lambda c: (not c.signed, c.body is None, c.written or datetime.max.replace(
-                tzinfo=UTC), c.version_id))
+            return min(versions, key=lambda c: (not c.signed, c.body is None, c.sha256 not in named_by_next,
+                                                c.written or datetime.max.replace(tzinfo=UTC), c.version_id))
 
         if sequence == 1:
             first = [c for c in candidates if c.body is not None and (c.body.get("previous") is None)]
