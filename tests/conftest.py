@@ -9,11 +9,14 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import boto3
 import pytest
 
 from auditlake import http, secrets, timeutil
+from auditlake.state import StateStore
 from auditlake_local.simulators import AsanaSimulator, SimulatorAdapter
 from auditlake_local.stack import LambdaContext, LocalStack
+from auditlake_local.verify import Report, Verifier, load_public_key
 
 ASANA_TOKEN = "asana-sa-token-4f1d0c9e7b2a"
 ASANA_WORKSPACE = "1200000000000001"
@@ -146,6 +149,17 @@ def check_archive(stack: LocalStack, vendor: str, truth: dict[str, dict[str, Any
                        sum(n - 1 for n in ids.values() if n > 1)),
         unexpected=sum(n for c, n in archived.items() if c not in expected),
     )
+
+
+def verify_archive(stack: LocalStack, clock: Clock | None = None, **selection: Any) -> Report:
+    """`auditlake verify` over the stack's whole archive (or `streams`, `since`, `until`), with the signing key's
+    public key from KMS and the streams' state, as an auditor with the AuditorPolicy runs it; the chains' age is
+    judged by `clock`, else by the engine's clock."""
+    public = boto3.client("kms").get_public_key(KeyId=stack.functions_env("DIGEST_SIGNING_KEY_ARN"))["PublicKey"]
+    verifier = Verifier(boto3.client("s3"), stack.bucket, load_public_key(public, "the signing key"),
+                        states=StateStore(boto3.client("dynamodb"), stack.table).scan,
+                        now=clock.now if clock else timeutil.now)  # the engine's clock: the test's, if it set one
+    return verifier.run(**selection)
 
 
 MATRIX: dict[str, ArchiveCheck] = {}

@@ -109,7 +109,7 @@ def test_objects_hold_every_entry_verbatim_with_normalised_columns(stack: LocalS
     summary = stack.invoke("AshbyCollector")
     assert summary["status"] == "ok" and summary["streams"][0]["stream"] == STREAM
     s3 = boto3.client("s3")
-    keys = [o["Key"] for o in s3.list_objects_v2(Bucket=stack.bucket)["Contents"]]
+    keys = [o["Key"] for o in s3.list_objects_v2(Bucket=stack.bucket, Prefix="events/")["Contents"]]
     for key in keys:
         assert re.fullmatch(r"events/vendor=ashby/dt=\d{4}-\d\d-\d\d/ashby-organization_\d{8}T\d{9}Z-\d{8}T\d{9}Z"
                             r"_p\d{6}\.json\.gz", key), key

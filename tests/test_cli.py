@@ -3,6 +3,7 @@ moto) and against a "deployed" stack found by name in moto's CloudFormation."""
 
 from __future__ import annotations
 
+import fnmatch
 import gzip
 import io
 import json
@@ -17,8 +18,11 @@ from typing import Any
 import boto3
 import pytest
 import requests
+from botocore.client import BaseClient
 from botocore.response import StreamingBody
 from botocore.stub import Stubber
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
 from moto.athena.models import athena_backends
 from worlds import world_of
 
@@ -120,7 +124,10 @@ def test_demo_collects_checks_saves_and_shows_queries_and_status(capsys: pytest.
     assert "auditlake query --saved" in result.out
     assert "STREAM" in result.out and "asana#1200000000000001" in result.out
     assert {p.name for p in directory.iterdir()} >= {"workspace.json", "state.json", "secrets.json", "archive",
-                                                     "simulators"}
+                                                     "simulators", "signing-key.pem"}
+    last = result.out.strip().splitlines()[-2:]
+    assert last[0] == "$ auditlake verify"
+    assert last[1].startswith("9 chain(s)") and last[1].endswith("no findings"), last
 
 
 def test_demo_refuses_a_directory_that_is_not_a_workspace(capsys: pytest.CaptureFixture[str],
@@ -347,6 +354,64 @@ def test_secret_set_refuses_a_token_on_the_command_line(capsys: pytest.CaptureFi
     assert "abc" not in result.out + result.err.replace("token=abc", "")
 
 
+# -- verify ----------------------------------------------------------------------------------------------------
+
+
+def test_verify_the_saved_demo_then_a_changed_object_is_named(capsys: pytest.CaptureFixture[str],
+                                                              ws_dir: Path) -> None:
+    clean = run(capsys, "verify", "--workspace", ws_dir)
+    assert clean.code == 0, clean.out + clean.err
+    assert clean.out.startswith(f"verifying the demo workspace at {ws_dir}: every stream")
+    assert clean.out.strip().splitlines()[-1].endswith("no findings")
+
+    # A later run extends the chains with the same (saved) key; the workspace puts the digests' versions back.
+    assert run(capsys, "backfill", "make", "--since", (datetime.now(UTC) - timedelta(days=DAYS)).date().isoformat(),
+               "--workspace", ws_dir).code == 0
+    assert run(capsys, "verify", "--stream", "make", "--workspace", ws_dir).code == 0
+
+    objects = sorted((ws_dir / "archive" / "events" / "vendor=ashby").rglob("*.json.gz"))
+    changed = objects[0]
+    changed.write_bytes(gzip.compress(gzip.decompress(changed.read_bytes()).replace(b'"success"', b'"failure"', 1)))
+    found = run(capsys, "verify", "--stream", "ashby", "--workspace", ws_dir)
+    assert found.code == 1
+    lines = found.out.strip().splitlines()
+    key = changed.relative_to(ws_dir / "archive").as_posix()
+    assert lines[1].startswith(f"modified object: {key} (version ") and "its bytes changed" in lines[1], lines
+    assert lines[-1].endswith("1 finding(s): 1 modified object")
+
+
+def test_verify_offline_with_the_public_key_file(capsys: pytest.CaptureFixture[str], ws_dir: Path,
+                                                 tmp_path: Path) -> None:
+    private = serialization.load_pem_private_key((ws_dir / "signing-key.pem").read_bytes(), password=None)
+    der = private.public_key().public_bytes(serialization.Encoding.DER,
+                                            serialization.PublicFormat.SubjectPublicKeyInfo)
+    (tmp_path / "digest-key.der").write_bytes(der)  # what `aws kms get-public-key` gives, base64-decoded
+    result = run(capsys, "verify", "--public-key", tmp_path / "digest-key.der", "--stream", "asana",
+                 "--workspace", ws_dir)
+    assert result.code == 0 and result.out.strip().endswith("no findings"), result.out
+
+    stranger = ec.generate_private_key(ec.SECP256R1()).public_key()
+    (tmp_path / "other.pem").write_bytes(stranger.public_bytes(serialization.Encoding.PEM,
+                                                               serialization.PublicFormat.SubjectPublicKeyInfo))
+    wrong = run(capsys, "verify", "--public-key", tmp_path / "other.pem", "--stream", "asana", "--workspace", ws_dir)
+    assert wrong.code == 1 and all(line.startswith("bad signature: digests/vendor=asana/")
+                                   for line in wrong.out.strip().splitlines()[1:-1])
+
+    (tmp_path / "notes.txt").write_text("not a key")
+    message = one_sentence_error(run(capsys, "verify", "--public-key", tmp_path / "notes.txt", "--workspace", ws_dir))
+    assert message.startswith(f"auditlake: error: {tmp_path / 'notes.txt'} is not a public key in PEM or DER")
+
+
+def test_verify_refuses_bad_options_in_one_sentence(capsys: pytest.CaptureFixture[str], ws_dir: Path) -> None:
+    message = one_sentence_error(run(capsys, "verify", "--stream", "jira", "--workspace", ws_dir))
+    assert "--stream takes a vendor (asana, ashby, clickup, make) or a stream key" in message
+    message = one_sentence_error(run(capsys, "verify", "--since", "yesterday", "--workspace", ws_dir))
+    assert "--since takes a day (YYYY-MM-DD) or an ISO 8601 time, not 'yesterday'" in message
+    message = one_sentence_error(run(capsys, "verify", "--since", "2026-11-02", "--until", "2026-11-01",
+                                     "--workspace", ws_dir))
+    assert "is not before --until" in message
+
+
 # -- a deployed stack (moto) ---------------------------------------------------------------------------------
 
 
@@ -357,15 +422,83 @@ def deployed(stack: LocalStack) -> Iterator[tuple[LocalStack, str]]:
     athena = boto3.client("athena")
     athena.create_work_group(Name="auditlake-analysts")
     outputs = {"StateTableName": stack.table, "ArchiveBucketName": stack.bucket, "GlueDatabase": "auditlake",
-               "GlueEventsTable": "events", "AthenaWorkGroup": "auditlake-analysts"}
+               "GlueEventsTable": "events", "AthenaWorkGroup": "auditlake-analysts",
+               "DigestSigningKeyArn": stack.functions_env("DIGEST_SIGNING_KEY_ARN")}
     for local in VENDORS.values():
         title = local.function_id.removesuffix("Collector")
         outputs[f"{title}TokenSecretArn"] = stack.functions[local.function_id].environment["SECRET_ID"]
         outputs[f"{title}CollectorFunctionName"] = stack.refs[local.function_id]
     template = {"Resources": {"Topic": {"Type": "AWS::SNS::Topic"}},
                 "Outputs": {key: {"Value": value} for key, value in outputs.items()}}
-    boto3.client("cloudformation").create_stack(StackName="auditlake-prod", TemplateBody=json.dumps(template))
+    created = boto3.client("cloudformation").create_stack(StackName="auditlake-prod", TemplateBody=json.dumps(template))
+    stack.refs["AWS::StackId"] = created["StackId"]
     yield stack, "auditlake-prod"
+
+
+def test_an_auditor_with_the_auditor_policy_can_verify_a_deployed_stack(
+        capsys: pytest.CaptureFixture[str], deployed: tuple[LocalStack, str], monkeypatch: pytest.MonkeyPatch,
+        clock: Any, pauses: Any) -> None:
+    """Every AWS call `verify --stack` makes is one the stack's AuditorPolicy allows, on the resource it names
+    (no collector credentials needed); and the verification is clean."""
+    stack, name = deployed
+    with world_of("clickup", stack, clock.now) as world:
+        world.seed(300, clock.now() - timedelta(days=2), clock.now() - timedelta(minutes=5), seed=5)
+        stack.invoke(world.function_id, environment=workspace.QUIET)
+    calls: list[tuple[str, str, dict[str, Any]]] = []
+    real_call = BaseClient._make_api_call
+
+    def recording(self: BaseClient, operation: str, params: dict[str, Any]) -> Any:
+        calls.append((self.meta.service_model.service_name, operation, params))
+        return real_call(self, operation, params)
+
+    monkeypatch.setattr(BaseClient, "_make_api_call", recording)
+    result = run(capsys, "verify", "--stack", name, "--region", REGION)
+    monkeypatch.setattr(BaseClient, "_make_api_call", real_call)
+    assert result.code == 0 and result.out.strip().endswith("no findings"), result.out
+    assert "6 chain(s)" in result.out
+
+    policy = stack._resolve(stack.resource("AuditorPolicy")["Properties"]["PolicyDocument"])
+    requests = {_iam_request(service, operation, params, stack) for service, operation, params in calls}
+    assert {action for action, _, _ in requests} >= {"cloudformation:DescribeStacks", "s3:ListBucketVersions",
+                                                    "s3:GetObjectVersion", "kms:GetPublicKey", "dynamodb:Scan"}
+    denied = [request for request in requests if not _allowed(policy["Statement"], *request)]
+    assert denied == []
+
+
+def _iam_request(service: str, operation: str, params: dict[str, Any], stack: LocalStack
+                 ) -> tuple[str, str, str | None]:
+    """(IAM action, resource ARN, s3:prefix) of one API call, as IAM authorizes it."""
+    if service == "s3":
+        bucket = f"arn:aws:s3:::{params['Bucket']}"
+        if operation in ("ListObjectVersions", "ListObjectsV2"):
+            action = "s3:ListBucketVersions" if operation == "ListObjectVersions" else "s3:ListBucket"
+            return action, bucket, params.get("Prefix", "")
+        if operation in ("GetObject", "HeadObject"):
+            return ("s3:GetObjectVersion" if params.get("VersionId") else "s3:GetObject"), \
+                f"{bucket}/{params['Key']}", None
+    if service == "kms" and operation == "GetPublicKey":
+        return "kms:GetPublicKey", params["KeyId"], None
+    if service == "dynamodb" and operation == "Scan":
+        return "dynamodb:Scan", f"arn:aws:dynamodb:{REGION}:{ACCOUNT}:table/{params['TableName']}", None
+    if service == "cloudformation" and operation == "DescribeStacks":
+        return "cloudformation:DescribeStacks", stack.refs["AWS::StackId"], None
+    raise AssertionError(f"verify called {service}:{operation}, which the test cannot map to IAM")
+
+
+def _allowed(statements: list[dict[str, Any]], action: str, resource: str, prefix: str | None) -> bool:
+    for statement in statements:
+        actions = [a.lower() for a in statement["Action"]] if isinstance(statement["Action"], list) \
+            else [statement["Action"].lower()]
+        resources = statement["Resource"] if isinstance(statement["Resource"], list) else [statement["Resource"]]
+        if statement["Effect"] != "Allow" or action.lower() not in actions:
+            continue
+        if not any(fnmatch.fnmatchcase(resource, pattern) for pattern in resources):
+            continue
+        prefixes = statement.get("Condition", {}).get("StringLike", {}).get("s3:prefix")
+        if prefixes is not None and not any(fnmatch.fnmatchcase(prefix or "", p) for p in prefixes):
+            continue
+        return True
+    return False
 
 
 def test_status_of_a_deployed_stack(capsys: pytest.CaptureFixture[str], deployed: tuple[LocalStack, str]) -> None:

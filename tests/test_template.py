@@ -25,7 +25,8 @@ COLLECTORS = sorted(logical_id for logical_id, spec in RESOURCES.items()
                     if spec["Type"] == "AWS::Serverless::Function" and logical_id.endswith("Collector"))
 
 ENV_CONTRACT = {
-    "STATE_TABLE", "ARCHIVE_BUCKET", "ARCHIVE_KMS_KEY_ARN", "SECRET_ID", "LAG_SECONDS", "OVERLAP_SECONDS",
+    "STATE_TABLE", "ARCHIVE_BUCKET", "ARCHIVE_KMS_KEY_ARN", "DIGEST_SIGNING_KEY_ARN", "SECRET_ID", "LAG_SECONDS",
+    "OVERLAP_SECONDS",
     "INITIAL_LOOKBACK_DAYS", "PAGE_SIZE", "DEADLINE_MARGIN_SECONDS", "MAX_OBJECT_EVENTS", "HTTP_TIMEOUT_SECONDS",
     "HTTP_MAX_ATTEMPTS", "SECRET_MAX_AGE_SECONDS", "POWERTOOLS_SERVICE_NAME", "POWERTOOLS_METRICS_NAMESPACE",
     "LOG_LEVEL", "RATE_LIMIT_PER_MINUTE",
@@ -75,6 +76,7 @@ REFS: dict[str, Any] = {
     **{logical_id: _ref_value(logical_id, spec) for logical_id, spec in RESOURCES.items()},
     "AWS::Region": REGION, "AWS::AccountId": ACCOUNT, "AWS::StackName": STACK, "AWS::Partition": "aws",
     "AWS::NoValue": None, "AWS::URLSuffix": "amazonaws.com",
+    "AWS::StackId": f"arn:aws:cloudformation:{REGION}:{ACCOUNT}:stack/{STACK}/0a1b2c3d",
 }
 ATTRS = _Attrs()
 EXISTING_SECRET = f"arn:aws:secretsmanager:{REGION}:{ACCOUNT}:secret:existing-XyZ123"
@@ -149,10 +151,11 @@ def collector_statements(logical_id: str, create_secret: bool) -> list[dict[str,
 
 
 def policy_problems(statements: list[dict[str, Any]], vendor: str, *, secret_arn: str, table_arn: str,
-                    bucket_arn: str, key_arn: str) -> list[str]:
-    """Everything in a collector's statements that grants more than its own secret, cursor items and prefix."""
+                    bucket_arn: str, key_arn: str, signing_key_arn: str = "getatt:DigestSigningKey.Arn") -> list[str]:
+    """Everything in a collector's statements that grants more than its own secret, cursor items, prefixes (events
+    and digests) and signing digests."""
     problems = []
-    object_prefix = f"{bucket_arn}/events/vendor={vendor}/"
+    object_prefixes = (f"{bucket_arn}/events/vendor={vendor}/", f"{bucket_arn}/digests/vendor={vendor}/")
     seen_actions: set[str] = set()
     for statement in statements:
         sid = statement.get("Sid", "?")
@@ -190,14 +193,19 @@ def policy_problems(statements: list[dict[str, Any]], vendor: str, *, secret_arn
         if "s3" in services:
             object_actions = [a for a in actions if a != "s3:listbucket"]
             if object_actions and (set(object_actions) - {"s3:putobject", "s3:getobject"}
-                                   or any(not str(r).startswith(object_prefix) for r in resources)):
-                problems.append(f"{sid}: object access {object_actions} on {resources} beyond {object_prefix}")
+                                   or any(not str(r).startswith(object_prefixes) for r in resources)):
+                problems.append(f"{sid}: object access {object_actions} on {resources} beyond {object_prefixes}")
             if "s3:listbucket" in actions:
                 prefixes = as_list(condition.get("StringLike", {}).get("s3:prefix", []))
                 if object_actions or resources != [bucket_arn] or not prefixes \
                         or any(not p.startswith(f"events/vendor={vendor}/") for p in prefixes):
                     problems.append(f"{sid}: ListBucket not limited to events/vendor={vendor}/: {statement}")
-        if "kms" in services:
+        if actions == ["kms:sign"]:
+            if resources != [signing_key_arn]:
+                problems.append(f"{sid}: kms:Sign on {resources}, not the digests' signing key")
+            if condition != {"StringEquals": {"kms:MessageType": "RAW", "kms:SigningAlgorithm": "ECDSA_SHA_256"}}:
+                problems.append(f"{sid}: kms:Sign not limited to RAW ECDSA_SHA_256 messages: {condition}")
+        elif "kms" in services:
             via = condition.get("StringEquals", {}).get("kms:ViaService")
             if resources != [key_arn]:
                 problems.append(f"{sid}: KMS resource {resources} is not the archive key")
@@ -206,7 +214,8 @@ def policy_problems(statements: list[dict[str, Any]], vendor: str, *, secret_arn
             if not set(actions) <= {"kms:decrypt", "kms:generatedatakey"}:
                 problems.append(f"{sid}: KMS actions beyond Decrypt/GenerateDataKey: {actions}")
     for required in ("secretsmanager:getsecretvalue", "dynamodb:getitem", "dynamodb:putitem", "dynamodb:updateitem",
-                     "s3:putobject", "s3:getobject", "s3:listbucket", "kms:generatedatakey", "kms:decrypt"):
+                     "s3:putobject", "s3:getobject", "s3:listbucket", "kms:generatedatakey", "kms:decrypt",
+                     "kms:sign"):
         if required not in seen_actions:
             problems.append(f"missing {required}")
     return problems
@@ -239,7 +248,12 @@ def test_collector_policy_is_least_privilege(logical_id: str, create_secret: boo
     {"Effect": "Allow", "Action": "dynamodb:Query", "Resource": "arn:aws:dynamodb:::table/t"},
     {"Effect": "Allow", "Action": "cloudwatch:PutMetricData", "Resource": "*"},
     {"Effect": "Allow", "Action": "secretsmanager:GetSecretValue", "Resource": "arn:aws:secretsmanager:::secret:x"},
-], ids=["delete", "put-bucket", "acl", "s3-star", "dynamodb-query", "other-service", "other-secret"])
+    {"Effect": "Allow", "Action": "kms:Sign", "Resource": "getatt:ArchiveKey.Arn"},
+    {"Effect": "Allow", "Action": "kms:Sign", "Resource": "getatt:DigestSigningKey.Arn"},
+    {"Effect": "Allow", "Action": "s3:PutObject",
+     "Resource": "arn:aws:s3:::auditlake-test-archivebucket-0a1b2c/digests/vendor=ashby/*"},
+], ids=["delete", "put-bucket", "acl", "s3-star", "dynamodb-query", "other-service", "other-secret",
+        "sign-with-another-key", "sign-anything", "others-digests"])
 def test_policy_check_rejects_excess(bad: dict[str, Any]) -> None:
     assert problems_for("AsanaCollector", True, extra=[bad])
 
@@ -262,9 +276,12 @@ def test_collector_can_write_and_read_its_own_keys_only(logical_id: str) -> None
     bucket_arn = ATTRS["ArchiveBucket", "Arn"]
     own = f"{bucket_arn}/events/vendor={vendor}/dt=2026-11-22/{vendor}#1_w_p0.json.gz"
     other = f"{bucket_arn}/events/vendor=zz{vendor}/dt=2026-11-22/x.json.gz"
+    own_digest = f"{bucket_arn}/digests/vendor={vendor}/stream={vendor}-1/0000000001.json"
     assert any(fnmatch.fnmatchcase(own, pattern) for pattern in object_resources)
+    assert any(fnmatch.fnmatchcase(own_digest, pattern) for pattern in object_resources)
     assert not any(fnmatch.fnmatchcase(other, pattern) for pattern in object_resources)
-    assert not any(fnmatch.fnmatchcase(f"{bucket_arn}/digests/x", pattern) for pattern in object_resources)
+    for elsewhere in (f"{bucket_arn}/digests/x", f"{bucket_arn}/digests/vendor=zz{vendor}/stream=s/0000000001.json"):
+        assert not any(fnmatch.fnmatchcase(elsewhere, pattern) for pattern in object_resources)
 
 
 # ---------------------------------------------------------------------------------------------- collector function
@@ -334,11 +351,12 @@ def test_environment_contract(logical_id: str) -> None:
     assert set(environment) >= ENV_CONTRACT
     assert set(RESOURCES[logical_id]["Properties"]["Environment"]["Variables"]) == {"SECRET_ID"}, \
         "shared variables belong in Globals; a collector sets only its SECRET_ID"
-    for name in ("STATE_TABLE", "ARCHIVE_BUCKET", "ARCHIVE_KMS_KEY_ARN", "SECRET_ID"):
+    for name in ("STATE_TABLE", "ARCHIVE_BUCKET", "ARCHIVE_KMS_KEY_ARN", "DIGEST_SIGNING_KEY_ARN", "SECRET_ID"):
         assert isinstance(environment[name], dict), f"{name} must be an intrinsic, not a hard-coded name"
     assert environment["STATE_TABLE"] == {"Ref": "StateTable"}
     assert environment["ARCHIVE_BUCKET"] == {"Ref": "ArchiveBucket"}
     assert environment["ARCHIVE_KMS_KEY_ARN"] == {"Fn::GetAtt": ["ArchiveKey", "Arn"]}
+    assert environment["DIGEST_SIGNING_KEY_ARN"] == {"Fn::GetAtt": ["DigestSigningKey", "Arn"]}
     for create in (True, False):
         secret_id = evaluate(environment["SECRET_ID"], refs={f"{prefix_of(logical_id)}SecretArn": EXISTING_SECRET},
                              conditions={f"Create{prefix_of(logical_id)}Secret": create})
@@ -514,6 +532,81 @@ def test_archive_object_lock_is_optional() -> None:
                 "Rule": {"DefaultRetention": {"Mode": "COMPLIANCE", "Days": "365"}}}
         else:
             assert resolved["ObjectLockEnabled"] is None and resolved["ObjectLockConfiguration"] is None
+
+
+# ---------------------------------------------------------------------------------------------- digests
+
+SIGNER_TAG = "auditlake:digest-signer"
+
+
+def test_digest_signing_key_is_asymmetric_retained_and_signs_for_the_collectors_only() -> None:
+    key = RESOURCES["DigestSigningKey"]
+    props = key["Properties"]
+    assert (props["KeySpec"], props["KeyUsage"]) == ("ECC_NIST_P256", "SIGN_VERIFY")
+    assert key["DeletionPolicy"] == key["UpdateReplacePolicy"] == "Retain"
+    statements = evaluate(props["KeyPolicy"]["Statement"])
+    allows = [s for s in statements if s["Effect"] == "Allow"]
+    assert all(s["Principal"] == {"AWS": f"arn:aws:iam::{ACCOUNT}:root"} for s in allows)
+    (deny,) = [s for s in statements if s["Effect"] == "Deny"]
+    assert deny["Principal"] == "*" and as_list(deny["Action"]) == ["kms:Sign"]
+    assert deny["Condition"] == {"StringNotEquals": {f"aws:PrincipalTag/{SIGNER_TAG}": STACK}}
+    # The collectors' roles carry that tag: SAM puts a function's tags on the role it generates.
+    assert evaluate(TEMPLATE["Globals"]["Function"]["Tags"]) == {SIGNER_TAG: STACK}
+    for logical_id in COLLECTORS:
+        assert "Tags" not in RESOURCES[logical_id]["Properties"], "a collector's own Tags would drop the signer tag"
+
+
+def test_sam_puts_the_signer_tag_on_the_collectors_roles_only(tmp_path: Path, capsys: pytest.CaptureFixture[str]
+                                                               ) -> None:
+    """The key and bucket policies recognise the collectors by this tag on their roles; SAM generates the roles,
+    so the translated template must show it there (and on no other role, such as the schedules')."""
+    spec = importlib.util.spec_from_file_location("template_tools", PROJECT_ROOT / "scripts" / "template_tools.py")
+    assert spec is not None and spec.loader is not None
+    tools = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tools)
+    assert tools.translate(PROJECT_ROOT / "template.yaml", tmp_path / "translated.json") == 0
+    roles = {logical_id: resource["Properties"] for logical_id, resource in
+             json.loads((tmp_path / "translated.json").read_text())["Resources"].items()
+             if resource["Type"] == "AWS::IAM::Role"}
+    signers = {logical_id for logical_id, properties in roles.items()
+               if {"Key": SIGNER_TAG, "Value": {"Ref": "AWS::StackName"}} in properties.get("Tags", [])}
+    assert signers == {f"{logical_id}Role" for logical_id in COLLECTORS}
+
+
+def test_only_the_collectors_write_digests() -> None:
+    digests = f"{ATTRS['ArchiveBucket', 'Arn']}/digests/*"
+    assert any(s["Effect"] == "Deny" and s["Principal"] == "*" and as_list(s["Action"]) == ["s3:PutObject"]
+               and as_list(s["Resource"]) == [digests]
+               and s["Condition"] == {"StringNotEquals": {f"aws:PrincipalTag/{SIGNER_TAG}": STACK}}
+               for s in bucket_policy_statements("ArchiveBucket"))
+
+
+def test_auditor_policy_reads_and_verifies_but_writes_nothing() -> None:
+    policy = RESOURCES["AuditorPolicy"]
+    assert policy["Type"] == "AWS::IAM::ManagedPolicy"
+    statements = evaluate(policy["Properties"]["PolicyDocument"]["Statement"])
+    bucket = ATTRS["ArchiveBucket", "Arn"]
+    granted = set()
+    for statement in statements:
+        assert statement["Effect"] == "Allow" and "NotAction" not in statement and "NotResource" not in statement
+        actions = {a.lower() for a in as_list(statement["Action"])}
+        granted |= actions
+        assert not any("*" in a for a in actions) and all(r != "*" for r in as_list(statement["Resource"]))
+        assert all(a.split(":")[1].startswith(("get", "list", "describe", "scan", "decrypt")) for a in actions), \
+            f"{statement['Sid']} grants more than reading: {actions}"
+        for resource in as_list(statement["Resource"]):
+            assert not resource.startswith(f"{bucket}/") or resource in (f"{bucket}/events/*", f"{bucket}/digests/*")
+        if "kms:decrypt" in actions:
+            assert as_list(statement["Resource"]) == ["getatt:ArchiveKey.Arn"]
+            assert set(statement["Condition"]["StringEquals"]["kms:ViaService"]) == {
+                f"s3.{REGION}.amazonaws.com", f"dynamodb.{REGION}.amazonaws.com"}
+        if "kms:getpublickey" in actions:
+            assert as_list(statement["Resource"]) == ["getatt:DigestSigningKey.Arn"]
+    assert granted == {"cloudformation:describestacks", "s3:listbucket", "s3:listbucketversions", "s3:getobject",
+                       "s3:getobjectversion", "kms:decrypt", "kms:getpublickey", "dynamodb:scan"}
+    outputs = {name: output["Value"] for name, output in TEMPLATE["Outputs"].items()}
+    assert outputs["AuditorPolicyArn"] == {"Ref": "AuditorPolicy"}
+    assert outputs["DigestSigningKeyArn"] == {"Fn::GetAtt": ["DigestSigningKey", "Arn"]}
 
 
 def test_state_table() -> None:

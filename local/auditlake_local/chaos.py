@@ -9,8 +9,8 @@ seed replays the same run.
 Faults, per tick and per invocation:
 
 - HTTP: the simulators' FaultPlan, every `Fault` kind, at a random rate.
-- S3 PutObject and DynamoDB writes (`Archive.put`, `StateStore.save`, `StateStore.acquire`) failing before the
-  call, or after it succeeded (the write happened, the caller sees an error).
+- S3 PutObject and DynamoDB writes (`Archive.put`, `StateStore.save`, `StateStore.acquire`, and the digest's
+  write) failing before the call, or after it succeeded (the write happened, the caller sees an error).
 - Process death (`ProcessDeath`, a BaseException): before or after any of those writes, inside an HTTP request,
   or just before the lease release. Nothing runs after it, not even the release.
 - The Lambda deadline: a context whose remaining time drops with every request and every retry wait (time that
@@ -35,7 +35,8 @@ Invariants after every tick, per vendor:
 6. an invocation fails only if a fault was injected into it, and its error never carries the token.
 
 At the end, with the faults off, ticks run until every stream of every vendor is ok; then the archive must equal
-each vendor's ground truth exactly once, and no stream may have a lease.
+each vendor's ground truth exactly once, no stream may have a lease, and `auditlake verify` must find nothing:
+every digest chain whole and signed, every object listed and intact, the covered time without a gap.
 """
 
 from __future__ import annotations
@@ -62,6 +63,7 @@ from botocore.exceptions import ClientError
 
 from auditlake import http, timeutil
 from auditlake.archive import Archive
+from auditlake.digest import DigestWriter
 from auditlake.engine import LEASE_GRACE_SECONDS, Collector
 from auditlake.records import COLUMNS
 from auditlake.state import StateStore
@@ -69,6 +71,7 @@ from auditlake.timeutil import parse_time
 from auditlake_local.simulators import Fault, SimulatorAdapter, VendorSimulator, clickup
 from auditlake_local.stack import LambdaContext, LocalStack
 from auditlake_local.vendors import VENDORS, LocalVendor
+from auditlake_local.verify import Verifier, load_public_key
 
 TICK = timedelta(minutes=5)
 START = datetime(2026, 11, 2, 6, 0, tzinfo=UTC)  # a fixed start, so a seed replays exactly; the seed shifts it
@@ -108,6 +111,7 @@ class Report:
     events_checked: int = 0  # ground-truth events found archived exactly once at the end
     checks: int = 0  # per-tick invariant checks passed (one per vendor and tick)
     final_ticks: int = 0  # clean ticks it took to catch up at the end
+    digests_verified: int = 0  # by `auditlake verify` at the end
     seconds: float = 0.0
     failure: str | None = None
 
@@ -125,7 +129,8 @@ class Report:
         outcomes = " ".join(f"{kind}={n}" for kind, n in sorted(self.outcomes.items()))
         status = "ok" if self.ok else "FAILED"
         return (f"seed {self.seed:>6} {status:<6} ticks={self.ticks}+{self.final_ticks} "
-                f"events_checked={self.events_checked} checks={self.checks} {self.seconds:.1f}s | "
+                f"events_checked={self.events_checked} checks={self.checks} digests={self.digests_verified} "
+                f"{self.seconds:.1f}s | "
                 f"runs: {outcomes} | faults: {faults}")
 
 
@@ -326,6 +331,7 @@ def _unsave(_store: StateStore, state: Any, *_args: Any, **_kwargs: Any) -> None
 def _patched(chaos: Chaos, clocks: Clocks) -> Iterator[None]:
     """The engine's clock, retry waits, and the AWS writes, wrapped around the real calls."""
     real_put, real_save, real_acquire, real_finish = Archive.put, StateStore.save, StateStore.acquire, Collector._finish
+    real_digest_put = DigestWriter._put
     real_now, real_pause = timeutil.now, http.pause
 
     def finish(self: Collector, state: Any, result: Any, failure: BaseException | None) -> None:
@@ -338,6 +344,7 @@ def _patched(chaos: Chaos, clocks: Clocks) -> Iterator[None]:
     Archive.put = _faulty(chaos, "put", "s3", "PutObject", real_put)  # type: ignore[method-assign]
     StateStore.save = _faulty(chaos, "save", "dynamodb", "PutItem", real_save, _unsave)  # type: ignore[method-assign]
     StateStore.acquire = _faulty(chaos, "acquire", "dynamodb", "UpdateItem", real_acquire)  # type: ignore[method-assign]
+    DigestWriter._put = _faulty(chaos, "digest", "s3", "PutObject", real_digest_put)  # type: ignore[method-assign]
     Collector._finish = finish  # type: ignore[method-assign]
     timeutil.now = clocks.engine_now
     http.pause = chaos.spend
@@ -345,6 +352,7 @@ def _patched(chaos: Chaos, clocks: Clocks) -> Iterator[None]:
         yield
     finally:
         Archive.put, StateStore.save, StateStore.acquire = real_put, real_save, real_acquire  # type: ignore[method-assign]
+        DigestWriter._put = real_digest_put  # type: ignore[method-assign]
         Collector._finish = real_finish  # type: ignore[method-assign]
         timeutil.now, http.pause = real_now, real_pause
 
@@ -462,13 +470,15 @@ class _Run:
     def _arm(self) -> Armed:
         armed = Armed()
         roll = self.rng.random()
+        # A run writes a digest or two (ClickUp: up to six), at its end.
+        calls = {"put": 4, "save": 4, "acquire": 4, "digest": 2, "request": 12, "release": 4}
         if roll < 0.3:
-            call = self.rng.choice(["put", "save", "acquire"])
-            armed.at[call] = (self.rng.randint(1, 4), self.rng.choice(AWS_MODES))
+            call = self.rng.choice(["put", "save", "acquire", "digest"])
+            armed.at[call] = (self.rng.randint(1, calls[call]), self.rng.choice(AWS_MODES))
         elif roll < 0.5:
-            call = self.rng.choice(["put", "save", "acquire", "request", "release"])
+            call = self.rng.choice(["put", "save", "acquire", "digest", "request", "release"])
             mode = "crash_before" if call == "release" else self.rng.choice(CRASH_MODES)
-            armed.at[call] = (self.rng.randint(1, 12 if call == "request" else 4), mode)
+            armed.at[call] = (self.rng.randint(1, calls[call]), mode)
         if self.rng.random() < 0.2:
             armed.concurrent_at = self.rng.randint(1, 6)
         return armed
@@ -564,11 +574,25 @@ class _Run:
             self.check(final=done)
             if done:
                 self.report.final_ticks = final
+                self._verify_digests()
                 return
         raise InvariantBroken("catches up", ",".join(w.vendor for w in self.worlds if w.vendor not in caught_up),
                               f"not every stream ok after {MAX_FINAL_TICKS} clean ticks")
 
     # -- invariants ----------------------------------------------------------------------------------------------
+
+    def _verify_digests(self) -> None:
+        """`auditlake verify` over the whole archive, as an auditor would run it after the storm."""
+        kms = boto3.client("kms")
+        public = kms.get_public_key(KeyId=self.stack.functions_env("DIGEST_SIGNING_KEY_ARN"))["PublicKey"]
+        verifier = Verifier(self.s3, self.stack.bucket, load_public_key(public, "the signing key"),
+                            states=StateStore(self.dynamodb, self.stack.table).scan, now=self.clocks.engine_now)
+        report = verifier.run()
+        if report.findings:
+            first = report.findings[0]
+            vendor = first.subject.partition("vendor=")[2].partition("/")[0] or first.subject.partition("#")[0]
+            raise InvariantBroken("digests verify", vendor, "; ".join(f.line() for f in report.findings[:5]))
+        self.report.digests_verified = report.digests
 
     def _streams(self) -> dict[str, dict[str, dict[str, Any]]]:
         """Every state item, by vendor, then by stream key (read consistently, with the lease attributes)."""
@@ -589,7 +613,8 @@ class _Run:
         self.chaos.written.clear()
         if listing:
             listed: set[str] = set()
-            for page in self.s3.get_paginator("list_objects_v2").paginate(Bucket=self.stack.bucket):
+            for page in self.s3.get_paginator("list_objects_v2").paginate(Bucket=self.stack.bucket,
+                                                                          Prefix="events/"):
                 for item in page.get("Contents", []):
                     key = item["Key"]
                     listed.add(key)

@@ -5,6 +5,8 @@
     auditlake backfill VENDOR --since YYYY-MM-DD     history before the first collected window, exactly once
     auditlake query "SQL" | --saved NAME | --list    Athena on a stack, DuckDB on the demo's archive
     auditlake secret set VENDOR                      prompts for the token and scope, checks them, stores them
+    auditlake verify [--stream S] [--since T]        the digests' signatures and chains, every object's hash,
+                                                     no unlisted object, no gap in the time covered
 
 Without `--stack`, every command works on the demo workspace that `auditlake demo` saved (`--workspace DIR`).
 """
@@ -37,6 +39,7 @@ from auditlake.timeutil import parse_time
 from auditlake.vendor import Window
 from auditlake_local import athena, demo, workspace
 from auditlake_local.vendors import VENDORS
+from auditlake_local.verify import Report, Verifier, VerifyError, load_public_key
 from auditlake_local.workspace import Workspace, WorkspaceError
 
 EXIT_ERROR = 1
@@ -166,6 +169,19 @@ class Target(Protocol):
 
     def save(self) -> None: ...
 
+    def archive(self) -> ArchiveAccess: ...
+
+
+@dataclass(frozen=True)
+class ArchiveAccess:
+    """What `verify` reads: the bucket, the digests' signing key, and the streams' state (the chains' heads)."""
+
+    s3: Any
+    kms: Any
+    bucket: str
+    signing_key: str
+    states: Callable[[], list[StreamState]]
+
 
 class DemoTarget:
     """The demo workspace, running: its stack on moto and its simulators on loopback."""
@@ -192,6 +208,10 @@ class DemoTarget:
 
     def save(self) -> None:
         self.ws.save()
+
+    def archive(self) -> ArchiveAccess:
+        return ArchiveAccess(boto3.client("s3"), boto3.client("kms"), self.ws.stack.bucket,
+                             self.ws.stack.functions_env("DIGEST_SIGNING_KEY_ARN"), self.states)
 
 
 class StackTarget:
@@ -268,6 +288,10 @@ class StackTarget:
 
     def save(self) -> None:
         """Nothing to do: a deployed stack keeps its own state."""
+
+    def archive(self) -> ArchiveAccess:
+        return ArchiveAccess(self.session.client("s3"), self.session.client("kms"), self.output("ArchiveBucketName"),
+                             self.output("DigestSigningKeyArn"), self.states)
 
     def query(self, sql: str, parameters: list[str] | None = None) -> tuple[Columns, Rows]:
         """Runs the query in the stack's workgroup and database; waits for it; reads every page of results."""
@@ -707,6 +731,68 @@ def check_secret(vendor: str, secret: dict[str, str]) -> None:
         raise CliError(f"{_title(vendor)} did not accept these values ({exc}); nothing was stored") from None
 
 
+# -- verify ----------------------------------------------------------------------------------------------------
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    since = _instant(args.since, "--since")
+    until = _instant(args.until, "--until")
+    if since is not None and until is not None and since >= until:
+        raise CliError(f"--since {args.since} is not before --until {args.until}")
+    streams = args.stream or None
+    for stream in streams or []:
+        if stream.partition("#")[0] not in VENDORS:
+            raise CliError(f"--stream takes a vendor ({', '.join(VENDORS)}) or a stream key such as "
+                           f"asana#<workspace gid>, not {stream!r}")
+    public_key = None
+    if args.public_key is not None:
+        try:
+            public_key = load_public_key(args.public_key.read_bytes(), str(args.public_key))
+        except OSError as exc:
+            raise CliError(f"cannot read --public-key {args.public_key}: {exc.strerror}") from None
+    with target(args, vendors=[]) as where:
+        access = where.archive()
+        if public_key is None:
+            public = access.kms.get_public_key(KeyId=access.signing_key)["PublicKey"]
+            public_key = load_public_key(public, f"the public key of {access.signing_key}")
+        print(f"verifying {where.name}: {', '.join(streams) if streams else 'every stream'}, "
+              f"{moment(since) if since else 'from the first digest'} to {moment(until) if until else 'now'}")
+        verifier = Verifier(access.s3, access.bucket, public_key, states=_readable_states(access),
+                            now=lambda: datetime.now(UTC))
+        report = verifier.run(streams, since, until)
+    print_report(report)
+    return EXIT_ERROR if report.findings else 0
+
+
+def print_report(report: Report) -> None:
+    for finding in report.findings:
+        print(finding.line())
+    print(report.summary())
+
+
+def _readable_states(access: ArchiveAccess) -> Callable[[], list[StreamState]] | None:
+    """The streams' state when it is readable; without it the chains' heads and the objects waiting for their
+    stream's next digest are unknown (objects written since a stream's last digest then count as unlisted)."""
+    try:
+        access.states()
+    except ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") not in {"AccessDeniedException", "AccessDenied"}:
+            raise
+        print("note: the state table is not readable with these credentials; the chains' ends are judged by their "
+              "age only", file=sys.stderr)
+        return None
+    return access.states
+
+
+def _instant(text: str | None, option: str) -> datetime | None:
+    if text is None:
+        return None
+    try:
+        return parse_time(text)
+    except ValueError:
+        raise CliError(f"{option} takes a day (YYYY-MM-DD) or an ISO 8601 time, not {text!r}") from None
+
+
 # -- the command line ------------------------------------------------------------------------------------------
 
 
@@ -721,8 +807,16 @@ def cmd_demo(args: argparse.Namespace) -> int:
         print("$ auditlake status")
         print(status_table(DemoTarget(ws).states()))
 
+    def then_verify(ws: Workspace) -> None:
+        then(ws)
+        print("\n$ auditlake verify")
+        access = DemoTarget(ws).archive()
+        public = load_public_key(access.kms.get_public_key(KeyId=access.signing_key)["PublicKey"], "the demo's key")
+        print_report(Verifier(access.s3, access.bucket, public, states=access.states,
+                              now=lambda: datetime.now(UTC)).run())
+
     checks = demo.run(args.workspace, events=args.events, days=args.days, lookback_days=args.lookback_days,
-                      then=then)
+                      then=then_verify)
     bad = [c.vendor for c in checks if c.missing or c.duplicates or c.unexpected]
     if bad:
         print(f"\nthe archive of {', '.join(bad)} does not match the vendor's events", file=sys.stderr)
@@ -786,6 +880,20 @@ def parser() -> argparse.ArgumentParser:
     put.add_argument("--field", action="append", metavar="NAME=VALUE", help="a scope field, instead of its prompt")
     put.add_argument("--token-stdin", action="store_true", help="read the token from stdin (for scripts)")
     put.set_defaults(handler=cmd_secret_set)
+
+    verify = commands.add_parser(
+        "verify", parents=[where], help="prove the archive whole from its signed digests",
+        description="Walks each stream's digest chain: every signature (with the signing key's public key), every "
+                    "link, every listed object's version, SHA-256 and record count, no object that no digest lists, "
+                    "no gap in the time the digests cover. One line per finding; exits 1 on any.")
+    verify.add_argument("--stream", action="append", metavar="STREAM",
+                        help="a vendor (asana) or a stream key (asana#<gid>); repeatable (default: every stream)")
+    verify.add_argument("--since", metavar="TIME", help="check objects and coverage from this day or ISO time (UTC)")
+    verify.add_argument("--until", metavar="TIME", help="... up to this day or time (default: now; the chains' "
+                                                       "last digests must then be recent)")
+    verify.add_argument("--public-key", type=Path, metavar="FILE",
+                        help="the signing key's public key (PEM or DER): signatures are checked without KMS")
+    verify.set_defaults(handler=cmd_verify)
     return top
 
 
@@ -799,7 +907,7 @@ def main(argv: list[str] | None = None) -> int:
         print("\ninterrupted; what was committed is kept, and the same command continues from there",
               file=sys.stderr)
         return EXIT_INTERRUPTED
-    except (CliError, WorkspaceError) as exc:
+    except (CliError, WorkspaceError, VerifyError) as exc:
         return _fail(str(exc))
     except AuditlakeError as exc:
         return _fail(str(exc))

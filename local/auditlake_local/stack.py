@@ -20,7 +20,10 @@ from pathlib import Path
 from typing import Any
 
 import boto3
+from cryptography.hazmat.primitives import serialization
 from moto import mock_aws
+from moto.kms.models import kms_backends
+from moto.s3.models import s3_backends
 from moto.server import ThreadedMotoServer
 
 from auditlake_local.lambda_context import LambdaContext
@@ -133,7 +136,10 @@ class LocalStack:
         raise ValueError(f"unsupported condition {op}")
 
     def _create_key(self, logical_id: str, props: dict[str, Any]) -> None:
-        key = boto3.client("kms").create_key(Description=str(self._resolve(props.get("Description", logical_id))))
+        # An asymmetric key (the digests' signing key) declares its KeySpec and KeyUsage; moto signs with them.
+        shape = {name: str(self._resolve(props[name])) for name in ("KeySpec", "KeyUsage") if name in props}
+        key = boto3.client("kms").create_key(Description=str(self._resolve(props.get("Description", logical_id))),
+                                             **shape)
         self.refs[logical_id] = key["KeyMetadata"]["KeyId"]
         self.attrs[(logical_id, "Arn")] = key["KeyMetadata"]["Arn"]
 
@@ -145,6 +151,12 @@ class LocalStack:
         if props.get("VersioningConfiguration"):
             status = self._resolve(props["VersioningConfiguration"]["Status"])
             s3.put_bucket_versioning(Bucket=name, VersioningConfiguration={"Status": status})
+        lock = self._resolve(props.get("ObjectLockConfiguration"))
+        if lock:
+            retention = lock["Rule"]["DefaultRetention"]
+            s3.put_object_lock_configuration(Bucket=name, ObjectLockConfiguration={
+                "ObjectLockEnabled": lock["ObjectLockEnabled"],
+                "Rule": {"DefaultRetention": {"Mode": retention["Mode"], "Days": int(retention["Days"])}}})
         encryption = self._resolve(props.get("BucketEncryption"))
         if encryption:
             # CloudFormation says ServerSideEncryptionByDefault where the API says ApplyServerSideEncryptionByDefault.
@@ -244,6 +256,24 @@ class LocalStack:
         finally:
             os.environ.clear()
             os.environ.update(saved)
+
+    # -- what a saved demo puts back (moto has no API to choose a version id or a key's material) -------------
+
+    def signing_key_pem(self) -> bytes:
+        """The digests' signing key, private half, as PEM: moto's stand-in for a key that never leaves KMS."""
+        key = kms_backends[ACCOUNT][REGION].describe_key(self.functions_env("DIGEST_SIGNING_KEY_ARN"))
+        return bytes(key.private_key.private_key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
+
+    def restore_signing_key(self, pem: bytes) -> None:
+        """Makes the signing key the one a saved demo signed its digests with."""
+        key = kms_backends[ACCOUNT][REGION].describe_key(self.functions_env("DIGEST_SIGNING_KEY_ARN"))
+        key.private_key.private_key = serialization.load_pem_private_key(pem, password=None)
+
+    def restore_version_id(self, key: str, version_id: str) -> None:
+        """Gives the archive's latest version of `key` the version id a saved demo's digests name."""
+        bucket = s3_backends[ACCOUNT]["aws"].get_bucket(self.bucket)
+        bucket.keys.getlist(key)[-1]._version_id = version_id
 
     def archived_records(self, vendor: str | None = None) -> list[dict[str, Any]]:
         """Every record in the archive (optionally one vendor's), read back from the gzip objects."""

@@ -4,9 +4,13 @@ A workspace directory holds what the in-process stack and the vendor simulators 
 process ends:
 
 - `archive/events/vendor=…/dt=…/*.json.gz`: a mirror of the archive bucket (the layout Athena and DuckDB read),
+- `archive/digests/vendor=…/stream=…/*.json`: the digests, likewise,
 - `state.json`: the state table's items, verbatim (DynamoDB attribute values; binary ones in base64), and the
-  keys of the archive's objects at that moment: written in one piece after the objects, so the state and the
-  archive put back are always from the same moment (an object a save did not finish listing is dropped),
+  keys of the archive's objects at that moment, with their version ids and the digests' metadata (their
+  signatures): written in one piece after the objects, so the state and the archive put back are always from the
+  same moment (an object a save did not finish listing is dropped),
+- `signing-key.pem`: the demo's digest signing key (moto's; in AWS the private half never leaves KMS), so the
+  digests stay verifiable and later runs extend their chains,
 - `secrets.json`: each collector's secret (the simulators' own tokens, no real credential),
 - `simulators/<vendor>.json.gz`: the events each simulator was given,
 - `workspace.json`: what the demo was started with; written last, so a directory without it is no workspace.
@@ -37,6 +41,7 @@ from typing import Any
 import boto3
 import requests
 
+from auditlake.digest import DIGESTS_PREFIX
 from auditlake_local.simulators import VendorSimulator, serve
 from auditlake_local.stack import LambdaContext, LocalStack
 from auditlake_local.template import PROJECT_ROOT, load_template
@@ -115,9 +120,15 @@ class Workspace:
             self._save()
 
     def _save(self) -> None:
-        keys = self._save_archive()
+        previous = _read_json(self.directory / "state.json", {})
+        versions, metadata = self._save_archive(previous.get("metadata", {}))
         items = _scan(self.stack.table)
-        _write_json(self.directory / "state.json", {"items": [_encode(item) for item in items], "objects": keys})
+        _write_json(self.directory / "state.json", {"items": [_encode(item) for item in items],
+                                                    "objects": sorted(versions), "versions": versions,
+                                                    "metadata": metadata})
+        key_file = self.directory / "signing-key.pem"
+        if not key_file.exists():
+            _write_bytes(key_file, self.stack.signing_key_pem(), private=True)
         secrets = {vendor: self.secret(vendor) for vendor in VENDORS}
         _write_json(self.directory / "secrets.json", secrets, private=True)
         simulators = self.directory / "simulators"
@@ -128,18 +139,27 @@ class Workspace:
                 _write_bytes(path, gzip.compress(json.dumps(events, separators=(",", ":")).encode(), 6))
         _write_json(self.directory / MANIFEST, self.manifest)
 
-    def _save_archive(self) -> list[str]:
+    def _save_archive(self, saved_metadata: dict[str, dict[str, str]]
+                      ) -> tuple[dict[str, str], dict[str, dict[str, str]]]:
+        """Mirrors the objects a plain GET serves; returns their version ids and the digests' metadata."""
         s3 = boto3.client("s3")
-        keys = []
-        for page in s3.get_paginator("list_objects_v2").paginate(Bucket=self.stack.bucket):
-            for item in page.get("Contents", []):
-                keys.append(item["Key"])
-                path = self.archive_dir / item["Key"]
-                if path.exists() and path.stat().st_size == item["Size"]:
+        versions: dict[str, str] = {}
+        metadata: dict[str, dict[str, str]] = {}
+        for page in s3.get_paginator("list_object_versions").paginate(Bucket=self.stack.bucket):
+            for item in page.get("Versions", []):
+                if not item.get("IsLatest"):
                     continue
-                path.parent.mkdir(parents=True, exist_ok=True)
-                _write_bytes(path, s3.get_object(Bucket=self.stack.bucket, Key=item["Key"])["Body"].read())
-        return keys
+                key = item["Key"]
+                versions[key] = item["VersionId"]
+                path = self.archive_dir / key
+                fresh = not (path.exists() and path.stat().st_size == item["Size"])
+                if fresh:
+                    path.parent.mkdir(parents=True, exist_ok=True)
+                    _write_bytes(path, s3.get_object(Bucket=self.stack.bucket, Key=key)["Body"].read())
+                if key.startswith(f"{DIGESTS_PREFIX}/"):
+                    metadata[key] = saved_metadata[key] if not fresh and key in saved_metadata else \
+                        s3.head_object(Bucket=self.stack.bucket, Key=key)["Metadata"]
+        return versions, metadata
 
 
 @contextlib.contextmanager
@@ -169,8 +189,11 @@ def open(directory: Path, *, vendors: Collection[str] | None = None) -> Iterator
     parameters = {"InitialLookbackDays": str(manifest["lookback_days"])}
     with LocalStack.start(parameters) as stack, _serving(events) as (running, origins):
         workspace = Workspace(directory, stack, manifest, events, running, origins)
+        key_file = directory / "signing-key.pem"
+        if key_file.is_file():
+            stack.restore_signing_key(key_file.read_bytes())
         saved = _read_json(directory / "state.json", {"items": [], "objects": []})
-        _restore_archive(workspace, set(saved["objects"]))
+        _restore_archive(workspace, set(saved["objects"]), saved.get("versions", {}), saved.get("metadata", {}))
         _restore_items(stack.table, saved["items"])
         for vendor, value in _read_json(directory / "secrets.json", {}).items():
             if vendor in VENDORS:
@@ -206,19 +229,25 @@ def _serving(events: dict[str, list[dict[str, Any]]]
         yield simulators, origins
 
 
-def _restore_archive(workspace: Workspace, keys: set[str]) -> None:
-    """Puts the saved objects back. A file the state does not list is from a save that did not finish: the run
-    that wrote it is not in the saved state either, so it is removed (and written again when that run is)."""
+def _restore_archive(workspace: Workspace, keys: set[str], versions: dict[str, str],
+                     metadata: dict[str, dict[str, str]]) -> None:
+    """Puts the saved objects back, with the version ids and metadata the digests rely on. A file the state does
+    not list is from a save that did not finish: the run that wrote it is not in the saved state either, so it is
+    removed (and written again when that run is)."""
     s3 = boto3.client("s3")
     root = workspace.archive_dir
     if not root.is_dir():
         return
-    for path in sorted(root.rglob("*.json.gz")):
+    for path in sorted(root.rglob("*")):
+        if not path.is_file() or path.name.startswith("."):
+            continue
         key = path.relative_to(root).as_posix()
         if key not in keys:
             path.unlink()
             continue
-        s3.put_object(Bucket=workspace.stack.bucket, Key=key, Body=path.read_bytes())
+        s3.put_object(Bucket=workspace.stack.bucket, Key=key, Body=path.read_bytes(), Metadata=metadata.get(key, {}))
+        if key in versions:
+            workspace.stack.restore_version_id(key, versions[key])
 
 
 @contextlib.contextmanager

@@ -74,6 +74,7 @@ class ArchiveObject:
     first_time: datetime
     last_time: datetime
     sha256: str = field(init=False)
+    version_id: str | None = field(init=False, default=None)  # set by Archive.put: the digests name it
 
     def __post_init__(self) -> None:
         self.sha256 = base64.b64encode(hashlib.sha256(self.body).digest()).decode()
@@ -131,10 +132,11 @@ class Archive:
         self.objects_written = 0
         self.bytes_written = 0
 
-    def put(self, obj: ArchiveObject) -> None:
-        """Writes the object once; raises ArchiveConflict if the key already exists."""
+    def put(self, obj: ArchiveObject) -> str | None:
+        """Writes the object once and returns its version id (also set on `obj`); raises ArchiveConflict if the
+        key already exists."""
         try:
-            self.s3.put_object(
+            response = self.s3.put_object(
                 Bucket=self.bucket, Key=obj.key, Body=obj.body, ContentType="application/gzip",
                 ServerSideEncryption="aws:kms", SSEKMSKeyId=self.kms_key_arn, BucketKeyEnabled=True,
                 ChecksumAlgorithm="SHA256", ChecksumSHA256=obj.sha256, IfNoneMatch="*",
@@ -146,6 +148,8 @@ class Archive:
             raise
         self.objects_written += 1
         self.bytes_written += len(obj.body)
+        obj.version_id = response.get("VersionId")
+        return obj.version_id
 
     def exists(self, key: str) -> bool:
         # A listing, not a HEAD: without s3:ListBucket a HEAD of a missing key is a 403, indistinguishable

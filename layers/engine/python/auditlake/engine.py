@@ -22,6 +22,9 @@ the stream's state, in the same write that completes the window, and hands to ev
 overlap). The engine never reads the hint. A cursor expiry drops it, so the window is then read without it; a
 window that ends without one clears it. Make uses it to start the next window near its start instead of at
 the beginning of its UTC day.
+
+Digests (digest.py) ride on the same commits: a part's commit records its objects for the stream's next digest,
+a window's completion the span it covered, and the end of a run seals the digest when one is due.
 """
 
 from __future__ import annotations
@@ -35,7 +38,8 @@ from typing import Any
 from auditlake import timeutil
 from auditlake.archive import Archive, PartBuilder, safe_key_part, window_id
 from auditlake.deadline import Deadline
-from auditlake.errors import AuditlakeError, CursorExpired, DeadlineReached, MalformedResponse, StreamBusy
+from auditlake.digest import DigestWriter, entry_of
+from auditlake.errors import AuditlakeError, CursorExpired, DeadlineReached, MalformedResponse, StreamBusy, VendorError
 from auditlake.records import record_line
 from auditlake.settings import Settings
 from auditlake.state import BackfillSpan, Intent, StateStore, StreamState, WindowState
@@ -68,6 +72,7 @@ class StreamResult:
     newest_event_time: str | None = None
     backlog_seconds: float = 0.0
     error: str | None = None
+    digest: str | None = None  # the key of the digest this run wrote
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -87,7 +92,8 @@ class _Part:
 
 class Collector:
     def __init__(self, adapter: VendorAdapter, settings: Settings, store: StateStore, archive: Archive,
-                 deadline: Deadline, owner: str, now: Callable[[], datetime] | None = None) -> None:
+                 deadline: Deadline, owner: str, now: Callable[[], datetime] | None = None,
+                 digests: DigestWriter | None = None) -> None:
         self.adapter = adapter
         self.vendor = adapter.vendor
         self.settings = settings
@@ -96,6 +102,7 @@ class Collector:
         self.deadline = deadline
         self.owner = owner
         self.now = now or timeutil.now
+        self.digests = digests
 
     # -- a stream's run ------------------------------------------------------------------------------------
 
@@ -163,7 +170,9 @@ class Collector:
             state.done_until = since
 
     def _finish(self, state: StreamState, result: StreamResult, failure: BaseException | None) -> None:
-        """Commits what is safe and releases the lease; the run's outcome goes into the state for operators."""
+        """Seals a digest if one is due, commits what is safe and releases the lease; the run's outcome goes into
+        the state for operators."""
+        digest_failure = self._seal_digest(state, result, failure)
         now = self.now()
         caught_up_to = timeutil.floor_millis(now - self.settings.lag)
         if result.stream.endswith("#backfill"):
@@ -203,6 +212,28 @@ class Collector:
                 raise
             log.exception("could not record the failed run's state; its lease expires by itself",
                           extra={"stream": state.key})
+        if digest_failure is not None:
+            raise digest_failure
+
+    def _seal_digest(self, state: StreamState, result: StreamResult, failure: BaseException | None
+                     ) -> Exception | None:
+        """Writes the stream's next digest when one is due. A run that failed at the vendor has committed what it
+        fetched, so that is sealed too; after any other failure memory may be ahead of the state, and the next run
+        seals. A digest that cannot be written fails the run (after its commit), and the next run writes it."""
+        if self.digests is None or not (failure is None or isinstance(failure, VendorError)):
+            return None
+        if not self.digests.due(state, self.now()):
+            return None
+        try:
+            result.digest = self.digests.seal(state, self.now())
+        except Exception as exc:
+            log.exception("could not write the stream's digest", extra={"stream": state.key})
+            if failure is not None:
+                return None  # the run fails anyway, with its own error
+            result.status = "error"
+            result.error = f"digest: {exc}"
+            return exc
+        return None
 
     def _backfill_progress(self, state: StreamState) -> float:
         """The share of the backfill span archived: completed windows, plus the open window up to its frontier
@@ -387,6 +418,8 @@ class _StreamRun:
         for obj in part.builder.seal():
             self.c.archive.put(obj)
             self.result.objects_written += 1
+            if self.c.digests is not None:
+                DigestWriter.record(self.state, entry_of(obj))
         self.state.intent = None
         window.cursor = part.cursor
         window.last_page_ids = part.last_page_ids
@@ -396,6 +429,10 @@ class _StreamRun:
             # In the same write: a stored cursor of None would otherwise mean both "not started" and "finished".
             self._complete(window, part.hint)
         self.c.save(self.state)
+        if self.c.digests is not None and DigestWriter.full(self.state):
+            # A busy run seals early, so the objects waiting for a digest never outgrow the state item.
+            self.result.digest = self.c.digests.seal(self.state, self.c.now()) or self.result.digest
+            self.c.save(self.state)
 
     def _remember(self, window: WindowState, events: dict[str, datetime], *, contiguous: bool = True) -> None:
         """Books archived events: counts, the frontier to resume from, the ids the next window must skip.
@@ -462,6 +499,8 @@ class _StreamRun:
         if self.state.seen_from is not None:
             log.warning("more events inside one overlap than ids are kept; the next window re-reads less",
                         extra={"stream": self.state.key, "from": timeutil.to_iso(self.state.seen_from)})
+        if self.c.digests is not None:
+            DigestWriter.record_window(self.state, window)
         self.state.window = None
         self.result.windows_completed += 1
 
@@ -477,6 +516,8 @@ class _StreamRun:
             if self.c.archive.exists(key):
                 recovered.update(self.c.archive.read_events(key))
                 written += 1
+                if self.c.digests is not None:
+                    DigestWriter.record(self.state, self.c.digests.read_stored(key))
         log.warning("recovering an interrupted write", extra={"stream": self.state.key, "keys": intent.keys,
                                                                "events_recovered": len(recovered)})
         window.skip |= set(recovered)

@@ -14,6 +14,7 @@ from aws_lambda_powertools.metrics import MetricUnit
 from auditlake import aws, timeutil
 from auditlake.archive import Archive
 from auditlake.deadline import Deadline
+from auditlake.digest import DigestWriter
 from auditlake.engine import Collector, StreamResult
 from auditlake.errors import AuditlakeError, ConfigError
 from auditlake.http import HttpClient
@@ -79,6 +80,8 @@ def collect(adapter_class: type[VendorAdapter], settings: Settings, context: Any
     adapter = adapter_class(secret, http, settings.page_size)
     store = StateStore(aws.client("dynamodb"), settings.state_table)
     archive = Archive(aws.client("s3"), settings.archive_bucket, settings.kms_key_arn)
+    digests = DigestWriter(aws.client("s3"), aws.client("kms"), settings.archive_bucket, settings.kms_key_arn,
+                           settings.digest_signing_key_arn)
     owner = f"{getattr(context, 'aws_request_id', None) or 'local'}/{uuid.uuid4().hex[:8]}"
 
     results: list[StreamResult] = []
@@ -87,7 +90,8 @@ def collect(adapter_class: type[VendorAdapter], settings: Settings, context: Any
     for index, stream in enumerate(streams):
         # Streams share the invocation: each may spend an even share of what is left, so one stream's backlog
         # never starves the others.
-        collector = Collector(adapter, settings, store, archive, deadline.share(len(streams) - index), owner)
+        collector = Collector(adapter, settings, store, archive, deadline.share(len(streams) - index), owner,
+                              digests=digests)
         with tracer.provider.in_subsegment(f"## {vendor} stream") as subsegment:
             subsegment.put_annotation("stream", stream)
             try:
@@ -99,7 +103,7 @@ def collect(adapter_class: type[VendorAdapter], settings: Settings, context: Any
         results.append(result)
         logger.info("stream collected", extra=result.as_dict())
 
-    _publish_metrics(results, http, backfill=backfill_since is not None)
+    _publish_metrics(results, http, digests, backfill=backfill_since is not None)
     summary = {
         "vendor": vendor,
         "mode": "collect" if backfill_since is None else "backfill",
@@ -110,6 +114,7 @@ def collect(adapter_class: type[VendorAdapter], settings: Settings, context: Any
                  "pacing_seconds": round(http.stats.pacing_seconds, 1),
                  "paced_per_minute": round(http.pacer.per_minute) if http.pacer.per_minute else None},
         "s3": {"objects": archive.objects_written, "bytes": archive.bytes_written},
+        "digests": {"written": digests.written, "adopted": digests.adopted, "signatures": digests.signatures},
         "dynamodb_operations": store.operations,
         "dynamodb": {"reads": store.reads, "writes": store.writes},
     }
@@ -119,7 +124,7 @@ def collect(adapter_class: type[VendorAdapter], settings: Settings, context: Any
     return summary
 
 
-def _publish_metrics(results: list[StreamResult], http: HttpClient, *, backfill: bool) -> None:
+def _publish_metrics(results: list[StreamResult], http: HttpClient, digests: DigestWriter, *, backfill: bool) -> None:
     metrics.add_metric(name="EventsArchived", unit=MetricUnit.Count, value=sum(r.events_archived for r in results))
     metrics.add_metric(name="PagesFetched", unit=MetricUnit.Count, value=sum(r.pages_fetched for r in results))
     metrics.add_metric(name="ObjectsWritten", unit=MetricUnit.Count, value=sum(r.objects_written for r in results))
@@ -128,6 +133,7 @@ def _publish_metrics(results: list[StreamResult], http: HttpClient, *, backfill:
     metrics.add_metric(name="HttpRetries", unit=MetricUnit.Count, value=http.stats.retries)
     metrics.add_metric(name="Throttles", unit=MetricUnit.Count, value=http.stats.throttles)
     metrics.add_metric(name="StreamErrors", unit=MetricUnit.Count, value=sum(r.status == "error" for r in results))
+    metrics.add_metric(name="DigestsWritten", unit=MetricUnit.Count, value=digests.written)
     if backfill:
         return  # history: its times say nothing about how fresh the archive is
     now = timeutil.now()

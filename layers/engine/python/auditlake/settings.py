@@ -16,6 +16,7 @@ class Settings:
     archive_bucket: str
     kms_key_arn: str
     secret_id: str
+    digest_signing_key_arn: str  # the asymmetric KMS key that signs the streams' digests
     lag: timedelta = timedelta(seconds=120)
     overlap: timedelta = timedelta(seconds=600)
     initial_lookback: timedelta = timedelta(days=90)
@@ -55,6 +56,7 @@ class Settings:
             archive_bucket=required("ARCHIVE_BUCKET"),
             kms_key_arn=required("ARCHIVE_KMS_KEY_ARN"),
             secret_id=required("SECRET_ID"),
+            digest_signing_key_arn=required("DIGEST_SIGNING_KEY_ARN"),
             lag=timedelta(seconds=number("LAG_SECONDS", d["lag"].default.total_seconds(), 0)),
             overlap=timedelta(seconds=number("OVERLAP_SECONDS", d["overlap"].default.total_seconds(), 0)),
             initial_lookback=timedelta(days=number("INITIAL_LOOKBACK_DAYS", d["initial_lookback"].default.days, 0)),

@@ -16,6 +16,7 @@ and on still owning the lease, so a run that lost its stream can never move the 
   reading (opaque JSON, see engine.py); absent in items written before hints existed, which read as none.
 - `intent`: the keys of the part being written, recorded before the S3 writes, so a crash between the writes
   and the cursor commit is recognised (and the written objects read back) by the next run.
+- `digest`: the head of the stream's digest chain and what its next digest will list (see digest.py).
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from typing import Any
 from boto3.dynamodb.types import Binary, TypeDeserializer, TypeSerializer
 from botocore.exceptions import ClientError
 
+from auditlake.digest import DigestState
 from auditlake.errors import LeaseLost, StreamBusy
 from auditlake.timeutil import parse_time, to_iso
 
@@ -84,6 +86,7 @@ class StreamState:
     newest_event_time: datetime | None = None
     events_archived: int = 0
     status: dict[str, Any] = field(default_factory=dict)  # last run's outcome, for operators
+    digest: DigestState = field(default_factory=DigestState)
 
 
 class StateStore:
@@ -206,6 +209,7 @@ def _to_item(state: StreamState) -> dict[str, Any]:
         "newest_event_time": to_iso(state.newest_event_time) if state.newest_event_time else None,
         "events_archived": state.events_archived,
         "status": json.loads(json.dumps(state.status), parse_float=Decimal) if state.status else None,
+        "digest": state.digest.to_item(),
     }
 
 
@@ -241,6 +245,7 @@ def _from_item(item: dict[str, Any]) -> StreamState:
         newest_event_time=parse_time(item["newest_event_time"]) if item.get("newest_event_time") else None,
         events_archived=int(item.get("events_archived", 0)),
         status=_plain(item.get("status") or {}),
+        digest=DigestState.from_item(item.get("digest")),
     )
 
 
