@@ -887,7 +887,8 @@ def parser() -> argparse.ArgumentParser:
                     "link, every listed object's version, SHA-256 and record count, no object that no digest lists, "
                     "no gap in the time the digests cover. One line per finding; exits 1 on any.")
     verify.add_argument("--stream", action="append", metavar="STREAM",
-                        help="a vendor (asana) or a stream key (asana#<gid>); repeatable (default: every stream)")
+                        help="a vendor (asana), a stream key with its backfill (asana#<gid>) or a backfill alone "
+                             "(asana#<gid>#backfill); repeatable (default: every stream)")
     verify.add_argument("--since", metavar="TIME", help="check objects and coverage from this day or ISO time (UTC)")
     verify.add_argument("--until", metavar="TIME", help="... up to this day or time (default: now; the chains' "
                                                        "last digests must then be recent)")
