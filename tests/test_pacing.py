@@ -302,7 +302,8 @@ def test_a_pacing_wait_past_the_deadline_stops_instead(virtual: list[float]) -> 
 # --- the setting ----------------------------------------------------------------------------------------------------
 
 
-BASE_ENV = {"STATE_TABLE": "t", "ARCHIVE_BUCKET": "b", "ARCHIVE_KMS_KEY_ARN": "k", "SECRET_ID": "s"}
+BASE_ENV = {"STATE_TABLE": "t", "ARCHIVE_BUCKET": "b", "ARCHIVE_KMS_KEY_ARN": "k", "SECRET_ID": "s",
+            "DIGEST_SIGNING_KEY_ARN": "d"}
 
 
 def test_rate_limit_setting() -> None:
