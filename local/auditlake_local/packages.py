@@ -21,9 +21,9 @@ CPU time of the import is reported beside it.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
-import re
 import shutil
 import statistics
 import subprocess
@@ -37,6 +37,7 @@ from dataclasses import dataclass, field
 from email.parser import HeaderParser
 from importlib import metadata
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 from auditlake_local.template import PROJECT_ROOT, TEMPLATE_PATH, load_template_text
@@ -44,6 +45,7 @@ from auditlake_local.template import PROJECT_ROOT, TEMPLATE_PATH, load_template_
 # Lambda's quota: a function's deployment package and all its layers, unzipped, at most 250 MB (262,144,000 bytes).
 UNZIPPED_LIMIT_BYTES = 250 * 1024 * 1024
 RUNTIME_PROVIDED_LIST = PROJECT_ROOT / "layers" / "engine" / "runtime-provided.txt"
+LAYER_PRUNE_SCRIPT = PROJECT_ROOT / "layers" / "engine" / "prune_runtime_provided.py"
 LAMBDA_PYTHON_VERSION = (3, 13)
 DEFAULT_RUNS = 5
 
@@ -106,25 +108,25 @@ class BuiltFunction:
 # -- the runtime-provided list ------------------------------------------------------------------------------------
 
 
-def canonical_name(name: str) -> str:
-    """PEP 503 normalisation, so `python_dateutil` and `python-dateutil` are one distribution."""
-    return re.sub(r"[-_.]+", "-", name).lower()
+def _layer_build_helper() -> ModuleType:
+    """The layer build's own reader of the list (a standalone script, so `sam build` needs nothing installed)."""
+    spec = importlib.util.spec_from_file_location("prune_runtime_provided", LAYER_PRUNE_SCRIPT)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+_prune = _layer_build_helper()
+canonical_name = _prune.canonical_name
 
 
 def read_runtime_provided(path: Path = RUNTIME_PROVIDED_LIST) -> dict[str, tuple[str, ...]]:
-    """{canonical distribution name: the names it is imported by}, from `name import-name...` lines."""
-    provided: dict[str, tuple[str, ...]] = {}
-    for number, raw in enumerate(path.read_text().splitlines(), start=1):
-        line = raw.split("#", 1)[0].strip()
-        if not line:
-            continue
-        distribution, *import_names = line.split()
-        if not import_names:
-            raise PackageReportError(f"{path}:{number}: {distribution!r} names no import name")
-        provided[canonical_name(distribution)] = tuple(import_names)
-    if not provided:
-        raise PackageReportError(f"{path} names no distribution")
-    return provided
+    """{canonical distribution name: the names it is imported by}, read as the layer build reads it."""
+    try:
+        return _prune.read_runtime_provided(path)
+    except ValueError as exc:
+        raise PackageReportError(str(exc)) from None
 
 
 def runtime_provided_found(directory: Path, provided: Mapping[str, tuple[str, ...]]) -> list[str]:

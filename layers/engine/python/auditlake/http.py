@@ -122,13 +122,9 @@ class HttpClient:
                                   status=failure.status, code=failure.code, retryable=True)
             delay = wait if wait is not None else random.uniform(0, min(BACKOFF_CAP_SECONDS,
                                                                           BACKOFF_BASE_SECONDS * 2 ** attempt))
-            if delay > self.deadline.spendable():
-                raise DeadlineReached(f"{self.vendor}: waiting {delay:.0f}s to retry ({failure.message}) would pass "
-                                      "the deadline")
+            self._wait(delay, f"waiting {delay:.0f}s to retry ({failure.message}) would pass the deadline")
             self.stats.retries += 1
             self.stats.retry_seconds += delay
-            self.pacer.waiting(delay)
-            pause(delay)
         raise AssertionError("unreachable")
 
     def _pace(self, method: str, path: str) -> None:
@@ -137,11 +133,14 @@ class HttpClient:
         delay = self.pacer.delay()
         if delay <= 0:
             return
-        if delay > self.deadline.spendable():
-            raise DeadlineReached(f"{self.vendor}: {method} {path} would wait {delay:.1f}s for the vendor's rate "
-                                  "limit, past the deadline")
+        self._wait(delay, f"{method} {path} would wait {delay:.1f}s for the vendor's rate limit, past the deadline")
         self.stats.pacing_waits += 1
         self.stats.pacing_seconds += delay
+
+    def _wait(self, delay: float, too_long: str) -> None:
+        """Waits `delay` seconds, unless that would pass the deadline: then the run stops, saying `too_long`."""
+        if delay > self.deadline.spendable():
+            raise DeadlineReached(f"{self.vendor}: {too_long}")
         self.pacer.waiting(delay)
         pause(delay)
 
