@@ -62,6 +62,13 @@ class LocalStack:
         self.conditions: dict[str, bool] = {}
         self.functions: dict[str, Function] = {}
         self.endpoint: str | None = None  # a moto server's URL (`serve`); None: moto in this process (`start`)
+        self._clients: dict[str, Any] = {}
+
+    def client(self, service: str) -> Any:
+        """One client per service for this stack's life (building a client costs more than most calls here)."""
+        if service not in self._clients:
+            self._clients[service] = boto3.client(service)
+        return self._clients[service]
 
     @classmethod
     @contextmanager
@@ -138,13 +145,13 @@ class LocalStack:
     def _create_key(self, logical_id: str, props: dict[str, Any]) -> None:
         # An asymmetric key (the digests' signing key) declares its KeySpec and KeyUsage; moto signs with them.
         shape = {name: str(self._resolve(props[name])) for name in ("KeySpec", "KeyUsage") if name in props}
-        key = boto3.client("kms").create_key(Description=str(self._resolve(props.get("Description", logical_id))),
+        key = self.client("kms").create_key(Description=str(self._resolve(props.get("Description", logical_id))),
                                              **shape)
         self.refs[logical_id] = key["KeyMetadata"]["KeyId"]
         self.attrs[(logical_id, "Arn")] = key["KeyMetadata"]["Arn"]
 
     def _create_bucket(self, logical_id: str, props: dict[str, Any]) -> None:
-        s3 = boto3.client("s3")
+        s3 = self.client("s3")
         name = f"{STACK}-{logical_id.lower()}-{uuid.uuid4().hex[:8]}"
         s3.create_bucket(Bucket=name, ObjectLockEnabledForBucket=bool(self._resolve(props.get("ObjectLockEnabled",
                                                                                               False))))
@@ -168,26 +175,26 @@ class LocalStack:
 
     def _create_table(self, logical_id: str, props: dict[str, Any]) -> None:
         name = f"{STACK}-{logical_id}"
-        boto3.client("dynamodb").create_table(
+        self.client("dynamodb").create_table(
             TableName=name, KeySchema=props["KeySchema"], AttributeDefinitions=props["AttributeDefinitions"],
             BillingMode=props.get("BillingMode", "PAY_PER_REQUEST"))
         self.refs[logical_id] = name
         self.attrs[(logical_id, "Arn")] = f"arn:aws:dynamodb:{REGION}:{ACCOUNT}:table/{name}"
 
     def _create_secret(self, logical_id: str, props: dict[str, Any]) -> None:
-        arn = boto3.client("secretsmanager").create_secret(
+        arn = self.client("secretsmanager").create_secret(
             Name=f"{STACK}/{logical_id}", SecretString=self._resolve(props.get("SecretString", "{}")))["ARN"]
         self.refs[logical_id] = arn
 
     def _create_glue_database(self, logical_id: str, props: dict[str, Any]) -> None:
         database = self._resolve(props["DatabaseInput"])
         database.setdefault("Name", f"{STACK}-{logical_id}".lower().replace("-", "_"))
-        boto3.client("glue").create_database(DatabaseInput=database)
+        self.client("glue").create_database(DatabaseInput=database)
         self.refs[logical_id] = database["Name"]
 
     def _create_glue_table(self, logical_id: str, props: dict[str, Any]) -> None:
         table = self._resolve(props["TableInput"])
-        boto3.client("glue").create_table(DatabaseName=self._resolve(props["DatabaseName"]), TableInput=table)
+        self.client("glue").create_table(DatabaseName=self._resolve(props["DatabaseName"]), TableInput=table)
         self.refs[logical_id] = table["Name"]
 
     def _note_layer(self, logical_id: str, props: dict[str, Any]) -> None:
@@ -228,7 +235,7 @@ class LocalStack:
     def put_secret(self, function_id: str, value: dict[str, Any] | str) -> None:
         """Puts the vendor's token (and scope fields) into the function's secret, as an operator would."""
         secret_id = self.functions[function_id].environment["SECRET_ID"]
-        boto3.client("secretsmanager").put_secret_value(
+        self.client("secretsmanager").put_secret_value(
             SecretId=secret_id, SecretString=value if isinstance(value, str) else json.dumps(value))
         _reset_engine_clients()  # a warm Lambda would keep its cached secret for SECRET_MAX_AGE_SECONDS
 
@@ -277,7 +284,7 @@ class LocalStack:
 
     def archived_records(self, vendor: str | None = None) -> list[dict[str, Any]]:
         """Every record in the archive (optionally one vendor's), read back from the gzip objects."""
-        s3 = boto3.client("s3")
+        s3 = self.client("s3")
         prefix = f"events/vendor={vendor}/" if vendor else "events/"
         records = []
         for page in s3.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=prefix):
