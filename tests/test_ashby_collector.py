@@ -293,9 +293,11 @@ def test_wrong_key_is_a_clear_error_and_moves_nothing(stack: LocalStack, ashby: 
 
 
 @pytest.mark.parametrize(("knob", "message"), [
-    ("audit_logs_enabled", r"ashby API HTTP 200 \[audit_logs_not_enabled\]: Your organization does not have the "
-                           r"Audit Logs feature\. \(requestId 0[0-9A-Z]{25}\)"),
-    ("has_permission", r"ashby API HTTP 403 \[missing_endpoint_permission\]: .*auditLogsRead"),
+    ("audit_logs_enabled", r"ashby API HTTP 200 \[audit_logs_not_enabled\]: audit logs are not available to this "
+                           r"account: Your organization does not have the Audit Logs feature\. "
+                           r"\(requestId 0[0-9A-Z]{25}\) \(Ashby's auditLog\.list needs .*Audit Logs feature"),
+    ("has_permission", r"ashby API HTTP 403 \[missing_endpoint_permission\]: audit logs are not available to this "
+                       r"account: .*auditLogsRead"),
 ])
 def test_a_plan_or_permission_gap_is_a_clear_error_never_an_empty_success(
         knob: str, message: str, stack: LocalStack, ashby: AshbySimulator, clock: Clock) -> None:
@@ -325,8 +327,6 @@ def _without(name: str) -> Callable[[dict[str, Any]], dict[str, Any]]:
     (_without("nextCursor"), r"moreDataAvailable is true but there is no nextCursor"),
     (lambda page: {**page, "results": [{**page["results"][0], "createdAt": None}, *page["results"][1:]]},
      r"event #0 of a page is unreadable.*createdAt"),
-    (lambda page: {"success": False, "errorInfo": {"code": "invalid_input", "message": "startDate is not valid"}},
-     r"\[invalid_input\]: startDate is not valid"),
 ])
 def test_a_bad_answer_mid_window_keeps_the_parts_before_it_and_the_cursor(
         change: Callable[[dict[str, Any]], dict[str, Any]], message: str, stack: LocalStack,
@@ -339,6 +339,47 @@ def test_a_bad_answer_mid_window_keeps_the_parts_before_it_and_the_cursor(
     window = stored_state(stack).window
     assert window is not None and window.cursor is not None  # ... and the cursor right after them
     clock.advance()
+    assert stack.invoke("AshbyCollector", environment=SMALL_PARTS)["status"] == "ok"
+    assert_exactly_once(stack, ashby)
+
+
+@pytest.mark.parametrize("error", [
+    {"success": False, "errorInfo": {"code": "invalid_input", "message": "startDate is not valid"}},
+    {"success": False, "errors": ["The cursor could not be used"]},  # the older envelope, naming no code
+])
+def test_an_unexplained_error_on_a_stored_cursor_restarts_the_window_once(
+        error: dict[str, Any], stack: LocalStack, ashby: AshbySimulator, clock: Clock,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """An error the adapter does not read as a rejected cursor may still be one: the window restarts from what is
+    archived, without the cursor, once per run; an error that comes back is raised. No stream stays stuck."""
+    seed(ashby, clock, count=450)
+    rewrite_answer(ashby, monkeypatch, 3, lambda page: error)
+    summary = stack.invoke("AshbyCollector", environment=SMALL_PARTS)
+    assert summary["status"] == "ok" and summary["streams"][0]["cursors_expired"] == 1
+    assert_exactly_once(stack, ashby)
+
+
+def test_an_error_that_keeps_coming_back_with_a_cursor_is_raised_but_progress_is_kept(
+        stack: LocalStack, ashby: AshbySimulator, clock: Clock, monkeypatch: pytest.MonkeyPatch) -> None:
+    seed(ashby, clock, count=450)
+    real_route = ashby.route
+
+    def refuse_every_cursor(request: SimRequest) -> SimResponse:
+        if "cursor" in (request.json() or {}):
+            return SimResponse.of_json(200, {"success": False, "errors": ["Something went wrong"]})
+        return real_route(request)
+
+    monkeypatch.setattr(ashby, "route", refuse_every_cursor)
+    archived = []
+    for _ in range(3):
+        with pytest.raises(Exception, match=r"ashby API HTTP 200: Something went wrong"):
+            stack.invoke("AshbyCollector", environment=SMALL_PARTS)
+        archived.append(len(stack.archived_records("ashby")))
+        clock.advance()
+    # Each run archives a page more (the first page of the window restarted without the cursor) before the error
+    # comes back: the stream is never stuck.
+    assert 0 < archived[0] < archived[1] < archived[2]
+    monkeypatch.setattr(ashby, "route", real_route)
     assert stack.invoke("AshbyCollector", environment=SMALL_PARTS)["status"] == "ok"
     assert_exactly_once(stack, ashby)
 

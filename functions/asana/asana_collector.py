@@ -10,7 +10,8 @@ What Asana documents, and what this adapter does about it:
   archived instant (`start_at` inclusive) and skips the ids it already holds.
 - Events exist from 2021-10-08 and are deleted after 90 days.
 - 1,500 requests per minute per token on paid plans, which requests are paced under; a 429 carries `Retry-After`.
-- Errors: `{"errors": [{"message", "help", "phrase"}]}`.
+- Errors: `{"errors": [{"message", "help", "phrase"}]}`. A 402 (Payment Required, documented) or 403 means the
+  domain's plan or the token cannot read audit logs: one AuditLogsUnavailable that says what Asana requires.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from auditlake.errors import CursorExpired, MalformedResponse, VendorError
 from auditlake.lambda_handler import make_handler
 from auditlake.records import Normalised, text
 from auditlake.timeutil import parse_event_time, to_iso
-from auditlake.vendor import Order, Page, VendorAdapter, Window
+from auditlake.vendor import End, Order, Page, VendorAdapter, Window
 
 
 class Asana(VendorAdapter):
@@ -34,6 +35,8 @@ class Asana(VendorAdapter):
     retention = timedelta(days=90)
     earliest = datetime(2021, 10, 8, tzinfo=UTC)
     rate_limit_per_minute = 1500  # developers.asana.com/docs/rate-limits: paid domains, per token
+    audit_log_requirement = ("Asana's audit log API needs an Enterprise+ or Legacy Enterprise organization, or "
+                             "Enterprise with the Compliance Management add-on, and a service account's token")
 
     @classmethod
     def auth_headers(cls, secret: Mapping[str, str]) -> dict[str, str]:
@@ -46,6 +49,12 @@ class Asana(VendorAdapter):
             first = errors[0]
             return text(first.get("phrase")), str(first.get("message") or first.get("help") or "error")
         return None, f"unexpected error body: {str(body)[:120]}"
+
+    @classmethod
+    def lacks_audit_logs(cls, status: int, code: str | None) -> bool:
+        # 402 Payment Required is among the endpoint's documented errors; 403 is what a token that is not a service
+        # account's, or a domain without the feature, gets.
+        return status in (402, 403)
 
     def streams(self) -> list[str]:
         return [self.secret["workspace_gid"]]
@@ -64,9 +73,11 @@ class Asana(VendorAdapter):
             raise MalformedResponse(self.vendor, "audit_log_events response has no 'data' list")
         next_page = body.get("next_page")
         if not body["data"]:
-            return Page(events=[], cursor=None)
+            return Page(events=[], end=End.EMPTY)
         if next_page is None:
-            return Page(events=body["data"], cursor=None)
+            # Asana's paging ends with `next_page: null`; this endpoint only says so when nothing ever matched, so
+            # a page of events without one is taken at its word (there is no offset to go on with anyway).
+            return Page(events=body["data"], end=End.LAST_PAGE)
         # A next_page that is there but unreadable must not end the window: the events after this page would be
         # skipped for good.
         offset = next_page.get("offset") if isinstance(next_page, dict) else None

@@ -16,9 +16,11 @@ What Ashby documents, and what this adapter does about it:
   instant. Cursors expire after an undocumented time.
 - The last page has `moreDataAvailable: false`; `moreDataAvailable: true` without a `nextCursor` is malformed (no
   endless loop, no silent stop).
-- Errors mostly arrive as HTTP 200 `{"success": false, "errorInfo": {"code", "message", "requestId"}}`; every one
-  is a VendorError naming the code (e.g. `audit_logs_not_enabled`), never an empty success.
-  `missing_endpoint_permission` is a 403, a missing key 401, a wrong key 403. `warnings` are logged.
+- Errors mostly arrive as HTTP 200 `{"success": false, "errorInfo": {"code", "message", "requestId"}}`; the
+  responses page also shows an older `{"success": false, "errors": ["…"]}`, a list of strings without a code field,
+  from which the code is read where a string names one. Every error is a VendorError naming the code, never an empty
+  success; `audit_logs_not_enabled` and `missing_endpoint_permission` (a 403) are AuditLogsUnavailable, whatever
+  the status. A missing key is a 401, a wrong key a 403. `warnings` are logged.
 - The entry schema is not published: the id is `id`; the time the first of `createdAt`, `occurredAt`,
   `timestamp`; unknown categories and target types are valid ("treat unknown values as valid").
 - Rate limits and retention are not documented: requests are paced at an assumed 300/min, a 429 lowers the pace
@@ -29,21 +31,27 @@ from __future__ import annotations
 
 import base64
 import logging
+import re
 from collections.abc import Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
-from auditlake.errors import CursorExpired, MalformedResponse, VendorError
+from auditlake.errors import AuditLogsUnavailable, CursorExpired, MalformedResponse, VendorError
 from auditlake.lambda_handler import make_handler
 from auditlake.records import Normalised, text
 from auditlake.timeutil import MILLISECOND, parse_event_time, to_iso
-from auditlake.vendor import Order, Page, VendorAdapter, Window
+from auditlake.vendor import End, Order, Page, VendorAdapter, Window
 
 ENDPOINT = "/auditLog.list"
 MAX_LIMIT = 100
 TIME_FIELDS = ("createdAt", "occurredAt", "timestamp")
 # Ashby's cursor codes: auditLog.list's own, and the generic pagination ones from the changelog.
 CURSOR_CODES = frozenset({"cursor_invalid", "next_cursor_expired", "invalid_next_cursor"})
+# The organization lacks the Audit Logs feature; the key lacks the auditLogsRead permission (HTTP 403).
+UNAVAILABLE_CODES = frozenset({"audit_logs_not_enabled", "missing_endpoint_permission"})
+# Every code auditLog.list documents, and the generic paging ones: what the older envelope's strings are read for.
+KNOWN_CODES = CURSOR_CODES | UNAVAILABLE_CODES | {"invalid_input"}
+_CODE = re.compile(r"\b[a-z][a-z0-9]*(?:_[a-z0-9]+)+\b")
 
 log = logging.getLogger("auditlake")
 
@@ -58,6 +66,8 @@ class Ashby(VendorAdapter):
     # ASSUMPTION: Ashby documents no limit; 5 requests/s is "a few per second", the only guidance found. A lower
     # real limit is learnt from its 429s.
     rate_limit_per_minute = 300
+    audit_log_requirement = ("Ashby's auditLog.list needs the organization's Audit Logs feature (in beta) and an API "
+                             "key with the auditLogsRead permission")
 
     @classmethod
     def auth_headers(cls, secret: Mapping[str, str]) -> dict[str, str]:
@@ -73,10 +83,15 @@ class Ashby(VendorAdapter):
                 message = text(info.get("message")) or code or "error"
                 request_id = text(info.get("requestId"))
                 return code, f"{message} (requestId {request_id})" if request_id else message
-            errors = body.get("errors")  # older Ashby envelope: a list of error strings
+            errors = body.get("errors")  # the older envelope: a list of error strings, no code field
             if isinstance(errors, list) and errors:
-                return None, "; ".join(str(error) for error in errors)
+                said = [str(error) for error in errors]
+                return _code_in(said), "; ".join(said)
         return None, f"unexpected error body: {str(body)[:120]}"
+
+    @classmethod
+    def lacks_audit_logs(cls, status: int, code: str | None) -> bool:
+        return code in UNAVAILABLE_CODES
 
     def streams(self) -> list[str]:
         return ["organization"]  # an API key belongs to one organization
@@ -102,6 +117,9 @@ class Ashby(VendorAdapter):
             message = self.http.redact(message)
             if cursor is not None and code in CURSOR_CODES:
                 raise CursorExpired(f"ashby rejected the stored cursor: [{code}] {message}")
+            if self.lacks_audit_logs(200, code):
+                raise AuditLogsUnavailable(self.vendor, message, requirement=self.audit_log_requirement, status=200,
+                                           code=code)
             # Not retried: each of Ashby's 200 errors (feature, input, cursor) needs a change, not a second try.
             raise VendorError(self.vendor, message, status=200, code=code)
         warnings = body.get("warnings")
@@ -114,7 +132,7 @@ class Ashby(VendorAdapter):
             raise MalformedResponse(self.vendor, "auditLog.list response has no boolean 'moreDataAvailable'",
                                     status=200)
         if not more:
-            return Page(events=results, cursor=None)
+            return Page(events=results, end=End.LAST_PAGE)
         next_cursor = body.get("nextCursor")
         if not isinstance(next_cursor, str) or not next_cursor:
             raise MalformedResponse(self.vendor, "moreDataAvailable is true but there is no nextCursor", status=200)
@@ -158,6 +176,14 @@ class Ashby(VendorAdapter):
             # Entries record what happened; failures are their own categories (e.g. UserLoginFailed).
             outcome="failure" if category and category.endswith("Failed") else "success",
         )
+
+
+def _code_in(errors: list[str]) -> str | None:
+    """The code of an older-form error: a known code the strings name (as the whole string or inside a sentence),
+    else a string that is itself a bare code. None when they name none."""
+    found = [match for error in errors for match in _CODE.findall(error)]
+    return next((code for code in found if code in KNOWN_CODES), None) \
+        or next((error.strip() for error in errors if _CODE.fullmatch(error.strip())), None)
 
 
 def _object(value: Any) -> dict[str, Any]:

@@ -45,7 +45,7 @@ from auditlake.errors import MalformedResponse, VendorError
 from auditlake.lambda_handler import make_handler
 from auditlake.records import Normalised, text
 from auditlake.timeutil import from_millis, parse_event_time, to_iso, to_millis
-from auditlake.vendor import Order, Page, VendorAdapter, Window
+from auditlake.vendor import End, Order, Page, VendorAdapter, Window
 
 APPLICABILITIES = ("auth-and-security", "user-activity", "custom-fields", "hierarchy-activity",
                    "agent-settings-activity", "other-activity")
@@ -64,6 +64,7 @@ class ClickUp(VendorAdapter):
     secret_fields = ("token", "workspace_id")
     order = Order.NEWEST_FIRST
     rate_limit_per_minute = 10_000  # developer.clickup.com/docs/rate-limits: per token, Enterprise plan
+    audit_log_requirement = "ClickUp's audit logs need the Enterprise plan and the Workspace owner's token"
 
     @classmethod
     def auth_headers(cls, secret: Mapping[str, str]) -> dict[str, str]:
@@ -85,6 +86,10 @@ class ClickUp(VendorAdapter):
             message = f"{message} (trace_id {trace_id})"  # what ClickUp support asks for
         return code, message
 
+    @classmethod
+    def lacks_audit_logs(cls, status: int, code: str | None) -> bool:
+        return code == "INSUFFICIENT_WORKSPACE_ACCESS" or status == 402
+
     def streams(self) -> list[str]:
         return [f"{self.secret['workspace_id']}:{applicability}" for applicability in APPLICABILITIES]
 
@@ -102,17 +107,22 @@ class ClickUp(VendorAdapter):
                                   status=exc.status, code=exc.code) from exc
             raise
         if not rows:
-            return Page(events=[], cursor=None)
+            return Page(events=[], end=End.EMPTY)
         keyed = self._keyed(rows)
         fresh = [row for row, event_id, epoch_ms in keyed if not walk.returned(event_id, epoch_ms)]
         lowest = min(epoch_ms for _, _, epoch_ms in keyed)
         stuck = lowest == walk.edge  # still inside the millisecond the previous page ended in
         walk.advance(lowest, [(event_id, epoch_ms) for _, event_id, epoch_ms in keyed])
 
-        if len(rows) < walk.rows or lowest < start_ms:
+        if lowest < start_ms:
+            return Page(events=fresh, end=End.PAST_WINDOW)
+        if len(rows) < walk.rows:
             if walk.rows > self.page_size and stuck:
                 self._check_not_capped(workspace_id, applicability, start_ms, walk, len(rows))
-            return Page(events=fresh, cursor=None)
+            if not fresh:
+                return Page(events=[], end=End.EMPTY)
+            walk.before, walk.rows = lowest, self.page_size  # STOPGAP: replaced by the cap-safe walk
+            return Page(events=fresh, cursor=walk.dump())
         # Re-read the lowest millisecond: its other rows may not have fit on this page.
         before = min(lowest + 1, walk.before)
         if before < walk.before:

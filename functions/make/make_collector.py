@@ -45,7 +45,7 @@ from auditlake.http import HttpClient
 from auditlake.lambda_handler import make_handler
 from auditlake.records import Normalised, text
 from auditlake.timeutil import parse_event_time, to_millis
-from auditlake.vendor import Order, Page, VendorAdapter, Window
+from auditlake.vendor import End, Order, Page, VendorAdapter, Window
 
 # The API's zones (the OpenAPI document's servers), each serving `/api/v2`: the make.com zones by the names Make
 # gives them (eu1 …), the Celonis ones by their hosts or as `eu1.celonis`/`us1.celonis`.
@@ -73,6 +73,8 @@ class Make(VendorAdapter):
     retention = timedelta(days=365)
     rate_limit_per_minute = 1000  # developers.make.com rate-limiting page: per organization, Enterprise plan
     retention_margin = timedelta(days=2)
+    audit_log_requirement = ("Make's audit logs need the Enterprise plan, and a token of an Admin or Owner of the "
+                             "organization")
 
     def __init__(self, secret: Mapping[str, str], http: HttpClient, page_size: int) -> None:
         # A page after the first asks for the anchor and a whole page more.
@@ -106,6 +108,12 @@ class Make(VendorAdapter):
         elif status == 400 and detail and "zone" in detail.lower():
             said += " (the secret's 'zone' must be the zone the organization lives in)"
         return text(body.get("code")), said
+
+    @classmethod
+    def lacks_audit_logs(cls, status: int, code: str | None) -> bool:
+        # Enterprise only; a plan without them is reported as 402 Payment Required by a third-party client, and a 403
+        # SC403 is what a caller without the role (or, undocumented, the plan) gets.
+        return status in (402, 403)
 
     def streams(self) -> list[str]:
         organization_id = self.secret["organization_id"]
@@ -157,8 +165,10 @@ class Make(VendorAdapter):
         mark.observe(first, rows, times, aim)
         fresh = rows[1:] if anchor else rows
         newest = max((moment for moment in times if moment is not None), default=None)
-        if len(rows) < limit or not fresh or (newest is not None and newest >= to_millis(window.end)):
-            return Page(events=fresh, cursor=None, hint=mark.hint(aim))
+        if not fresh:
+            return Page(events=fresh, end=End.EMPTY, hint=mark.hint(aim))
+        if newest is not None and newest >= to_millis(window.end):
+            return Page(events=fresh, end=End.PAST_WINDOW, hint=mark.hint(aim))
         return Page(events=fresh, cursor={"offset": first + len(rows), "anchor": fresh[-1].get("uuid"),
                                           **mark.dump()})
 

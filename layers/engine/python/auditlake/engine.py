@@ -39,11 +39,19 @@ from auditlake import timeutil
 from auditlake.archive import Archive, PartBuilder, safe_key_part, window_id
 from auditlake.deadline import Deadline
 from auditlake.digest import DigestWriter, entry_of
-from auditlake.errors import AuditlakeError, CursorExpired, DeadlineReached, MalformedResponse, StreamBusy, VendorError
+from auditlake.errors import (
+    AuditlakeError,
+    AuditLogsUnavailable,
+    CursorExpired,
+    DeadlineReached,
+    MalformedResponse,
+    StreamBusy,
+    VendorError,
+)
 from auditlake.records import record_line
 from auditlake.settings import Settings
 from auditlake.state import BackfillSpan, Intent, StateStore, StreamState, WindowState
-from auditlake.vendor import Order, VendorAdapter, Window
+from auditlake.vendor import End, Order, Page, VendorAdapter, Window
 
 LEASE_GRACE_SECONDS = 15
 # Ids kept to skip what the next window re-reads. Two such sets live in a state item while a window is open (the
@@ -67,6 +75,7 @@ class StreamResult:
     pages_fetched: int = 0
     windows_completed: int = 0
     cursors_expired: int = 0
+    empty_pages: int = 0  # pages that held nothing but the news that a window is complete
     backfill: dict[str, str | None] | None = None  # a backfill's span and progress
     done_until: str | None = None
     newest_event_time: str | None = None
@@ -273,6 +282,7 @@ class _StreamRun:
         self.stream_key = safe_key_part(state.key)
         self.state = state
         self.result = result
+        self.cursor_doubted: set[str] = set()  # windows restarted in this run after an unexplained error
 
     def collect(self) -> None:
         if self.state.intent is not None:
@@ -339,6 +349,19 @@ class _StreamRun:
                             extra={"stream": self.state.key, "reason": str(exc)})
                 cursor_expired = True
                 self.result.cursors_expired += 1
+            except VendorError as exc:
+                if not self._may_be_the_cursor(exc, part, window):
+                    stop = exc
+                else:
+                    # An error the adapter does not read as a rejected cursor (an envelope it does not know, a
+                    # status the vendor never documented) may still be one: a cursor that stays rejected must not
+                    # hold the stream for ever. Once per window and run, the window restarts from what is archived,
+                    # without the cursor; if the error comes back, it is the vendor's and is raised.
+                    log.warning("vendor error on a request that carried a stored cursor; resuming the window from "
+                                "what is archived, without it", extra={"stream": self.state.key, "reason": str(exc)})
+                    self.cursor_doubted.add(window.id)
+                    cursor_expired = True
+                    self.result.cursors_expired += 1
             except DeadlineReached as exc:
                 log.info("deadline near while fetching", extra={"stream": self.state.key, "reason": str(exc)})
                 stop = exc
@@ -355,6 +378,14 @@ class _StreamRun:
             if stop is not None or self.c.deadline.near():
                 return False
 
+    def _may_be_the_cursor(self, exc: VendorError, part: _Part, window: WindowState) -> bool:
+        """Whether a vendor error on a page request might be the vendor rejecting the stored cursor, and is worth
+        one restart of the window without it: an error answer (not a body of the wrong shape), not a retryable
+        failure, not throttling, authentication or a plan without audit logs, and only the first time in this run."""
+        return part.cursor is not None and not exc.retryable \
+            and not isinstance(exc, AuditLogsUnavailable | MalformedResponse) \
+            and exc.status not in (401, 403, 429) and window.id not in self.cursor_doubted
+
     def _fill(self, part: _Part, window: WindowState) -> bool:
         """Fetches pages into the part until it is full, the window ends (True) or the deadline nears."""
         # The next window starts no earlier than this end less the overlap (the kept ids can only move it later).
@@ -364,12 +395,34 @@ class _StreamRun:
                 return False
             page = self.adapter.fetch_page(self.stream, query, part.cursor)
             self.result.pages_fetched += 1
+            self._check_end(page, window)
             self._add_page(part, window, page.events)
-            part.cursor = page.cursor
-            if page.cursor is None:
+            if page.end is not None:
+                self.result.empty_pages += not page.events
+                part.cursor = None
                 part.hint = page.hint
                 return True
+            part.cursor = page.cursor
         return False
+
+    def _check_end(self, page: Page, window: WindowState) -> None:
+        """A window is complete only for a reason the vendor states (End), never because a page is short; the two
+        reasons the engine can see for itself are checked."""
+        if page.end is None:
+            if page.cursor is None:
+                raise AuditlakeError(f"{self.c.vendor} adapter returned a page with neither a cursor nor an end")
+            return
+        if page.end is End.EMPTY and page.events:
+            raise AuditlakeError(f"{self.c.vendor} adapter ended a window on a page of {len(page.events)} events "
+                                 "as if it were empty")
+        if page.end is End.PAST_WINDOW:
+            if self.adapter.order is Order.OLDEST_FIRST:
+                past = any(self.adapter.event_time(e) >= window.end for e in page.events)
+            else:
+                past = any(self.adapter.event_time(e) < window.start for e in page.events)
+            if not past:
+                raise AuditlakeError(f"{self.c.vendor} adapter ended a window on an event past it, but no event of "
+                                     "the page lies past the window")
 
     def _add_page(self, part: _Part, window: WindowState, events: list[dict[str, Any]]) -> None:
         """Adds a page's new events to the part, all or nothing: a page with an unreadable event is refused whole."""

@@ -33,6 +33,16 @@ class VendorError(AuditlakeError):
         super().__init__(" ".join(parts) + f": {message}")
 
 
+class AuditLogsUnavailable(VendorError):
+    """The account cannot read audit logs: its plan lacks them, or the feature or permission is off. Nothing is
+    collected until an administrator changes that; the message says what the vendor requires."""
+
+    def __init__(self, vendor: str, message: str, *, requirement: str, status: int | None = None,
+                 code: str | None = None) -> None:
+        super().__init__(vendor, f"audit logs are not available to this account: {message} ({requirement})",
+                         status=status, code=code)
+
+
 class MalformedResponse(VendorError):
     """The vendor's response does not have the documented shape."""
 

@@ -20,7 +20,7 @@ import requests
 
 from auditlake import timeutil
 from auditlake.deadline import Deadline
-from auditlake.errors import DeadlineReached, MalformedResponse, VendorError
+from auditlake.errors import AuditLogsUnavailable, DeadlineReached, MalformedResponse, VendorError
 from auditlake.pacing import Pacer
 
 RETRYABLE_STATUS = frozenset({429, 500, 502, 503, 504})
@@ -67,13 +67,19 @@ class HttpClient:
     def __init__(self, vendor: str, base_url: str, *, headers: dict[str, str], error_details: ErrorDetails,
                  deadline: Deadline, timeout: float = 30.0, max_attempts: int = 5,
                  secrets: Iterable[str] = (), session: requests.Session | None = None,
-                 rate_limit_per_minute: int | None = None, rate_limit_ceiling: int | None = None) -> None:
+                 rate_limit_per_minute: int | None = None, rate_limit_ceiling: int | None = None,
+                 lacks_audit_logs: Callable[[int, str | None], bool] | None = None,
+                 audit_log_requirement: str = "") -> None:
         """`rate_limit_per_minute`: the vendor's documented limit for this token, which pacing starts from;
-        `rate_limit_ceiling`: a limit the vendor's own headers may not raise (the operator's setting)."""
+        `rate_limit_ceiling`: a limit the vendor's own headers may not raise (the operator's setting);
+        `lacks_audit_logs`: whether an error (status, code) says the account cannot read audit logs, which then
+        raises AuditLogsUnavailable naming `audit_log_requirement`."""
         self.vendor = vendor
         self.base_url = base_url.rstrip("/")
         self.headers = {"Accept": "application/json", "User-Agent": "auditlake", **headers}
         self.error_details = error_details
+        self.lacks_audit_logs = lacks_audit_logs or (lambda _status, _code: False)
+        self.audit_log_requirement = audit_log_requirement
         self.deadline = deadline
         self.timeout = timeout
         self.max_attempts = max_attempts
@@ -153,6 +159,10 @@ class HttpClient:
         body = _parse_body(response)
         if status >= 400:
             code, message = self.error_details(status, body.text if isinstance(body, _Unparsed) else body)
+            if self.lacks_audit_logs(status, code):
+                return AuditLogsUnavailable(self.vendor, self.redact(message) or response.reason or "error",
+                                            requirement=self.audit_log_requirement, status=status,
+                                            code=self.redact(code) if code else None)
             return VendorError(self.vendor, self.redact(message) or response.reason or "error", status=status,
                                code=self.redact(code) if code else None, retryable=status in RETRYABLE_STATUS)
         if isinstance(body, _Unparsed):

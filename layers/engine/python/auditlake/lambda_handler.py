@@ -76,6 +76,7 @@ def collect(adapter_class: type[VendorAdapter], settings: Settings, context: Any
         # The operator's setting replaces the documented limit, and no rate header may raise it.
         rate_limit_per_minute=settings.rate_limit_per_minute or adapter_class.rate_limit_per_minute,
         rate_limit_ceiling=settings.rate_limit_per_minute,
+        lacks_audit_logs=adapter_class.lacks_audit_logs, audit_log_requirement=adapter_class.audit_log_requirement,
     )
     adapter = adapter_class(secret, http, settings.page_size)
     store = StateStore(aws.client("dynamodb"), settings.state_table)

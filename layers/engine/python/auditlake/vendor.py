@@ -40,9 +40,25 @@ class Window:
     next_start: datetime | None = None
 
 
+class End(enum.Enum):
+    """Why a page is the window's last: only what the vendor states, never a page shorter than asked.
+
+    A vendor may serve fewer rows than asked (a page cap it does not document), so a short page says nothing about
+    what is left; the engine accepts a window as complete only for one of these reasons, and checks the two it can.
+    """
+
+    EMPTY = "an empty page"  # checked: the page holds no event
+    LAST_PAGE = "the vendor's own last-page marker"  # e.g. Ashby's moreDataAvailable: false
+    COUNT = "the vendor's count of the query's results"  # e.g. Make's pg.totalCount, reached
+    # checked: in the vendor's documented order, the page holds an event past the window's far edge, so every event
+    # of the window came before it
+    PAST_WINDOW = "an event past the window, in the vendor's documented order"
+
+
 @dataclass(frozen=True)
 class Page:
-    """One page of a window: the vendor's events verbatim, and the cursor to the next page (None: window done).
+    """One page of a window: the vendor's events verbatim, and either the cursor to the next page or, on the
+    window's last page, why it is the last (`end`).
 
     A window's final page may carry a `hint`: anything JSON-serialisable that lets the next window of the stream
     start reading closer to its start (Make: where in a day's entries that start falls). The engine stores it
@@ -51,7 +67,8 @@ class Page:
     """
 
     events: list[dict[str, Any]]
-    cursor: Any | None
+    cursor: Any | None = None
+    end: End | None = None
     hint: Any | None = None
 
 
@@ -68,6 +85,8 @@ class VendorAdapter(ABC):
     # Requests per minute the vendor documents for this adapter's token (or organization) on the plan audit logs
     # need; None: undocumented. Pacing starts from it; RATE_LIMIT_PER_MINUTE overrides it.
     rate_limit_per_minute: ClassVar[int | None] = None
+    # What the vendor requires for its audit-log API (plan, feature, role), said when an error shows it is missing.
+    audit_log_requirement: ClassVar[str]
 
     def __init__(self, secret: Mapping[str, str], http: HttpClient, page_size: int) -> None:
         self.secret = secret
@@ -89,6 +108,12 @@ class VendorAdapter(ABC):
     @abstractmethod
     def error_details(cls, status: int, body: Any) -> tuple[str | None, str]:
         """(code, message) from the vendor's error body (parsed JSON, or text when it is not JSON)."""
+
+    @classmethod
+    def lacks_audit_logs(cls, status: int, code: str | None) -> bool:
+        """Whether an error (HTTP status, the vendor's code) says the account cannot read audit logs at all: a plan
+        without them, the feature off. Such an error becomes AuditLogsUnavailable, whatever status the vendor uses."""
+        return False
 
     @abstractmethod
     def streams(self) -> list[str]:
