@@ -1,7 +1,7 @@
 """`auditlake verify`: proves from the digests that the archive is whole, or names what is not.
 
-For each stream selected (and its backfill), it walks the digest chain (digest.py) from its first digest to its
-last and checks:
+For each stream selected (and its backfill and reconciliation), it walks the digest chain (digest.py) from its
+first digest to its last and checks:
 
 - every digest's signature, with the signing key's public key (fetched from KMS, or a file for offline checks);
 - every link: digest n names digest n - 1's key and the SHA-256 of its stored bytes, sequence numbers run
@@ -16,7 +16,8 @@ last and checks:
 Each problem is one finding, naming the object or digest. What it proves: every object a digest lists is intact,
 nothing was added or removed unseen, and every instant of the covered time was read from the vendor to the end
 by a collector holding the signing key. What it cannot prove: that the vendor returned every event (an event
-published later than the overlap is missed, as the README says), or anything about a time no digest covers.
+published later than the overlap is missed by the live collection, and found by the next reconciliation only within
+its span, as the README says), or anything about a time no digest covers.
 """
 
 from __future__ import annotations
@@ -42,7 +43,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from auditlake import digest as digests
 from auditlake.archive import EVENTS_PREFIX, safe_key_part
-from auditlake.state import StreamState
+from auditlake.state import Kind, StreamState, kind_of, live_key, state_key
 from auditlake.timeutil import parse_time, to_iso
 
 MODIFIED = "modified object"
@@ -235,7 +236,7 @@ class Verifier:
             if "#" not in stream:
                 if prefix.startswith(f"{digests.DIGESTS_PREFIX}/vendor={stream}/"):
                     return True
-            elif prefix in {digests.stream_prefix(stream), digests.stream_prefix(f"{stream}#backfill")}:
+            elif prefix in {digests.stream_prefix(state_key) for state_key in _kinds_of(stream)}:
                 return True
         return False
 
@@ -379,8 +380,8 @@ class Verifier:
             report.add(BROKEN, chain.head.key, "is not the digest the collector wrote: its SHA-256 differs from the "
                                                "one the state records")
         head = chain.head
-        if head is None or head.body is None or str(head.body.get("stream", "")).endswith("#backfill"):
-            return
+        if head is None or head.body is None or kind_of(str(head.body.get("stream", ""))) is not Kind.LIVE:
+            return  # a backfill's or a reconciliation's chain ends when its span is read
         created = _time(head.body.get("created_at"))
         now = self.now() if self.now else None
         if now is not None and self._recent(report.until) and created is not None and now - created > STALE_AFTER:
@@ -544,7 +545,13 @@ def _time(value: Any) -> datetime | None:
 
 
 def _live_key(stream: str) -> str:
-    return stream.removesuffix("#backfill")
+    return live_key(stream)
+
+
+def _kinds_of(stream: str) -> list[str]:
+    """The state keys of a live stream and the backfill and reconciliation streams beside it."""
+    vendor, _, stream_id = stream.partition("#")
+    return [state_key(vendor, stream_id, kind) for kind in Kind]
 
 
 def _days(since: datetime, until: datetime) -> Iterator[str]:
@@ -564,4 +571,4 @@ def _pending(states: dict[str, StreamState]) -> tuple[set[tuple[str, str]], set[
 
 def _selected_stream_keys(chains: list[Chain], streams: list[str] | None) -> list[str]:
     keys = [chain.stream for chain in chains if chain.stream]
-    return keys + [s for s in streams or [] if "#" in s] + [f"{s}#backfill" for s in streams or [] if "#" in s]
+    return keys + [key for s in streams or [] if "#" in s for key in _kinds_of(s)]

@@ -157,6 +157,19 @@ class Archive:
         listing = self.s3.list_objects_v2(Bucket=self.bucket, Prefix=key, MaxKeys=1)
         return any(item["Key"] == key for item in listing.get("Contents", []))
 
+    def stream_objects(self, vendor: str, stream_key: str, days: list[date]) -> list[str]:
+        """The keys of every object a stream's runs wrote (live, backfill and reconciliation alike) in these days'
+        partitions: `stream_key` is the stream's own key part, which those runs' names begin with."""
+        names = (f"{stream_key}_", f"{stream_key}-backfill_", f"{stream_key}-reconcile_")
+        keys = []
+        paginator = self.s3.get_paginator("list_objects_v2")
+        for day in days:
+            prefix = f"{vendor_prefix(vendor)}dt={day.isoformat()}/"
+            for page in paginator.paginate(Bucket=self.bucket, Prefix=prefix):
+                keys += [item["Key"] for item in page.get("Contents", [])
+                         if item["Key"].removeprefix(prefix).startswith(names)]
+        return keys
+
     def read_events(self, key: str) -> list[tuple[str, datetime]]:
         """(event_id, event_time) of every record in an archived object."""
         body = self.s3.get_object(Bucket=self.bucket, Key=key)["Body"].read()

@@ -14,7 +14,9 @@ overlap, where the `seen` ids drop the ones already archived.
 
 A backfill is the same machinery on a stream of its own (`<vendor>#<stream>#backfill`): its windows cover
 `[since, origin)`, where `origin` is where the stream's first scheduled window began, so the two never overlap.
-History is not late, so a backfill needs no overlap.
+History is not late, so a backfill needs no overlap. A reconciliation (reconcile.py) is a backfill of a span the
+live collection already completed, on a stream of its own (`<vendor>#<stream>#reconcile`), that skips every id
+the archive already holds for that span.
 
 Resume hints: an adapter may end a window with a hint (`Page.hint` on the final page), which the engine stores in
 the stream's state, in the same write that completes the window, and hands to every page of the next window
@@ -48,9 +50,10 @@ from auditlake.errors import (
     StreamBusy,
     VendorError,
 )
+from auditlake.reconcile import Reconciliation, archived_ids
 from auditlake.records import record_line
 from auditlake.settings import Settings
-from auditlake.state import BackfillSpan, Intent, StateStore, StreamState, WindowState
+from auditlake.state import Intent, Kind, Span, StateStore, StreamState, WindowState, kind_of, state_key
 from auditlake.vendor import End, Order, Page, VendorAdapter, Window
 
 LEASE_GRACE_SECONDS = 15
@@ -77,6 +80,7 @@ class StreamResult:
     cursors_expired: int = 0
     empty_pages: int = 0  # pages that held nothing but the news that a window is complete
     backfill: dict[str, str | None] | None = None  # a backfill's span and progress
+    reconciliation: dict[str, Any] | None = None  # the current or last reconciliation, with its progress
     done_until: str | None = None
     newest_event_time: str | None = None
     backlog_seconds: float = 0.0
@@ -115,23 +119,31 @@ class Collector:
 
     # -- a stream's run ------------------------------------------------------------------------------------
 
-    def run_stream(self, stream: str, backfill_since: datetime | None = None) -> StreamResult:
-        """Collects the stream up to now (minus the lag), or, with `backfill_since`, its history before the
-        stream's first window, from that date on."""
-        backfill = backfill_since is not None
-        key = f"{self.vendor}#{stream}" + ("#backfill" if backfill else "")
+    def run_stream(self, stream: str, backfill_since: datetime | None = None,
+                   reconcile: Reconciliation | None = None) -> StreamResult:
+        """Collects the stream up to now (minus the lag); or, with `backfill_since`, its history before the
+        stream's first window, from that date on; or, with `reconcile`, re-reads a span the live collection has
+        completed and archives what the archive lacks (reconcile.py)."""
+        kind = Kind.BACKFILL if backfill_since is not None else Kind.RECONCILE if reconcile is not None \
+            else Kind.LIVE
+        key = state_key(self.vendor, stream, kind)
         result = StreamResult(stream=key)
+        if reconcile is not None and not self._reconciliation_due(key, reconcile, result):
+            return result  # not due: one read, no lease, no vendor request
         try:
             state = self.store.acquire(key, self.owner, self._lease_until(), int(self.now().timestamp()))
         except StreamBusy as exc:
             log.warning("stream busy, skipping this tick", extra={"stream": key, "reason": str(exc)})
             result.status = "busy"
             return result
-        run = _StreamRun(self, stream, state, result, backfill=backfill)
+        run = _StreamRun(self, stream, state, result, kind=kind)
         failure: BaseException | None = None
         try:
             if backfill_since is not None:
                 self._aim_backfill(stream, state, backfill_since)
+            elif reconcile is not None:
+                self._aim_reconcile(stream, state, reconcile)
+                run.archived = self._archived_ids(stream, state)
             run.collect()
         except BaseException as exc:
             failure = exc
@@ -175,30 +187,90 @@ class Collector:
             since = oldest
         since = timeutil.floor_millis(since)
         if since < until:
-            state.backfill = BackfillSpan(since=since, until=until)
+            state.backfill = Span(since=since, until=until)
             state.done_until = since
+
+    def _reconciliation_due(self, key: str, request: Reconciliation, result: StreamResult) -> bool:
+        """Whether a reconciliation should run now: one is unfinished, one is asked for by hand, or the last one
+        began `request.every` ago or more."""
+        state = self.store.read(key)
+        if state is None or request.since is not None or state.window is not None or state.intent is not None:
+            return True
+        span = state.backfill
+        if span is not None and (state.done_until is None or state.done_until < span.until):
+            return True
+        last = state.reconciliation or {}
+        result.reconciliation = last or None
+        started = last.get("started_at")
+        return started is None or self.now() - timeutil.parse_time(started) >= request.every
+
+    def _aim_reconcile(self, stream: str, state: StreamState, request: Reconciliation) -> None:
+        """Points the reconciliation stream at the span to re-read: `[now - span (or the date asked), the live
+        stream's completed time less the overlap)`, from the live stream's origin on and inside the vendor's
+        retention. An unfinished reconciliation is finished first."""
+        span = state.backfill
+        if span is not None and (state.done_until is None or state.done_until < span.until):
+            if request.since is not None:
+                log.warning("a reconciliation is unfinished; it is finished first, then run the reconciliation again",
+                            extra={"stream": state.key, "unfinished_since": timeutil.to_iso(span.since)})
+            return
+        live = self.store.read(state_key(self.vendor, stream))
+        if live is None or live.done_until is None or live.origin is None:
+            log.info("nothing collected yet to reconcile", extra={"stream": state.key})
+            return
+        now = self.now()
+        until = timeutil.floor_millis(live.done_until - self.settings.overlap)
+        since = max(request.since or now - request.span, live.origin)
+        oldest = self.oldest_available(now)
+        if oldest is not None:
+            since = max(since, oldest)
+        since = timeutil.floor_millis(since)
+        if since >= until:
+            return
+        state.backfill = Span(since=since, until=until)
+        state.done_until = since
+        state.reconciliation = {"started_at": timeutil.to_iso(now), "since": timeutil.to_iso(since),
+                                "until": timeutil.to_iso(until), "found": 0, "completed_at": None}
+
+    def _archived_ids(self, stream: str, state: StreamState) -> set[str]:
+        """What the archive holds for what is left of the reconciliation's span."""
+        span = state.backfill
+        if span is None or state.done_until is None or state.done_until >= span.until:
+            return set()
+        since = min(state.done_until, state.window.start) if state.window is not None else state.done_until
+        return archived_ids(self.archive, self.vendor, state_key(self.vendor, stream), since, span.until)
 
     def _finish(self, state: StreamState, result: StreamResult, failure: BaseException | None) -> None:
         """Seals a digest if one is due, commits what is safe and releases the lease; the run's outcome goes into
         the state for operators."""
         digest_failure = self._seal_digest(state, result, failure)
+        kind = kind_of(state.key)
         now = self.now()
         caught_up_to = timeutil.floor_millis(now - self.settings.lag)
-        if result.stream.endswith("#backfill"):
+        if kind is not Kind.LIVE:
             span = state.backfill
             caught_up_to = span.until if span is not None else (state.done_until or caught_up_to)
-            result.backfill = {
+            progress = {
                 "since": timeutil.to_iso(span.since) if span else None,
                 "until": timeutil.to_iso(span.until) if span else None,
                 "done_until": timeutil.to_iso(state.done_until) if state.done_until else None,
                 "progress": self._backfill_progress(state),
             }
+            if kind is Kind.BACKFILL:
+                result.backfill = progress
+            elif state.reconciliation is not None:
+                reconciliation = state.reconciliation
+                reconciliation["found"] = int(reconciliation.get("found") or 0) + result.events_archived
+                if state.window is None and span is not None and state.done_until is not None \
+                        and state.done_until >= span.until and reconciliation.get("completed_at") is None:
+                    reconciliation["completed_at"] = timeutil.to_iso(now)
+                result.reconciliation = {**reconciliation, "progress": progress["progress"]}
         if state.done_until is not None:
             result.done_until = timeutil.to_iso(state.done_until)
             result.backlog_seconds = max(0.0, (caught_up_to - state.done_until).total_seconds())
         if state.newest_event_time is not None:
             result.newest_event_time = timeutil.to_iso(state.newest_event_time)
-        if result.backfill is not None:
+        if kind is not Kind.LIVE:
             behind = state.window is not None or result.backlog_seconds > 0
         else:
             behind = state.window is not None or state.done_until is None \
@@ -212,8 +284,8 @@ class Collector:
             "last_events_archived": result.events_archived,
             "backlog_seconds": result.backlog_seconds,
         }
-        if result.backfill is not None:
-            state.status["backfill_progress"] = result.backfill["progress"]
+        if kind is not Kind.LIVE:
+            state.status["backfill_progress"] = self._backfill_progress(state)
         try:
             self.store.save(state, self.owner, self._lease_until(), release=True)
         except Exception:
@@ -272,12 +344,14 @@ class _StreamRun:
     """One run over one stream: the state machine of windows and parts."""
 
     def __init__(self, collector: Collector, stream: str, state: StreamState, result: StreamResult, *,
-                 backfill: bool = False) -> None:
+                 kind: Kind = Kind.LIVE) -> None:
         self.c = collector
         self.adapter = collector.adapter
         self.settings = collector.settings
-        self.backfill = backfill
-        self.overlap = timedelta(0) if backfill else collector.settings.overlap
+        # A backfill or a reconciliation reads a fixed span of the past: history is not late, so no overlap.
+        self.spanned = kind is not Kind.LIVE
+        self.overlap = timedelta(0) if self.spanned else collector.settings.overlap
+        self.archived: set[str] = set()  # a reconciliation's: ids the archive already holds
         self.stream = stream
         self.stream_key = safe_key_part(state.key)
         self.state = state
@@ -303,7 +377,7 @@ class _StreamRun:
         now = self.c.now()
         end = timeutil.floor_millis(now - self.settings.lag)
         done_until = self.state.done_until
-        if self.backfill:
+        if self.spanned:
             span = self.state.backfill
             if span is None or done_until is None or done_until >= span.until:
                 return None
@@ -440,7 +514,8 @@ class _StreamRun:
                     self.result.out_of_window += 1  # the window that covers it collects it
                     continue
                 if event_id in self.state.seen or event_id in window.carry or event_id in window.skip \
-                        or event_id in part.events or event_id in part.last_page_ids or event_id in fresh:
+                        or event_id in part.events or event_id in part.last_page_ids or event_id in fresh \
+                        or event_id in self.archived:
                     self.result.duplicates_skipped += 1
                     continue
                 fresh[event_id] = (event_time, record_line(

@@ -8,7 +8,7 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
-from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools import Logger, Metrics, Tracer, single_metric
 from aws_lambda_powertools.metrics import MetricUnit
 
 from auditlake import aws, timeutil
@@ -18,13 +18,15 @@ from auditlake.digest import DigestWriter
 from auditlake.engine import Collector, StreamResult
 from auditlake.errors import AuditlakeError, ConfigError
 from auditlake.http import HttpClient
+from auditlake.reconcile import Reconciliation
 from auditlake.secrets import load_secret
 from auditlake.settings import Settings
 from auditlake.state import StateStore
 from auditlake.vendor import VendorAdapter
 
 logger = Logger(service="auditlake", logger_name="auditlake")
-metrics = Metrics(namespace="auditlake", service="auditlake")
+METRICS_NAMESPACE = "auditlake"
+metrics = Metrics(namespace=METRICS_NAMESPACE, service="auditlake")
 # Only what the engine calls through: AWS (botocore) and the vendors (requests). Patching everything X-Ray knows
 # would also import and patch sqlite3 and probe for a dozen absent libraries at every cold start.
 tracer = Tracer(service="auditlake", patch_modules=("botocore", "requests"))
@@ -46,7 +48,9 @@ def make_handler(adapter_class: type[VendorAdapter]) -> Handler:
         metrics.clear_metrics()  # nothing carried over, even where publishing is disabled and flush keeps the set
         metrics.add_dimension(name="vendor", value=adapter_class.vendor)
         logger.append_keys(vendor=adapter_class.vendor)
-        return collect(adapter_class, Settings.from_env(), context, backfill_since=backfill_since(event))
+        settings = Settings.from_env()
+        return collect(adapter_class, settings, context, backfill_since=backfill_since(event),
+                       reconcile=reconcile_request(event, settings))
 
     return handler
 
@@ -64,18 +68,43 @@ def backfill_since(event: Any) -> datetime | None:
                           f"{json.dumps(request)[:80]}") from None
 
 
+def reconcile_request(event: Any, settings: Settings) -> Reconciliation | None:
+    """`{"reconcile": {}}` (the reconciliation schedule) re-reads the last RECONCILE_SPAN_DAYS when the last
+    reconciliation began RECONCILE_INTERVAL_HOURS ago or more; `{"reconcile": {"since": "YYYY-MM-DD"}}` (by hand)
+    re-reads from that date on, now."""
+    request = event.get("reconcile") if isinstance(event, dict) else None
+    if request is None:
+        return None
+    since = request.get("since") if isinstance(request, dict) else None
+    try:
+        parsed = timeutil.parse_time(since) if since is not None else None
+    except (TypeError, ValueError):
+        raise ConfigError('a reconciliation event is {"reconcile": {}} or {"reconcile": {"since": "YYYY-MM-DD"}}; '
+                          f"got {json.dumps(request)[:80]}") from None
+    return Reconciliation(span=settings.reconcile_span, every=settings.reconcile_every, since=parsed)
+
+
 def collect(adapter_class: type[VendorAdapter], settings: Settings, context: Any, *,
-            backfill_since: datetime | None = None) -> dict[str, Any]:
+            backfill_since: datetime | None = None, reconcile: Reconciliation | None = None) -> dict[str, Any]:
     vendor = adapter_class.vendor
+    mode = "backfill" if backfill_since is not None else "reconcile" if reconcile is not None else "collect"
+    if reconcile is not None and reconcile.since is None and not reconcile.every:
+        # RECONCILE_INTERVAL_HOURS=0: scheduled reconciliations are off (by hand they still run).
+        return {"vendor": vendor, "mode": mode, "status": "ok", "streams": [], "reconciliation": "off"}
     deadline = Deadline(context.get_remaining_time_in_millis, settings.deadline_margin)
     secret = load_secret(vendor, settings.secret_id, adapter_class.secret_fields, settings.secret_max_age)
+    # The operator's setting replaces the documented limit, and no rate header may raise it. A reconciliation
+    # paces at its share of that, so it never starves the live collection, which may run at the same time.
+    rate_limit = settings.rate_limit_per_minute or adapter_class.rate_limit_per_minute
+    ceiling = settings.rate_limit_per_minute
+    if reconcile is not None and rate_limit:
+        rate_limit = ceiling = max(1, int(rate_limit * settings.reconcile_rate_percent / 100))
     http = HttpClient(
         vendor, adapter_class.base_url(secret),
         headers=adapter_class.auth_headers(secret), error_details=adapter_class.error_details, deadline=deadline,
         timeout=settings.http_timeout, max_attempts=settings.http_max_attempts, secrets=secret.values(),
-        # The operator's setting replaces the documented limit, and no rate header may raise it.
-        rate_limit_per_minute=settings.rate_limit_per_minute or adapter_class.rate_limit_per_minute,
-        rate_limit_ceiling=settings.rate_limit_per_minute,
+        rate_limit_per_minute=rate_limit,
+        rate_limit_ceiling=ceiling,
         lacks_audit_logs=adapter_class.lacks_audit_logs, audit_log_requirement=adapter_class.audit_log_requirement,
     )
     adapter = adapter_class(secret, http, settings.page_size)
@@ -96,7 +125,7 @@ def collect(adapter_class: type[VendorAdapter], settings: Settings, context: Any
         with tracer.provider.in_subsegment(f"## {vendor} stream") as subsegment:
             subsegment.put_annotation("stream", stream)
             try:
-                result = collector.run_stream(stream, backfill_since)
+                result = collector.run_stream(stream, backfill_since, reconcile)
             except Exception as exc:  # the other streams still run; the failure is raised at the end
                 logger.exception("stream failed", extra={"stream": f"{vendor}#{stream}"})
                 result = StreamResult(stream=f"{vendor}#{stream}", status="error", error=str(exc))
@@ -104,10 +133,10 @@ def collect(adapter_class: type[VendorAdapter], settings: Settings, context: Any
         results.append(result)
         logger.info("stream collected", extra=result.as_dict())
 
-    _publish_metrics(results, http, digests, backfill=backfill_since is not None)
+    _publish_metrics(results, http, digests, mode=mode)
     summary = {
         "vendor": vendor,
-        "mode": "collect" if backfill_since is None else "backfill",
+        "mode": mode,
         "status": "error" if failures else ("backlog" if any(r.status == "backlog" for r in results) else "ok"),
         "streams": [r.as_dict() for r in results],
         "http": {"requests": http.stats.requests, "retries": http.stats.retries, "throttles": http.stats.throttles,
@@ -125,7 +154,7 @@ def collect(adapter_class: type[VendorAdapter], settings: Settings, context: Any
     return summary
 
 
-def _publish_metrics(results: list[StreamResult], http: HttpClient, digests: DigestWriter, *, backfill: bool) -> None:
+def _publish_metrics(results: list[StreamResult], http: HttpClient, digests: DigestWriter, *, mode: str) -> None:
     metrics.add_metric(name="EventsArchived", unit=MetricUnit.Count, value=sum(r.events_archived for r in results))
     metrics.add_metric(name="PagesFetched", unit=MetricUnit.Count, value=sum(r.pages_fetched for r in results))
     metrics.add_metric(name="ObjectsWritten", unit=MetricUnit.Count, value=sum(r.objects_written for r in results))
@@ -135,7 +164,17 @@ def _publish_metrics(results: list[StreamResult], http: HttpClient, digests: Dig
     metrics.add_metric(name="Throttles", unit=MetricUnit.Count, value=http.stats.throttles)
     metrics.add_metric(name="StreamErrors", unit=MetricUnit.Count, value=sum(r.status == "error" for r in results))
     metrics.add_metric(name="DigestsWritten", unit=MetricUnit.Count, value=digests.written)
-    if backfill:
+    if mode == "reconcile":
+        # Each event a reconciliation archives is one the live collection missed: alarmed on per vendor, and
+        # published per stream so an operator sees which.
+        metrics.add_metric(name="ReconciledEvents", unit=MetricUnit.Count,
+                           value=sum(r.events_archived for r in results))
+        for result in results:
+            with single_metric(name="ReconciledEvents", unit=MetricUnit.Count, value=result.events_archived,
+                               namespace=METRICS_NAMESPACE,
+                               default_dimensions={"vendor": result.stream.partition("#")[0]}) as metric:
+                metric.add_dimension(name="stream", value=result.stream)
+    if mode != "collect":
         return  # history: its times say nothing about how fresh the archive is
     now = timeutil.now()
     newest = [timeutil.parse_time(r.newest_event_time) for r in results if r.newest_event_time]

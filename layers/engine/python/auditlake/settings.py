@@ -29,6 +29,11 @@ class Settings:
     # Overrides the vendor's documented limit (a token or organization shared with other integrations, a lower
     # plan); None: the adapter's.
     rate_limit_per_minute: int | None = None
+    # Reconciliation (reconcile.py): how far back each one re-reads, how often one begins (0: never on schedule),
+    # and the share of the vendor's rate limit it may use, so it never starves the live collection.
+    reconcile_span: timedelta = timedelta(days=7)
+    reconcile_every: timedelta = timedelta(hours=24)
+    reconcile_rate_percent: float = 20.0
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] = os.environ) -> Settings:
@@ -51,6 +56,8 @@ class Settings:
             return value
 
         d = cls.__dataclass_fields__
+        if number("RECONCILE_RATE_PERCENT", 0, 0) > 100:
+            raise ConfigError("environment variable RECONCILE_RATE_PERCENT is a share of the rate limit: at most 100")
         return cls(
             state_table=required("STATE_TABLE"),
             archive_bucket=required("ARCHIVE_BUCKET"),
@@ -69,4 +76,8 @@ class Settings:
             secret_max_age=int(number("SECRET_MAX_AGE_SECONDS", d["secret_max_age"].default, 0)),
             # Unset (0 here) leaves the adapter's documented limit.
             rate_limit_per_minute=int(number("RATE_LIMIT_PER_MINUTE", 0, 1)) or None,
+            reconcile_span=timedelta(days=number("RECONCILE_SPAN_DAYS", d["reconcile_span"].default.days, 1)),
+            reconcile_every=timedelta(hours=number(
+                "RECONCILE_INTERVAL_HOURS", d["reconcile_every"].default.total_seconds() / 3600, 0)),
+            reconcile_rate_percent=number("RECONCILE_RATE_PERCENT", d["reconcile_rate_percent"].default, 1),
         )

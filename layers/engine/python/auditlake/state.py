@@ -6,6 +6,8 @@ and on still owning the lease, so a run that lost its stream can never move the 
 - `done_until`: every window before it is complete (late events included, as far as the overlap reaches).
 - `origin`: where the first window began; a backfill (its own item, `<vendor>#<stream id>#backfill`, whose
   `backfill` span runs from the date asked to the lower edge of what is collected) ends there.
+- `reconciliation` (a reconciliation stream's item, `<vendor>#<stream id>#reconcile`, whose `backfill` attribute
+  holds the span being re-read): when the current or last reconciliation began and completed, and what it found.
 - `seen`: ids archived at or after `done_until - overlap`: the next window re-reads that span and skips them.
   At most MAX_DEDUP_IDS: for a stream busier than that within one overlap, `seen_from` is where the kept ids
   begin, and the next window starts there instead (its overlap shrinks; it never re-reads what it cannot skip).
@@ -21,6 +23,7 @@ and on still owning the lease, so a run that lost its stream can never move the 
 
 from __future__ import annotations
 
+import enum
 import json
 import zlib
 from dataclasses import dataclass, field
@@ -34,6 +37,32 @@ from botocore.exceptions import ClientError
 from auditlake.digest import DigestState
 from auditlake.errors import LeaseLost, StreamBusy
 from auditlake.timeutil import parse_time, to_iso
+
+
+class Kind(enum.Enum):
+    """What a stream's state item tracks: the live collection, history before it, or a reconciliation of it."""
+
+    LIVE = "live"
+    BACKFILL = "backfill"
+    RECONCILE = "reconcile"
+
+
+def state_key(vendor: str, stream: str, kind: Kind = Kind.LIVE) -> str:
+    """The state item's key: `<vendor>#<stream>`, and `#backfill` or `#reconcile` for the streams beside it."""
+    base = f"{vendor}#{stream}"
+    return base if kind is Kind.LIVE else f"{base}#{kind.value}"
+
+
+def kind_of(key: str) -> Kind:
+    """The kind of a state key (a stream id never contains `#`)."""
+    suffix = key.rpartition("#")[2] if key.count("#") >= 2 else ""
+    return Kind(suffix) if suffix in (Kind.BACKFILL.value, Kind.RECONCILE.value) else Kind.LIVE
+
+
+def live_key(key: str) -> str:
+    """The live stream's key of any stream's key."""
+    return key if kind_of(key) is Kind.LIVE else key.rpartition("#")[0]
+
 
 _serialize = TypeSerializer().serialize
 _deserialize = TypeDeserializer().deserialize
@@ -66,7 +95,7 @@ class Intent:
 
 
 @dataclass
-class BackfillSpan:
+class Span:
     since: datetime
     until: datetime
 
@@ -77,7 +106,8 @@ class StreamState:
     version: int
     done_until: datetime | None = None
     origin: datetime | None = None  # where the first window began: a backfill ends there
-    backfill: BackfillSpan | None = None  # a backfill stream's span: done_until runs from since to until
+    # The span a backfill or a reconciliation stream covers: its done_until runs from since to until.
+    backfill: Span | None = None
     seen: dict[str, int] = field(default_factory=dict)  # event id -> event time in epoch ms
     seen_from: datetime | None = None  # when set, `seen` holds every archived id from here on, and no earlier
     window: WindowState | None = None
@@ -86,6 +116,9 @@ class StreamState:
     newest_event_time: datetime | None = None
     events_archived: int = 0
     status: dict[str, Any] = field(default_factory=dict)  # last run's outcome, for operators
+    # A reconciliation stream's current or last reconciliation: when it began (and completed), its span, and how
+    # many events it found missing from the archive.
+    reconciliation: dict[str, Any] | None = None
     digest: DigestState = field(default_factory=DigestState)
 
 
@@ -209,6 +242,8 @@ def _to_item(state: StreamState) -> dict[str, Any]:
         "newest_event_time": to_iso(state.newest_event_time) if state.newest_event_time else None,
         "events_archived": state.events_archived,
         "status": json.loads(json.dumps(state.status), parse_float=Decimal) if state.status else None,
+        "reconciliation": json.loads(json.dumps(state.reconciliation), parse_float=Decimal)
+        if state.reconciliation else None,
         "digest": state.digest.to_item(),
     }
 
@@ -222,7 +257,7 @@ def _from_item(item: dict[str, Any]) -> StreamState:
         version=int(item.get("version", 0)),
         done_until=parse_time(item["done_until"]) if item.get("done_until") else None,
         origin=parse_time(item["origin"]) if item.get("origin") else None,
-        backfill=BackfillSpan(parse_time(item["backfill"]["since"]), parse_time(item["backfill"]["until"]))
+        backfill=Span(parse_time(item["backfill"]["since"]), parse_time(item["backfill"]["until"]))
         if item.get("backfill") else None,
         seen=seen,
         seen_from=parse_time(item["seen_from"]) if item.get("seen_from") else None,
@@ -245,6 +280,7 @@ def _from_item(item: dict[str, Any]) -> StreamState:
         newest_event_time=parse_time(item["newest_event_time"]) if item.get("newest_event_time") else None,
         events_archived=int(item.get("events_archived", 0)),
         status=_plain(item.get("status") or {}),
+        reconciliation=_plain(item["reconciliation"]) if item.get("reconciliation") else None,
         digest=DigestState.from_item(item.get("digest")),
     )
 
