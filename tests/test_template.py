@@ -328,15 +328,38 @@ def test_async_invocation_is_not_retried_and_expires_within_the_period(logical_i
 @pytest.mark.parametrize("logical_id", COLLECTORS)
 def test_schedule_is_v2_from_the_rate_parameter(logical_id: str, rate: int) -> None:
     events = function_properties(logical_id)["Events"]
-    schedules = [e["Properties"] for e in events.values() if e["Type"] == "ScheduleV2"]
-    assert len(schedules) == 1 and len(events) == 1
-    schedule, refs = schedules[0], {"ScheduleRateMinutes": str(rate)}
+    assert set(events) == {"Schedule", "Reconcile"} and all(e["Type"] == "ScheduleV2" for e in events.values())
+    schedule, refs = events["Schedule"]["Properties"], {"ScheduleRateMinutes": str(rate)}
     assert schedule["OmitName"] is True
     assert evaluate(schedule["ScheduleExpression"], refs=refs) == f"rate({rate} minutes)"
     assert schedule["RetryPolicy"]["MaximumRetryAttempts"] == 0
     assert 60 <= evaluate(schedule["RetryPolicy"]["MaximumEventAgeInSeconds"], refs=refs) < rate * 60
     assert schedule["DeadLetterConfig"] == {"Arn": {"Fn::GetAtt": ["CollectorDeadLetterQueue", "Arn"]}}
     assert json.loads(schedule["Input"]) == {}
+
+
+@pytest.mark.parametrize("interval", [0, 1, 24])
+@pytest.mark.parametrize("logical_id", COLLECTORS)
+def test_reconciliation_schedule(logical_id: str, interval: int) -> None:
+    """Hourly, so a due reconciliation begins within the hour and an unfinished one goes on; off (DISABLED, its
+    alarm absent) when ReconcileIntervalHours is 0. EventBridge Scheduler accepts a retry policy's
+    MaximumEventAgeInSeconds of 60 to 86,400 (Scheduler API reference, RetryPolicy)."""
+    schedule = function_properties(logical_id)["Events"]["Reconcile"]["Properties"]
+    refs = {"ReconcileIntervalHours": str(interval)}
+    conditions = {"ReconcileOn": interval != 0}
+    assert evaluate(schedule["ScheduleExpression"], refs=refs) == "rate(1 hour)"
+    assert evaluate(schedule["State"], refs=refs, conditions=conditions) == ("ENABLED" if interval else "DISABLED")
+    assert json.loads(schedule["Input"]) == {"reconcile": {}}
+    assert 60 <= schedule["RetryPolicy"]["MaximumEventAgeInSeconds"] <= 86_400
+    assert schedule["DeadLetterConfig"] == {"Arn": {"Fn::GetAtt": ["CollectorDeadLetterQueue", "Arn"]}}
+    vendor = vendor_of(logical_id)
+    alarm = RESOURCES[f"{logical_id.removesuffix('Collector')}ReconciledAlarm"]
+    assert alarm["Condition"] == "ReconcileOn"
+    properties = alarm["Properties"]
+    assert (properties["Namespace"], properties["MetricName"]) == ("auditlake", "ReconciledEvents")
+    assert {d["Name"]: d["Value"] for d in properties["Dimensions"]} == {"service": "auditlake", "vendor": vendor}
+    assert (properties["Threshold"], properties["ComparisonOperator"]) == (0, "GreaterThanThreshold")
+    assert properties["TreatMissingData"] == "notBreaching"
 
 
 def test_schedule_rate_parameter() -> None:
