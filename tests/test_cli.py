@@ -164,7 +164,7 @@ def test_commands_without_a_workspace_say_so_in_one_sentence(capsys: pytest.Capt
 
 
 def test_help_everywhere(capsys: pytest.CaptureFixture[str]) -> None:
-    for argv in ([], ["demo"], ["status"], ["backfill"], ["query"], ["secret"], ["secret", "set"]):
+    for argv in ([], ["demo"], ["status"], ["backfill"], ["reconcile"], ["query"], ["secret"], ["secret", "set"]):
         with pytest.raises(SystemExit) as exit_:
             cli.main([*argv, "--help"])
         assert exit_.value.code == 0
@@ -237,6 +237,27 @@ def test_backfill_of_every_stream_reaches_the_whole_history(capsys: pytest.Captu
     assert check == {**check, "missing": 0, "extra": 0, "duplicate_ids": 0}
     status = run(capsys, "status", "--workspace", ws_dir).out.split("backfills:")[1]
     assert sum(line.startswith("clickup#") and " 100% " in line for line in status.splitlines()) == 6
+
+
+def test_reconcile_by_hand_with_progress_then_status_shows_it(capsys: pytest.CaptureFixture[str],
+                                                              ws_dir: Path) -> None:
+    """The demo collected everything the simulators hold, so a reconciliation re-reads it and finds nothing
+    missing; it says so, and `status` shows each stream's reconciliation as done with 0 found."""
+    since = (datetime.now(UTC) - timedelta(days=2)).date()
+    since_instant = datetime(since.year, since.month, since.day, tzinfo=UTC)
+    before = archive_against_truth(ws_dir, "clickup", since_instant)
+    result = run(capsys, "reconcile", "clickup", "--since", since.isoformat(), "--workspace", ws_dir)
+    assert result.code == 0, result.err
+    assert "%" in result.out and "reconciliation complete: the archive holds every event clickup still holds" \
+        in result.out
+    # Nothing added: every event since the date was there (`extra` counts the archived events before it).
+    assert archive_against_truth(ws_dir, "clickup", since_instant) == before
+    assert (before["missing"], before["duplicate_ids"]) == (0, 0)
+    status = run(capsys, "status", "--workspace", ws_dir).out
+    rows = [line.split() for line in status.split("reconciliations")[1].splitlines() if line.startswith("clickup#")]
+    assert len(rows) == 6 and all("done" in row and row[-2] == "0" and row[-1] == "ok" for row in rows), rows
+    assert "not in the past" in one_sentence_error(run(capsys, "reconcile", "make", "--since", "2999-01-01",
+                                                       "--workspace", ws_dir))
 
 
 def test_backfill_rejects_bad_dates_in_one_sentence(capsys: pytest.CaptureFixture[str], ws_dir: Path) -> None:

@@ -3,6 +3,7 @@
     auditlake demo                                   simulators + in-process AWS, every collector, then queries
     auditlake status                                 per stream: cursor, freshness, last run, backlog
     auditlake backfill VENDOR --since YYYY-MM-DD     history before the first collected window, exactly once
+    auditlake reconcile VENDOR --since YYYY-MM-DD    re-read what the vendor still holds, archive what is missing
     auditlake query "SQL" | --saved NAME | --list    Athena on a stack, DuckDB on the demo's archive
     auditlake secret set VENDOR                      prompts for the token and scope, checks them, stores them
     auditlake verify [--stream S] [--since T]        the digests' signatures and chains, every object's hash,
@@ -34,7 +35,7 @@ from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError, 
 
 from auditlake.errors import AuditlakeError
 from auditlake.secrets import PLACEHOLDER, parse_secret
-from auditlake.state import StateStore, StreamState
+from auditlake.state import Kind, StateStore, StreamState, kind_of, live_key
 from auditlake.timeutil import parse_time
 from auditlake.vendor import Window
 from auditlake_local import athena, demo, workspace
@@ -378,13 +379,15 @@ def status_table(states: list[StreamState], now: datetime | None = None) -> str:
     now = now or datetime.now(UTC)
     if not states:
         return "no stream has been collected yet"
-    streams, backfills, notes = [], [], []
+    streams, backfills, reconciliations, notes = [], [], [], []
     for state in states:
         run = state.status or {}
         last_run = parse_time(run["last_run_at"]) if run.get("last_run_at") else None
         last = "-" if last_run is None else f"{moment(last_run)} ({duration((now - last_run).total_seconds())} ago)"
         outcome = run.get("last_outcome", "-")
-        if state.backfill is not None or state.key.endswith("#backfill"):
+        if kind_of(state.key) is Kind.RECONCILE:
+            reconciliations.append(reconciliation_row(state, now, outcome))
+        elif state.backfill is not None or kind_of(state.key) is Kind.BACKFILL:
             span = state.backfill
             if span is None:
                 backfills.append([state.key.removesuffix("#backfill"), "-", "-", "-", "-", last, outcome,
@@ -414,9 +417,25 @@ def status_table(states: list[StreamState], now: datetime | None = None) -> str:
     if backfills:
         parts.append("backfills:\n" + table(["stream", "since", "until", "done until", "progress", "last run",
                                              "outcome", "archived"], backfills))
+    if reconciliations:
+        parts.append("reconciliations (events found are ones the live collection missed):\n" + table(
+            ["stream", "since", "until", "progress", "began", "completed", "found", "outcome"], reconciliations))
     if notes:
         parts.append("last errors:\n" + "\n".join(f"  {note}" for note in notes))
     return "\n\n".join(parts)
+
+
+def reconciliation_row(state: StreamState, now: datetime, outcome: str) -> list[Any]:
+    """A reconciliation stream's last (or current) reconciliation: its span, how far it is, what it found."""
+    last = state.reconciliation or {}
+    began = parse_time(last["started_at"]) if last.get("started_at") else None
+    completed = parse_time(last["completed_at"]) if last.get("completed_at") else None
+    fraction = (state.status or {}).get("backfill_progress")
+    progress = "done" if completed else f"{fraction * 100:.0f}%" if isinstance(fraction, int | float) else "-"
+    return [live_key(state.key), last.get("since", "-")[:10] if last else "-",
+            last.get("until", "-")[:16].replace("T", " ") if last else "-", progress,
+            "-" if began is None else f"{moment(began)} ({duration((now - began).total_seconds())} ago)",
+            "-" if completed is None else moment(completed), last.get("found", 0), outcome]
 
 
 def cmd_status(args: argparse.Namespace) -> int:
@@ -544,14 +563,80 @@ def cmd_backfill(args: argparse.Namespace) -> int:
     return 0
 
 
-def _invoke_saving(where: Target, vendor: str, event: dict[str, Any]) -> dict[str, Any]:
+# -- reconcile -------------------------------------------------------------------------------------------------
+
+
+def run_reconcile(invoke: Callable[[dict[str, Any]], dict[str, Any]], vendor: str, since: date, progress: Progress,
+                  *, after_invocation: Callable[[], None] = lambda: None,
+                  max_invocations: int | None = None) -> BackfillReport:
+    """Invokes the collector in reconciliation mode until every stream's reconciliation from `since` is complete
+    (or `max_invocations`). A reconciliation the schedule had begun is finished first; then one more round
+    begins the one asked for. Streams held by another run are waited for."""
+    report = BackfillReport()
+    event = {"reconcile": {"since": since.isoformat()}}
+    asked_at = datetime.now(UTC)
+    busy_waits = rounds = 0
+    while max_invocations is None or report.invocations < max_invocations:
+        summary = invoke(event)
+        report.invocations += 1
+        after_invocation()
+        streams = summary.get("streams") or []
+        if summary.get("mode") != "reconcile" or not all("reconciliation" in s for s in streams):
+            raise CliError(f"the {vendor} collector does not support reconciliation; deploy the current version")
+        report.events += sum(int(s.get("events_archived") or 0) for s in streams)
+        spans = [s["reconciliation"] for s in streams if s.get("reconciliation")]
+        step = backfill_progress({"streams": [{"backfill": span} for span in spans]})
+        report.progress, report.since = step.fraction, step.since
+        label = "nothing to re-read yet" if step.since is None else \
+            f"{moment(step.since)} .. {moment(step.until)}, done until {moment(step.done_until)}"
+        progress.update(report.progress, f"{vendor}  {label}  {report.events:,} missing event(s) archived, "
+                                         f"{report.invocations} invocation(s)")
+        busy = [s["stream"] for s in streams if s.get("status") == "busy"]
+        if busy:
+            busy_waits += 1
+            if busy_waits > MAX_BUSY_WAITS:
+                raise CliError(f"{', '.join(busy)} stayed busy with another run; try again later")
+            sleep(BUSY_WAIT_SECONDS)
+            continue
+        if summary.get("status") != "ok":
+            continue
+        earlier = [span for span in spans if span.get("started_at") and parse_time(span["started_at"]) < asked_at]
+        if earlier and rounds == 0:
+            rounds += 1  # that was the schedule's reconciliation, finished first; now the one asked for
+            continue
+        report.complete = True
+        break
+    progress.close()
+    return report
+
+
+def cmd_reconcile(args: argparse.Namespace) -> int:
+    since = _past_date(args.since)
+    with target(args, vendors=[args.vendor]) as where:
+        print(f"reconciling {args.vendor} from {since.isoformat()} on {where.name}")
+        report = run_reconcile(lambda event: _invoke_saving(where, args.vendor, event, "reconciliation"),
+                               args.vendor, since, Progress(sys.stdout), after_invocation=where.save,
+                               max_invocations=args.max_invocations)
+    if not report.complete:
+        print(f"stopped after {report.invocations} invocation(s), {report.progress * 100:.0f}% done; run the same "
+              "command again to continue where it stopped")
+    elif report.events:
+        print(f"reconciliation complete: {report.events:,} event(s) the live collection had missed are archived "
+              f"now ({report.invocations} invocation(s)); `auditlake status` shows which streams")
+    else:
+        print(f"reconciliation complete: the archive holds every event {args.vendor} still holds from "
+              f"{since.isoformat()} on ({report.invocations} invocation(s))")
+    return 0
+
+
+def _invoke_saving(where: Target, vendor: str, event: dict[str, Any], what: str = "backfill") -> dict[str, Any]:
     """One invocation; a demo workspace is saved after it even when it failed, since a failed run commits what
     is safe (so the archive and the state saved together stay consistent)."""
     try:
         return where.invoke(vendor, event)
     except AuditlakeError as exc:
         where.save()
-        raise CliError(f"the {vendor} backfill failed: {exc}") from None
+        raise CliError(f"the {vendor} {what} failed: {exc}") from None
 
 
 def _past_date(text: str) -> date:
@@ -859,6 +944,20 @@ def parser() -> argparse.ArgumentParser:
     backfill.add_argument("--max-invocations", type=int, metavar="N",
                           help="stop after N collector invocations (run again to continue)")
     backfill.set_defaults(handler=cmd_backfill)
+
+    reconcile = commands.add_parser("reconcile", parents=[where],
+                                    help="re-read what the vendor holds, archive what the archive lacks",
+                                    description="Re-reads the vendor's audit log from DATE (within its retention) "
+                                                "up to what the live collection has completed, compares it by "
+                                                "event id with the archive, and archives what is missing, exactly "
+                                                "once. The stack also does this on its own schedule "
+                                                "(ReconcileIntervalHours). Resumable: run it again after an "
+                                                "interruption.")
+    reconcile.add_argument("vendor", choices=list(VENDORS), metavar="VENDOR", help=", ".join(VENDORS))
+    reconcile.add_argument("--since", required=True, metavar="YYYY-MM-DD", help="the first day to re-read (UTC)")
+    reconcile.add_argument("--max-invocations", type=int, metavar="N",
+                           help="stop after N collector invocations (run again to continue)")
+    reconcile.set_defaults(handler=cmd_reconcile)
 
     query = commands.add_parser("query", parents=[where], help="SQL over the archive (Athena, or DuckDB locally)",
                                 description="Runs Athena SQL: in the stack's workgroup, or on the demo's archive "

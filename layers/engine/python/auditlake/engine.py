@@ -264,7 +264,8 @@ class Collector:
                 if state.window is None and span is not None and state.done_until is not None \
                         and state.done_until >= span.until and reconciliation.get("completed_at") is None:
                     reconciliation["completed_at"] = timeutil.to_iso(now)
-                result.reconciliation = {**reconciliation, "progress": progress["progress"]}
+                result.reconciliation = {**reconciliation, "done_until": progress["done_until"],
+                                         "progress": progress["progress"]}
         if state.done_until is not None:
             result.done_until = timeutil.to_iso(state.done_until)
             result.backlog_seconds = max(0.0, (caught_up_to - state.done_until).total_seconds())
