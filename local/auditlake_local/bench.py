@@ -10,6 +10,9 @@ nor AWS's is counted.
   against the minimum (per stream: events // largest page, plus the request that finds the end), S3 objects and
   bytes, DynamoDB reads and writes, and the archive checked against the simulator's ground truth;
 - the idle tick after the smallest backfill: requests, S3 writes, DynamoDB operations, wall time;
+- the requests that only confirmed a window's end (an empty page, since a short page is never taken for the end);
+- a reconciliation per vendor: 7 days at 10,000 events a day collected in five-minute ticks, then re-read whole:
+  requests, S3 reads, DynamoDB operations, wall time (unpaced here; paced, at its share of the rate limit);
 - a rate-limited backfill per vendor, on virtual time against a simulator enforcing the limit (bench_pacing.py);
 - per function, the deployment package (`sam build`) and the cold import of its handler (packages.py).
 """
@@ -25,7 +28,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from auditlake_local import packages
+from auditlake.settings import Settings
+from auditlake_local import packages, workspace
 from auditlake_local.bench_pacing import rate_limited_backfill
 from auditlake_local.vendors import VENDORS
 
@@ -41,7 +45,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--sizes", type=lambda text: [int(n) for n in text.split(",")], default=list(DEFAULT_SIZES),
                         help="backlog sizes, comma-separated (default: %(default)s)")
     parser.add_argument("--json", type=Path, default=DEFAULT_REPORT, help="where to write the report")
-    parser.add_argument("--skip", action="append", default=[], choices=["rate-limited", "packages"],
+    parser.add_argument("--skip", action="append", default=[], choices=["rate-limited", "packages", "reconcile"],
                         help="leave out a measurement (repeatable)")
     args = parser.parse_args(argv)
     vendors = args.vendor or list(VENDORS)
@@ -53,6 +57,10 @@ def main(argv: list[str] | None = None) -> None:
     print_table("Backfills", report["backfills"])
     print_table("Peak memory, largest backlog against smallest", report["memory"])
     print_table("Idle tick (nothing new), after the smallest backfill", report["idle_ticks"])
+    if "reconcile" not in args.skip:
+        report["reconciliations"] = [reconciliation(vendor) for vendor in vendors]
+        print_table(f"Reconciliation of {RECONCILE_DAYS} days at {RECONCILE_PER_DAY:,} events a day (after live "
+                    "ticks five minutes apart)", report["reconciliations"])
     if "rate-limited" not in args.skip:
         report["rate_limited"] = [rate_limited_backfill(VENDORS[vendor]) for vendor in vendors]
         print_table("Rate-limited backfill (virtual time; the simulator enforces the limit)", report["rate_limited"])
@@ -69,23 +77,26 @@ def main(argv: list[str] | None = None) -> None:
     print(f"\nwritten to {args.json}")
 
 
-def backfill(vendor: str, events: int) -> tuple[dict[str, Any], dict[str, Any]]:
-    """One backlog archived by a fresh collector process; the row for the table, and the idle tick after it."""
-    end = datetime.now(UTC) - timedelta(minutes=5)
+def in_world(vendor: str, events: int, start: datetime, end: datetime,
+             collector_args: tuple[str, ...] = (), **collector_input: Any) -> tuple[dict[str, Any], dict[str, Any]]:
+    """A world process with `events` between `start` and `end`, a collector process run against it, and the
+    archive then checked against the simulator's ground truth: (the collector's result, the check)."""
     world = subprocess.Popen(  # noqa: S603 (this interpreter, this package's modules, our arguments)
         [sys.executable, "-m", "auditlake_local.bench_world", "--vendor", vendor, "--events", str(events),
-         "--start", (end - timedelta(days=BACKLOG_DAYS)).isoformat(), "--end", end.isoformat()],
+         "--start", start.isoformat(), "--end", end.isoformat()],
         stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     assert world.stdin is not None and world.stdout is not None
     try:
         where = world.stdout.readline()
         if not where:
             raise SystemExit(f"{vendor}: the benchmark's world process did not start (see its error above)")
-        collector = subprocess.run([sys.executable, "-m", "auditlake_local.bench_collector"], input=where,
-                                   capture_output=True, text=True, check=False)
+        collector = subprocess.run(  # noqa: S603 (as above)
+            [sys.executable, "-m", "auditlake_local.bench_collector", *collector_args],
+            input=json.dumps({**json.loads(where), **collector_input}) + "\n",
+            capture_output=True, text=True, check=False)
         if collector.returncode != 0:
             raise SystemExit(f"{vendor}: the collector process failed:\n{collector.stderr[-3000:]}")
-        run = json.loads(collector.stdout)
+        run = json.loads(collector.stdout.splitlines()[-1])  # the result is the last line, after any warnings
         world.stdin.write("check\n")
         world.stdin.flush()
         archive = json.loads(world.stdout.readline())
@@ -93,6 +104,48 @@ def backfill(vendor: str, events: int) -> tuple[dict[str, Any], dict[str, Any]]:
         world.stdin.flush()
     finally:
         world.wait(timeout=60)
+    return run, archive
+
+
+RECONCILE_DAYS = 7
+RECONCILE_PER_DAY = 10_000
+
+
+def reconciliation(vendor: str) -> dict[str, Any]:
+    """The cost of one scheduled reconciliation over a week the live collection archived in five-minute ticks."""
+    end = datetime.now(UTC) - timedelta(minutes=15)
+    start = end - timedelta(days=RECONCILE_DAYS, hours=1)
+    run, archive = in_world(vendor, RECONCILE_PER_DAY * RECONCILE_DAYS, start, end, ("--reconcile",),
+                            first_event=start.isoformat(), reconcile_days=RECONCILE_DAYS)
+    limit = workspace.adapter_class(vendor).rate_limit_per_minute
+    share = Settings.reconcile_rate_percent / 100  # the template's default share
+    row = {
+        "vendor": vendor,
+        "live_ticks": run["live"]["invocations"],
+        "reread_events": archive["archived"],
+        "found": run["events"],
+        "invocations": run["invocations"],
+        "http_requests": run["http_requests"],
+        "s3_gets": run["s3_calls"].get("GetObject", 0),
+        "s3_lists": run["s3_calls"].get("ListObjectsV2", 0),
+        "s3_puts": run["s3_calls"].get("PutObject", 0),
+        "ddb_reads": run["dynamodb_reads"],
+        "ddb_writes": run["dynamodb_writes"],
+        "wall_s_unpaced": round(run["wall_seconds"], 1),
+        # At its share of the documented limit, the requests alone take this long.
+        "paced_minutes": round(run["http_requests"] / (limit * share), 1),
+        "missing": archive["missing"],
+        "duplicates": archive["duplicates"],
+    }
+    print(f"{vendor:8} reconciliation: {row['http_requests']} requests, {row['s3_gets']} S3 GETs, "
+          f"found {row['found']}, missing {row['missing']}, duplicates {row['duplicates']}", flush=True)
+    return row
+
+
+def backfill(vendor: str, events: int) -> tuple[dict[str, Any], dict[str, Any]]:
+    """One backlog archived by a fresh collector process; the row for the table, and the idle tick after it."""
+    end = datetime.now(UTC) - timedelta(minutes=5)
+    run, archive = in_world(vendor, events, end - timedelta(days=BACKLOG_DAYS), end)
     minimum = sum(count // LARGEST_PAGE + 1 for count in archive["per_stream"].values()) or 1
     row = {
         "vendor": vendor,
@@ -105,6 +158,8 @@ def backfill(vendor: str, events: int) -> tuple[dict[str, Any], dict[str, Any]]:
         "rss_after_import_mib": round(run["rss_after_import_mib"], 1),
         "http_requests": run["http_requests"],
         "http_minimum": minimum,
+        "windows": run["windows"],
+        "end_pages": run["end_pages"],
         "http_429s": run["http_throttles"],
         "s3_objects": run["s3_objects"],
         "s3_mib": round(run["s3_bytes"] / 2**20, 2),
