@@ -13,6 +13,7 @@ import boto3
 import pytest
 import requests
 from requests.adapters import BaseAdapter
+from worlds import world_of
 
 from auditlake import http
 from auditlake.deadline import Deadline
@@ -313,6 +314,34 @@ def test_rate_limit_setting() -> None:
     for bad in ("0", "lots", "-1"):
         with pytest.raises(ConfigError, match="RATE_LIMIT_PER_MINUTE"):
             Settings.from_env({**BASE_ENV, "RATE_LIMIT_PER_MINUTE": bad})
+
+
+def test_reconciliation_settings() -> None:
+    default = Settings.from_env(BASE_ENV)
+    assert (default.reconcile_span, default.reconcile_every, default.reconcile_rate_percent) == \
+        (timedelta(days=7), timedelta(hours=24), 20.0)
+    chosen = Settings.from_env({**BASE_ENV, "RECONCILE_SPAN_DAYS": "30", "RECONCILE_INTERVAL_HOURS": "0",
+                                "RECONCILE_RATE_PERCENT": "50"})
+    assert (chosen.reconcile_span, chosen.reconcile_every, chosen.reconcile_rate_percent) == \
+        (timedelta(days=30), timedelta(0), 50.0)
+    for name, bad in (("RECONCILE_RATE_PERCENT", "150"), ("RECONCILE_RATE_PERCENT", "0"),
+                      ("RECONCILE_SPAN_DAYS", "0"), ("RECONCILE_INTERVAL_HOURS", "-1")):
+        with pytest.raises(ConfigError, match=name):
+            Settings.from_env({**BASE_ENV, name: bad})
+
+
+def test_a_reconciliation_paces_at_its_share_of_the_limit(stack: Any, clock: Any) -> None:
+    """At RECONCILE_RATE_PERCENT of the documented limit (Asana: 20% of 1,500 = 300 a minute), and the vendor's
+    headers cannot raise it; the live collection keeps the whole limit."""
+    with world_of("asana", stack, clock.now) as world:
+        world.seed(300, clock.now() - timedelta(days=1), clock.now() - timedelta(minutes=30), seed=5)
+        live = stack.invoke(world.function_id, {}, environment={"RECONCILE_RATE_PERCENT": "20"})
+        assert live["http"]["paced_per_minute"] == round(1500 * 0.95)
+        clock.advance(timedelta(hours=1))
+        stack.invoke(world.function_id, {})
+        reconciliation = stack.invoke(world.function_id, {"reconcile": {}})
+        assert reconciliation["mode"] == "reconcile"
+        assert reconciliation["http"]["paced_per_minute"] == round(300 * 0.95)
 
 
 # --- backfills against simulators that enforce the limit ---------------------------------------------------------
