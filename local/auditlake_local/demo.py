@@ -2,7 +2,8 @@
 
 Each simulator serves real HTTP on 127.0.0.1; its collector reaches it through the secret's `base_url`, exactly
 as it would reach the vendor. AWS is moto, built from template.yaml, with `InitialLookbackDays` small so that
-older history is left for `auditlake backfill`. Everything ends up in a workspace (see workspace.py) that the
+older history is left for `auditlake backfill`. Then each vendor publishes a few events a day late, and a
+reconciliation finds them. Everything ends up in a workspace (see workspace.py) that the
 other `auditlake` commands use. `auditlake demo` runs this and then answers saved queries and shows the status.
 """
 
@@ -53,6 +54,8 @@ def run(directory: Path, *, events: int, days: int, lookback_days: int,
               f"collectors reach back {lookback_days} days (InitialLookbackDays), the rest is left for "
               "`auditlake backfill`\n")
         spans = {vendor: _collect(ws, vendor) for vendor in VENDORS}
+        for seed, vendor in enumerate(VENDORS, start=70):
+            _reconcile(ws, vendor, late_events=max(1, events // 100), seed=seed)
         ws.save()
         checks = [_check(ws, vendor, *spans[vendor]) for vendor in VENDORS]
         _print_checks(checks)
@@ -80,6 +83,26 @@ def _collect(ws: Workspace, vendor: str) -> tuple[datetime, datetime]:
     print(f"{vendor:<8} idle tick: {idle['http']['requests']} HTTP requests, {idle['s3']['objects']} S3 "
           f"writes, {idle['dynamodb_operations']} DynamoDB operations\n")
     return first_from, first_to
+
+
+def _reconcile(ws: Workspace, vendor: str, *, late_events: int, seed: int) -> None:
+    """The vendor publishes events from a day ago only now, long after the live collection read that time; the
+    reconciliation (what the stack's hourly `reconcile` schedule does once a day) finds and archives them."""
+    now = datetime.now(UTC)
+    ws.publish_late(vendor, VENDORS[vendor].generate_events(late_events, now - timedelta(days=1, hours=1),
+                                                            now - timedelta(days=1), seed))
+    found = requests = 0
+    for _ in range(MAX_TICKS):
+        summary = ws.invoke(vendor, {"reconcile": {}})
+        found += sum(stream["events_archived"] for stream in summary["streams"])
+        requests += summary["http"]["requests"]
+        if summary["status"] == "ok":
+            break
+    spans = [s["reconciliation"] for s in summary["streams"] if s.get("reconciliation")]
+    days = max(((datetime.fromisoformat(r["until"]) - datetime.fromisoformat(r["since"])).total_seconds() / 86400
+                for r in spans), default=0)
+    print(f"{vendor:<8} reconciliation: {late_events} events published a day late; re-read {days:.1f} days in "
+          f"{requests} HTTP requests, found and archived {found} the live collection had missed")
 
 
 def _canonical(event: Any) -> str:

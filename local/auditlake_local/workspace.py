@@ -84,6 +84,12 @@ class Workspace:
         function_id = VENDORS[vendor].function_id
         return self.stack.invoke(function_id, event, context=self.context(function_id), environment=QUIET)
 
+    def publish_late(self, vendor: str, events: list[dict[str, Any]]) -> None:
+        """Events the vendor publishes now, though they happened earlier: its simulator serves them from now on,
+        and the workspace keeps them with the others."""
+        self.simulators[vendor].add_events(events)
+        self.events[vendor] = [*self.events[vendor], *events]
+
     def secret(self, vendor: str) -> str:
         secret_id = self.stack.functions[VENDORS[vendor].function_id].environment["SECRET_ID"]
         return str(boto3.client("secretsmanager").get_secret_value(SecretId=secret_id)["SecretString"])
