@@ -7,6 +7,7 @@ import fnmatch
 import gzip
 import io
 import json
+import re
 import shutil
 from collections import Counter
 from collections.abc import Iterator
@@ -123,11 +124,15 @@ def test_demo_collects_checks_saves_and_shows_queries_and_status(capsys: pytest.
         assert f"{vendor:<8}" in result.out and "missing 0, duplicates 0, unexpected 0" in result.out
     assert "auditlake query --saved" in result.out
     assert "STREAM" in result.out and "asana#1200000000000001" in result.out
+    for vendor in VENDORS:  # each vendor published events a day late; its reconciliation found every one
+        line = next(line for line in result.out.splitlines() if line.startswith(f"{vendor:<8} reconciliation:"))
+        assert re.search(r": (\d+) events published a day late; .* found and archived \1 the live", line), line
     assert {p.name for p in directory.iterdir()} >= {"workspace.json", "state.json", "secrets.json", "archive",
                                                      "simulators", "signing-key.pem"}
     last = result.out.strip().splitlines()[-2:]
     assert last[0] == "$ auditlake verify"
-    assert last[1].startswith("9 chain(s)") and last[1].endswith("no findings"), last
+    # Nine streams, each with its live chain and its reconciliation's.
+    assert last[1].startswith("18 chain(s)") and last[1].endswith("no findings"), last
 
 
 def test_demo_refuses_a_directory_that_is_not_a_workspace(capsys: pytest.CaptureFixture[str],
@@ -141,7 +146,7 @@ def test_demo_refuses_a_directory_that_is_not_a_workspace(capsys: pytest.Capture
 def test_status_reads_the_saved_workspace(capsys: pytest.CaptureFixture[str], ws_dir: Path) -> None:
     result = run(capsys, "status", "--workspace", ws_dir)
     assert result.code == 0, result.err
-    header, *rows = result.out.split("\n\n", 1)[1].splitlines()
+    header, *rows = result.out.split("\n\n")[1].splitlines()  # the streams' table; the reconciliations' follows
     assert header.split()[:3] == ["STREAM", "DONE", "UNTIL"]
     archived: Counter[str] = Counter()
     for row in rows:
@@ -151,7 +156,13 @@ def test_status_reads_the_saved_workspace(capsys: pytest.CaptureFixture[str], ws
         assert datetime.fromisoformat(cells[1]) > datetime.now(UTC) - timedelta(minutes=10)  # done until
         archived[vendor] += int(cells[-1].replace(",", ""))
     assert len(rows) == 9  # asana, ashby, make: one stream each; clickup: six
-    # The table's counts are the state's; the archive the workspace saved holds exactly as many records.
+    # The reconciliations' table: one per stream, done, with what each found (the demo's late events).
+    header, *reconciled = result.out.split("reconciliations")[1].split("\n\n")[0].splitlines()[1:]
+    assert header.split()[-2:] == ["FOUND", "OUTCOME"] and len(reconciled) == 9
+    for row in reconciled:
+        assert "done" in row.split()
+        archived[row.split()[0].split("#")[0]] += int(row.split()[-2])
+    # The tables' counts are the state's; the archive the workspace saved holds exactly as many records.
     assert archived == {vendor: len(archive_lines(ws_dir, vendor)) for vendor in VENDORS}
 
 
@@ -233,7 +244,7 @@ def test_backfill_of_every_stream_reaches_the_whole_history(capsys: pytest.Captu
     result = run(capsys, "backfill", "clickup", "--since", since.isoformat(), "--workspace", ws_dir)
     assert result.code == 0, result.err
     check = archive_against_truth(ws_dir, "clickup", datetime(since.year, since.month, since.day, tzinfo=UTC))
-    assert check["older_than_since"] == 0 and check["expected"] == EVENTS
+    assert check["older_than_since"] == 0 and check["expected"] == EVENTS + demo.late_events(EVENTS)
     assert check == {**check, "missing": 0, "extra": 0, "duplicate_ids": 0}
     status = run(capsys, "status", "--workspace", ws_dir).out.split("backfills:")[1]
     assert sum(line.startswith("clickup#") and " 100% " in line for line in status.splitlines()) == 6

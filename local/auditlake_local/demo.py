@@ -55,7 +55,7 @@ def run(directory: Path, *, events: int, days: int, lookback_days: int,
               "`auditlake backfill`\n")
         spans = {vendor: _collect(ws, vendor) for vendor in VENDORS}
         for seed, vendor in enumerate(VENDORS, start=70):
-            _reconcile(ws, vendor, late_events=max(1, events // 100), seed=seed)
+            _reconcile(ws, vendor, late_events=late_events(events), seed=seed)
         ws.save()
         checks = [_check(ws, vendor, *spans[vendor]) for vendor in VENDORS]
         _print_checks(checks)
@@ -83,6 +83,11 @@ def _collect(ws: Workspace, vendor: str) -> tuple[datetime, datetime]:
     print(f"{vendor:<8} idle tick: {idle['http']['requests']} HTTP requests, {idle['s3']['objects']} S3 "
           f"writes, {idle['dynamodb_operations']} DynamoDB operations\n")
     return first_from, first_to
+
+
+def late_events(events: int) -> int:
+    """How many events each simulated vendor publishes a day late, beside the `events` it holds."""
+    return max(1, events // 100)
 
 
 def _reconcile(ws: Workspace, vendor: str, *, late_events: int, seed: int) -> None:
