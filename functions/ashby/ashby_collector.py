@@ -33,6 +33,8 @@ What Ashby leaves open, and how the adapter stays exact anyway:
 - Entry schema: the id is `id`; the time the first of `createdAt`, `occurredAt`, `timestamp`. An entry with none
   of them refuses its page (MalformedResponse naming the fields it has), so nothing is archived under a guessed
   time. Unknown categories and target types are valid ("treat unknown values as valid").
+- A full last page: whether it says `moreDataAvailable: false` itself is not documented; if it says true, the
+  empty page after it says false, and that ends the window (one request more, never a guess from the page size).
 - Rate limits and retention: requests are paced at an assumed 300/min, a 429 lowers the pace and its Retry-After
   is honoured by the HTTP client.
 """

@@ -154,10 +154,15 @@ def test_pages_are_newest_first_and_return_every_entry_exactly_once(sim: AshbySi
     assert set(first) == {"success", "results", "moreDataAvailable", "nextCursor"}
 
 
-def test_an_exactly_full_last_page_says_no_more_data(sim: AshbySimulator, session: requests.Session) -> None:
+@pytest.mark.parametrize("when_full", [True, False])
+def test_an_exactly_full_last_page(when_full: bool, clock: Clock) -> None:
+    """Docs are silent on a full last page: by default it says moreDataAvailable: true and an empty page follows;
+    with the flag exact, it says false itself."""
+    sim = AshbySimulator(API_KEY, now=clock, more_data_when_full=when_full)
     sim.add_events(generate_events(200, NOW - timedelta(days=1), NOW, seed=2))
-    entries, pages = read_all(session, limit=100, startDate=iso(NOW - timedelta(days=2)), endDate=iso(NOW))
-    assert len(entries) == 200 and pages == 2
+    with session_for(sim) as session:
+        entries, pages = read_all(session, limit=100, startDate=iso(NOW - timedelta(days=2)), endDate=iso(NOW))
+    assert len(entries) == 200 and pages == 2 + when_full
 
 
 def test_the_cursor_continues_exactly_after_the_last_entry_inside_a_burst(sim: AshbySimulator,
@@ -203,7 +208,7 @@ def test_the_bounds_are_inclusive_as_switched(start_inclusive: bool, end_inclusi
         assert ids(same) == expected
         # Paged by a cursor, the bounds hold just the same.
         entries, pages = read_all(session, limit=1, startDate=iso(t0), endDate=iso(t0 + timedelta(hours=2)))
-        assert [item["id"] for item in entries] == expected and pages == len(expected)
+        assert [item["id"] for item in entries] == expected and pages == len(expected) + 1  # a full last page
 
 
 def test_by_default_the_start_is_exclusive_and_the_end_inclusive(sim: AshbySimulator) -> None:

@@ -194,8 +194,8 @@ class AshbySimulator(VendorSimulator):
     `audit_logs_not_enabled`, with HTTP status `not_enabled_status`), `has_permission=False` (the key lacks
     auditLogsRead: HTTP 403 `missing_endpoint_permission`), `rate_limit_per_minute`.
     Switches for what the docs leave open, each defaulting to the least friendly reading: `error_envelope`,
-    `cursor_ttl`, `start_inclusive` / `end_inclusive` (how startDate and endDate bound the window) and
-    `time_field` (the name entries carry their time under).
+    `cursor_ttl`, `start_inclusive` / `end_inclusive` (how startDate and endDate bound the window), `time_field`
+    (the name entries carry their time under) and `more_data_when_full` (a full last page).
     Test hooks: `add_events`, `publish_pending`, `expire_cursors`, `ground_truth`, `generate_events`, and the base
     class's `faults`, `requests_log`, `on_request` and `stats()`.
     """
@@ -207,7 +207,8 @@ class AshbySimulator(VendorSimulator):
                  audit_logs_enabled: bool = True, has_permission: bool = True,
                  cursor_ttl: timedelta | None = DEFAULT_CURSOR_TTL, error_envelope: str = "errors",
                  start_inclusive: bool = False, end_inclusive: bool = True, time_field: str | None = None,
-                 not_enabled_status: int = 200, rate_limit_per_minute: int | None = None,
+                 not_enabled_status: int = 200, more_data_when_full: bool = True,
+                 rate_limit_per_minute: int | None = None,
                  faults: FaultPlan | None = None, on_request: Callable[[RequestRecord], None] | None = None,
                  fault_retry_after: int = 1) -> None:
         super().__init__(faults=faults, on_request=on_request, fault_retry_after=fault_retry_after)
@@ -232,6 +233,10 @@ class AshbySimulator(VendorSimulator):
         # auditLog.list documents `audit_logs_not_enabled` among its codes, and "what would be 4xx" comes back as
         # 200; a 403 or a 404 (the beta endpoint "may not be available for all organizations") are the alternatives.
         self.not_enabled_status = not_enabled_status
+        # "Last page: moreDataAvailable: false". Docs are silent on a last page that is full: by default it says
+        # moreDataAvailable: true (as a server that does not look ahead would), and the page after it is empty;
+        # False: the flag is exact, a full last page says false.
+        self.more_data_when_full = more_data_when_full
         # Docs are silent on rate limits. When set: a sliding one-minute window per key, answered with 429 and
         # Retry-After (the only claim found, from a non-authoritative source). None = no limiting.
         self.rate_limit_per_minute = rate_limit_per_minute
@@ -352,6 +357,7 @@ class AshbySimulator(VendorSimulator):
             position = self._decode_cursor(raw_cursor, query)
 
         page, more = self._scan(query, position, limit)
+        more = more or (self.more_data_when_full and len(page) == limit)
         payload: dict[str, Any] = {"success": True, "results": [self._served(entry.event) for entry in page],
                                    "moreDataAvailable": more}
         if more:
