@@ -5,17 +5,29 @@ from __future__ import annotations
 import gzip
 import json
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import timedelta
 from typing import Any
 
 import boto3
 import pytest
-from conftest import ASANA_TOKEN, ASANA_WORKSPACE, Clock
+from conftest import ASANA_BASE, ASANA_TOKEN, ASANA_WORKSPACE, Clock, Pauses, check_archive, context
 
+from auditlake import http
 from auditlake.errors import SecretError
 from auditlake.records import COLUMNS
 from auditlake.state import StateStore
-from auditlake_local.simulators import AsanaSimulator, Fault, SimResponse, generate_events
+from auditlake.timeutil import to_iso
+from auditlake_local.simulators import (
+    AsanaSimulator,
+    Fault,
+    SimRequest,
+    SimResponse,
+    SimulatorAdapter,
+    generate_events,
+)
+from auditlake_local.simulators.asana import NULL_NEXT_PAGE
 from auditlake_local.stack import LocalStack
 from auditlake_local.template import load_template
 
@@ -177,3 +189,178 @@ def test_template_environment_reaches_the_handler(stack: LocalStack) -> None:
     assert function.handler == declared["Handler"]
     for name in ("STATE_TABLE", "ARCHIVE_BUCKET", "ARCHIVE_KMS_KEY_ARN", "SECRET_ID"):
         assert function.environment[name], name
+
+
+# --- what Asana leaves open -------------------------------------------------------------------------------------
+
+
+def assert_exactly_once(stack: LocalStack, simulator: AsanaSimulator) -> None:
+    result = check_archive(stack, "asana", simulator.ground_truth())
+    assert result.events > 0
+    assert (result.missing, result.duplicates, result.unexpected) == (0, 0, 0), result
+    assert result.archived == result.events
+
+
+@contextmanager
+def mounted(stack: LocalStack, simulator: AsanaSimulator) -> Iterator[AsanaSimulator]:
+    session = http.shared_session()
+    session.mount("https://asana.test/", SimulatorAdapter(simulator))
+    stack.put_secret("AsanaCollector", {"token": ASANA_TOKEN, "workspace_gid": ASANA_WORKSPACE,
+                                        "base_url": ASANA_BASE})
+    try:
+        yield simulator
+    finally:
+        session.adapters.pop("https://asana.test/", None)
+
+
+def recording(simulator: AsanaSimulator, monkeypatch: pytest.MonkeyPatch) -> list[SimRequest]:
+    """Every request that reaches the simulator's endpoint, in order."""
+    seen: list[SimRequest] = []
+    real_route = simulator.route
+
+    def route(request: SimRequest) -> SimResponse:
+        seen.append(request)
+        return real_route(request)
+
+    monkeypatch.setattr(simulator, "route", route)
+    return seen
+
+
+@pytest.mark.parametrize("max_limit", [100, 1000])
+def test_limit_is_never_above_100_whatever_page_size_says(max_limit: int, stack: LocalStack, clock: Clock,
+                                                          pauses: Pauses, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`limit` is 1..100 by the parameter's definition, "default 1000" by the prose: the collector sends at most
+    100, which both readings accept (the simulator rejects more by default)."""
+    simulator = AsanaSimulator(ASANA_TOKEN, ASANA_WORKSPACE, now=clock.now, max_limit=max_limit)
+    with mounted(stack, simulator):
+        seed(simulator, clock, count=450)
+        sent = recording(simulator, monkeypatch)
+        summary = stack.invoke("AsanaCollector", environment={"PAGE_SIZE": "500"})
+        assert summary["status"] == "ok"
+        assert [request.param("limit") for request in sent] == ["100"] * 6  # 4 full pages, 50, the empty page
+        assert_exactly_once(stack, simulator)
+
+
+@pytest.mark.parametrize("status", [400, 410, 404])
+def test_offsets_that_expired_between_ticks_are_restarted(status: int, stack: LocalStack, clock: Clock,
+                                                          pauses: Pauses) -> None:
+    """By default an offset lives shorter than a tick, so every offset a run stores is refused, for good, by the
+    next one: a 400 (what other endpoints answer) or a 410 is read as an expired offset; any other status on a
+    request with an offset restarts the window once per run (the engine's rule). Each run gets further."""
+    simulator = AsanaSimulator(ASANA_TOKEN, ASANA_WORKSPACE, now=clock.now, expired_offset_status=status)
+    with mounted(stack, simulator):
+        seed(simulator, clock, count=1500)
+        budget = {"ms": 0}
+        simulator.on_request = lambda _record: budget.__setitem__("ms", budget["ms"] - 4_000)  # 4 s a page
+        outcomes = []
+        for _ in range(12):
+            budget["ms"] = 80_000  # 20 s above the 60 s margin: five pages a tick
+            summary = stack.invoke("AsanaCollector", environment={"MAX_OBJECT_EVENTS": "100"},
+                                   context=context(stack, "AsanaCollector", lambda: budget["ms"]))
+            outcomes.append(summary)
+            if summary["status"] == "ok":
+                break
+            clock.advance()  # 5 minutes: every stored offset is past its life
+        assert outcomes[-1]["status"] == "ok" and len(outcomes) >= 3
+        expired = [o["streams"][0]["cursors_expired"] for o in outcomes]
+        assert sum(expired) >= 2 and max(expired) == 1, expired  # stored offsets were sent, refused, restarted
+        assert_exactly_once(stack, simulator)
+
+
+@pytest.mark.parametrize("mode", NULL_NEXT_PAGE)
+def test_exact_whenever_next_page_is_null(mode: str, stack: LocalStack, clock: Clock, pauses: Pauses,
+                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """Asana documents `next_page: null` only for a query that never matched. Where it comes on a page of events
+    (on the last one, or on every one) the window goes on from the page's newest millisecond and ends when nothing
+    new follows: every event once, bursts at page edges included, new and late ones too."""
+    simulator = AsanaSimulator(ASANA_TOKEN, ASANA_WORKSPACE, now=clock.now, null_next_page=mode)
+    with mounted(stack, simulator):
+        now = clock.now()
+        simulator.add_events(generate_events(1200, now - timedelta(days=2), now - timedelta(minutes=10), seed=3,
+                                             burst_rate=0.3))
+        sent = recording(simulator, monkeypatch)
+        assert stack.invoke("AsanaCollector", environment={"MAX_OBJECT_EVENTS": "100"})["status"] == "ok"
+        restarts = sum(1 for request in sent if request.param("offset") is None)
+        assert restarts == {"when_nothing_matched": 1, "on_last_page": 2}.get(mode, restarts)
+        if mode == "on_every_page":
+            assert restarts == len(sent) >= 13  # no offset ever: each page is a new query
+        assert_exactly_once(stack, simulator)
+
+        for tick in range(3):  # new events, and events published late inside the overlap
+            clock.advance()
+            now = clock.now()
+            simulator.add_events(generate_events(150, now - timedelta(minutes=4), now - timedelta(minutes=3),
+                                                 seed=10 + tick, burst_rate=0.3))
+            simulator.add_events([{**event, "gid": f"9{tick}{event['gid'][2:]}"} for event in generate_events(
+                20, now - timedelta(minutes=9), now - timedelta(minutes=8), seed=20 + tick)], published=False)
+            simulator.publish_pending()
+            assert stack.invoke("AsanaCollector", environment={"MAX_OBJECT_EVENTS": "100"})["status"] == "ok"
+        assert_exactly_once(stack, simulator)
+
+
+def test_next_page_null_on_one_millisecond_reached_by_an_offset_fails_loudly(
+        stack: LocalStack, asana: AsanaSimulator, clock: Clock, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Earlier pages may have served part of that millisecond, and a new query from it would serve them again as
+    if new: the page is refused, what came before it is kept, and nothing is archived twice."""
+    instant = clock.now() - timedelta(hours=1)
+    burst = [{**event, "created_at": to_iso(instant), "gid": f"5{index:015d}"}
+             for index, event in enumerate(generate_events(250, instant, instant + timedelta(seconds=1), seed=8))]
+    asana.add_events(burst)
+    real_route = asana.route
+
+    def null_on_the_second_page(request: SimRequest) -> SimResponse:
+        response = real_route(request)
+        if request.param("offset") is not None and response.json()["data"]:
+            return SimResponse.of_json(200, {**response.json(), "next_page": None})
+        return response
+
+    monkeypatch.setattr(asana, "route", null_on_the_second_page)
+    with pytest.raises(Exception, match=r"asana API \[malformed_response\]: next_page is null on a page of one "
+                                        r"millisecond .* reached by an offset: it cannot be paged past"):
+        stack.invoke("AsanaCollector", environment={"MAX_OBJECT_EVENTS": "100"})
+    assert len(stack.archived_records("asana")) == 100  # the first page, before the refused one
+    monkeypatch.setattr(asana, "route", real_route)
+    clock.advance()
+    assert stack.invoke("AsanaCollector", environment={"MAX_OBJECT_EVENTS": "100"})["status"] == "ok"
+    assert_exactly_once(stack, asana)
+
+
+@pytest.mark.parametrize("status", [402, 403])
+def test_a_domain_without_audit_logs_is_one_clear_error(status: int, stack: LocalStack, asana: AsanaSimulator,
+                                                        clock: Clock) -> None:
+    seed(asana, clock)
+    assert stack.invoke("AsanaCollector")["status"] == "ok"
+    before = stored_state(stack).done_until
+    asana.audit_logs_available, asana.no_audit_logs_status = False, status
+    clock.advance()
+    now = clock.now()
+    asana.add_events(generate_events(50, now - timedelta(minutes=4), now - timedelta(minutes=3), seed=4))
+    with pytest.raises(Exception, match=rf"asana API HTTP {status}: audit logs are not available to this account: "
+                                        r".*\(Asana's audit log API needs an Enterprise\+") as failure:
+        stack.invoke("AsanaCollector")
+    assert ASANA_TOKEN not in str(failure.value)
+    state = stored_state(stack)
+    assert state.done_until == before and (state.window is None or state.window.cursor is None)
+    assert len(stack.archived_records("asana")) == 400
+    asana.audit_logs_available = True
+    assert stack.invoke("AsanaCollector")["status"] == "ok"
+    assert_exactly_once(stack, asana)
+
+
+def test_events_published_late_within_the_overlap_are_collected(stack: LocalStack, clock: Clock,
+                                                                pauses: Pauses) -> None:
+    """Capture latency: each event visible up to 7 minutes after its created_at, inside the 10-minute overlap (plus
+    the 2-minute lag). What is published later than that is the reconciliation's to find."""
+    simulator = AsanaSimulator(ASANA_TOKEN, ASANA_WORKSPACE, now=clock.now, publication_delay=timedelta(minutes=7))
+    with mounted(stack, simulator):
+        seed(simulator, clock, count=300)
+        for tick in range(6):
+            now = clock.now()
+            simulator.add_events(generate_events(100, now - timedelta(minutes=5), now, seed=30 + tick))
+            assert stack.invoke("AsanaCollector")["status"] == "ok"
+            clock.advance()
+        for _ in range(3):  # nothing new: the last events get published and collected
+            assert stack.invoke("AsanaCollector")["status"] == "ok"
+            clock.advance()
+        assert len(simulator.ground_truth()) == 900
+        assert_exactly_once(stack, simulator)

@@ -38,6 +38,8 @@ def test_a_clean_backfill_takes_the_fewest_requests(events: int, stack: LocalSta
         assert summary["http"]["requests"] == pages_then_end(events)
     if world.vendor == "asana":  # only an empty page ends the window
         assert summary["http"]["requests"] == pages_then_empty_page(events)
+    if world.vendor == "ashby":  # moreDataAvailable: false ends it, after a full last page on an empty page
+        assert summary["http"]["requests"] == pages_then_end(events)
     result = check_archive(stack, world.vendor, world.simulator.ground_truth())
     assert (result.events, result.archived, result.missing, result.duplicates) == (events, events, 0, 0)
 

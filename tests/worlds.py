@@ -75,12 +75,14 @@ def clickup_backfill_requests(simulator: VendorSimulator) -> int:
 
 TRAITS: dict[str, Traits] = {
     # Asana's stream never ends by itself: the window ends on an empty page (a short page is not documented as the
-    # end).
+    # end), so ceil(N / 100) pages of events and the empty page: ceil(N / 100) + 1, as before the engine's End.
     "asana": Traits(streams=1, cursors_expire=True, says_when_to_retry=True,
                     backfill_requests=lambda sim: pages_then_empty_page(len(sim.ground_truth())), idle_requests=1),
-    # Ashby's last page says it is the last (no nextCursor): no extra request finds the end.
+    # Ashby's last page says it is the last (moreDataAvailable: false), but by the simulator's default a full last
+    # page still says true (docs are silent) and an empty page follows: N // 100 + 1 (was ceil(N / 100), at least
+    # 1); one request more only when N is a multiple of 100.
     "ashby": Traits(streams=1, cursors_expire=True, says_when_to_retry=True,
-                    backfill_requests=lambda sim: max(1, -(-len(sim.ground_truth()) // PAGE)), idle_requests=1),
+                    backfill_requests=lambda sim: pages_then_end(len(sim.ground_truth())), idle_requests=1),
     # ClickUp: above events // 100 + 1 per class, since its keyset re-reads each page's boundary millisecond and
     # no page larger than 100 rows is known to be honoured (the adapter's docstring).
     "clickup": Traits(streams=len(clickup.APPLICABILITIES), cursors_expire=False, says_when_to_retry=True,

@@ -7,24 +7,36 @@ What Ashby documents, and what this adapter does about it:
 - `startDate` alone silently means `[startDate, startDate + 24 h]`, `endDate` alone or neither a 24-hour window:
   both bounds are always sent. An explicit span is at most 18 months: windows are capped at 540 days, so a first
   run or a long outage is collected in several windows.
-- Whether the bounds are inclusive is not documented: startDate is sent 1 ms before the window's start, so an entry
-  at the start is returned either way; the engine drops whatever falls outside the window (e.g. an entry at an
-  inclusive endDate, collected by the next window).
 - Entries come newest first. `nextCursor` is valid only with the same dates and filters, so an interrupted window
-  is resumed with its stored bounds and cursor; a rejected cursor (`cursor_invalid`, `next_cursor_expired`,
-  `invalid_next_cursor`) raises CursorExpired and the engine re-queries the window up to the oldest archived
-  instant. Cursors expire after an undocumented time.
-- The last page has `moreDataAvailable: false`; `moreDataAvailable: true` without a `nextCursor` is malformed (no
-  endless loop, no silent stop).
-- Errors mostly arrive as HTTP 200 `{"success": false, "errorInfo": {"code", "message", "requestId"}}`; the
-  responses page also shows an older `{"success": false, "errors": ["…"]}`, a list of strings without a code field,
-  from which the code is read where a string names one. Every error is a VendorError naming the code, never an empty
-  success; `audit_logs_not_enabled` and `missing_endpoint_permission` (a 403) are AuditLogsUnavailable, whatever
-  the status. A missing key is a 401, a wrong key a 403. `warnings` are logged.
-- The entry schema is not published: the id is `id`; the time the first of `createdAt`, `occurredAt`,
-  `timestamp`; unknown categories and target types are valid ("treat unknown values as valid").
-- Rate limits and retention are not documented: requests are paced at an assumed 300/min, a 429 lowers the pace
-  and its Retry-After is honoured by the HTTP client.
+  is resumed with its stored bounds and cursor. The last page has `moreDataAvailable: false`;
+  `moreDataAvailable: true` without a `nextCursor`, or with the cursor just sent, is malformed (no endless loop,
+  no silent stop).
+- Errors mostly arrive as HTTP 200 `{"success": false, "errorInfo": {"code", "message", "requestId"}}`; an older
+  revision of the responses page shows `{"success": false, "errors": ["requested_job_not_found"]}`, a list of
+  strings without a code field. The code is read from either form, at any status: `errorInfo.code`, else a known
+  code a string names (the bare code, or a sentence naming it), else a string that is itself a bare code. Every
+  error is a VendorError, never an empty success.
+- `audit_logs_not_enabled` (documented) and `missing_endpoint_permission` (a 403) are AuditLogsUnavailable, whatever
+  the status, and so is a 404: the endpoint is in beta and "may not be available for all organizations".
+- `warnings` are logged. A missing key is a 401, a wrong key a 403. auditLog.list's rejected-cursor code is
+  `cursor_invalid`; the changelog adds the generic `next_cursor_expired` and `invalid_next_cursor`.
+
+What Ashby leaves open, and how the adapter stays exact anyway:
+- Cursor lifetime: cursors expire after an undocumented time, and an expired one stays expired. A rejected cursor
+  (any of the three codes, in either envelope) raises CursorExpired and the engine re-queries the window up to
+  the oldest archived instant. An error naming no code (a sentence in the older envelope) on a request that
+  carried a cursor restarts the window the same way, once per window and run (the engine's rule): no stream stays
+  stuck on a stored cursor.
+- Bound inclusivity: startDate is sent 1 ms before the window's start, so an entry at the start is returned
+  whether or not startDate is inclusive; the engine drops whatever falls outside the window (e.g. an entry at an
+  inclusive endDate, which the next window collects).
+- Entry schema: the id is `id`; the time the first of `createdAt`, `occurredAt`, `timestamp`. An entry with none
+  of them refuses its page (MalformedResponse naming the fields it has), so nothing is archived under a guessed
+  time. Unknown categories and target types are valid ("treat unknown values as valid").
+- A full last page: whether it says `moreDataAvailable: false` itself is not documented; if it says true, the
+  empty page after it says false, and that ends the window (one request more, never a guess from the page size).
+- Rate limits and retention: requests are paced at an assumed 300/min, a 429 lowers the pace and its Retry-After
+  is honoured by the HTTP client.
 """
 
 from __future__ import annotations
@@ -91,7 +103,8 @@ class Ashby(VendorAdapter):
 
     @classmethod
     def lacks_audit_logs(cls, status: int, code: str | None) -> bool:
-        return code in UNAVAILABLE_CODES
+        # A 404 for the one endpoint this adapter calls: the beta endpoint is not there for this organization.
+        return code in UNAVAILABLE_CODES or status == 404
 
     def streams(self) -> list[str]:
         return ["organization"]  # an API key belongs to one organization
@@ -151,7 +164,8 @@ class Ashby(VendorAdapter):
         for name in TIME_FIELDS:
             if event.get(name) is not None:
                 return parse_event_time(event[name], name)
-        raise KeyError(f"none of {', '.join(TIME_FIELDS)}")
+        # Never a guess (another field, the collection time): the page is refused, naming what the entry holds.
+        raise KeyError(f"none of {', '.join(TIME_FIELDS)}; the entry has {', '.join(sorted(map(str, event)))}")
 
     def normalise(self, event: dict[str, Any], stream: str) -> Normalised:
         actor = _object(event.get("actor"))

@@ -138,6 +138,16 @@ def test_pages_are_ascending_and_the_stream_returns_every_event_exactly_once(sim
     assert all(re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", item["created_at"]) for item in events)
 
 
+def test_limits_up_to_1000_are_accepted_when_switched(clock: Clock) -> None:
+    """The other reading of the conflict: the prose's 1000 is the maximum too."""
+    sim = AsanaSimulator(TOKEN, WORKSPACE, now=clock, max_limit=1000)
+    sim.add_events(generate_events(1500, NOW - timedelta(days=1), NOW, seed=2))
+    with session_for(sim) as session:
+        assert len(get(session, limit=500).json()["data"]) == 500
+        assert len(get(session, limit=1000).json()["data"]) == 1000
+        assert_error(get(session, limit=1001), 400, "between 1 and 1000")
+
+
 def test_limit_bounds_and_the_default_of_1000(sim: AsanaSimulator, session: requests.Session) -> None:
     sim.add_events(generate_events(1500, NOW - timedelta(days=1), NOW, seed=2))
 
@@ -210,6 +220,42 @@ def test_next_page_is_null_only_when_nothing_ever_matched(sim: AsanaSimulator, s
     assert caught_up["next_page"] is not None  # kept so the client can poll for future events
     again = get(session, limit=10, offset=caught_up["next_page"]["offset"]).json()
     assert again["data"] == [] and again["next_page"] is not None
+
+
+@pytest.mark.parametrize("mode", ["on_last_page", "on_every_page"])
+def test_next_page_null_on_pages_of_events_when_switched(mode: str, clock: Clock) -> None:
+    """Beyond the docs: null on the page that reaches the last event matching now, or on every page of events.
+    An empty page after an offset keeps its next_page either way."""
+    sim = AsanaSimulator(TOKEN, WORKSPACE, now=clock, null_next_page=mode)
+    sim.add_events(generate_events(25, NOW - timedelta(days=1), NOW - timedelta(hours=1), seed=4))
+    with session_for(sim) as session:
+        pages = [get(session, limit=10).json()]
+        while pages[-1]["next_page"] is not None and pages[-1]["data"]:
+            pages.append(get(session, limit=10, offset=pages[-1]["next_page"]["offset"]).json())
+    if mode == "on_every_page":
+        assert len(pages) == 1 and len(pages[0]["data"]) == 10 and pages[0]["next_page"] is None
+    else:
+        assert [len(page["data"]) for page in pages] == [10, 10, 5] and pages[-1]["next_page"] is None
+        assert all(page["next_page"] is not None for page in pages[:-1])
+    with pytest.raises(ValueError, match="null_next_page"):
+        AsanaSimulator(TOKEN, WORKSPACE, now=clock, null_next_page="sometimes")
+
+
+def test_events_are_published_up_to_the_publication_delay_late(clock: Clock) -> None:
+    """Capture latency: each event becomes visible at its own moment within `publication_delay` after created_at,
+    the same for every query; the ground truth is what is published."""
+    sim = AsanaSimulator(TOKEN, WORKSPACE, now=clock, publication_delay=timedelta(hours=2))
+    events = generate_events(300, NOW - timedelta(minutes=30), NOW, seed=12)
+    sim.add_events(events)
+    with session_for(sim) as session:
+        visible, _, _ = read_all(session, limit=100)
+        assert 0 < len(visible) < 300 and {e["gid"] for e in visible} == set(sim.ground_truth())
+        clock.advance(hours=1)
+        later, _, _ = read_all(session, limit=100)
+        assert len(visible) < len(later) < 300 and {e["gid"] for e in visible} < {e["gid"] for e in later}
+        clock.advance(hours=1, minutes=1)
+        assert len(read_all(session, limit=100)[0]) == len(sim.ground_truth()) == 300
+    assert AsanaSimulator(TOKEN, WORKSPACE, now=clock).publication_delay is None
 
 
 def test_next_page_path_and_uri_repeat_the_query(sim: AsanaSimulator, session: requests.Session) -> None:
@@ -290,6 +336,40 @@ def test_offsets_expire_after_their_ttl(clock: Clock) -> None:
         clock.advance(minutes=2)
         assert_error(get(session, limit=2, offset=offset), 400, "expired")
         assert get(session, limit=2).status_code == 200  # a new query without offset still works
+
+
+def test_offsets_expire_sooner_than_a_tick_by_default(sim: AsanaSimulator, session: requests.Session,
+                                                      clock: Clock) -> None:
+    sim.add_events(generate_events(10, NOW - timedelta(days=1), NOW, seed=5))
+    offset = get(session, limit=2).json()["next_page"]["offset"]
+    clock.advance(seconds=30)
+    assert get(session, limit=2, offset=offset).status_code == 200
+    clock.advance(minutes=5)
+    for _ in range(3):  # and an expired offset stays expired
+        assert_error(get(session, limit=2, offset=offset), 400, "expired")
+        clock.advance(hours=1)
+
+
+@pytest.mark.parametrize("status", [410, 404])
+def test_an_expired_offset_answers_the_switched_status(status: int, clock: Clock) -> None:
+    sim = AsanaSimulator(TOKEN, WORKSPACE, now=clock, expired_offset_status=status)
+    sim.add_events(generate_events(10, NOW - timedelta(days=1), NOW, seed=5))
+    with session_for(sim) as session:
+        offset = get(session, limit=2).json()["next_page"]["offset"]
+        sim.expire_offsets()
+        assert_error(get(session, limit=2, offset=offset), status, "expired")
+
+
+@pytest.mark.parametrize("status", [402, 403])
+def test_a_domain_without_audit_logs_answers_the_switched_status(status: int, clock: Clock) -> None:
+    """402 Payment Required is documented for the endpoint (the default); 403 the other plausible answer."""
+    sim = AsanaSimulator(TOKEN, WORKSPACE, now=clock, audit_logs_available=False, no_audit_logs_status=status)
+    sim.add_events(generate_events(10, NOW - timedelta(days=1), NOW, seed=5))
+    with session_for(sim) as session:
+        assert_error(get(session, limit=2), status, "Enterprise+" if status == 402 else "access")
+        sim.audit_logs_available = True
+        assert len(get(session, limit=2).json()["data"]) == 2
+    assert AsanaSimulator(TOKEN, WORKSPACE, now=clock).no_audit_logs_status == 402
 
 
 def test_expire_offsets_invalidates_every_offset_issued_so_far(sim: AsanaSimulator,

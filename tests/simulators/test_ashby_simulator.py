@@ -17,6 +17,8 @@ from auditlake_local.simulators import Fault, SimulatorAdapter, VendorSimulator,
 from auditlake_local.simulators.ashby import (
     ACTOR_TYPES,
     CATEGORIES,
+    ERROR_ENVELOPES,
+    TIME_FIELDS,
     VOCABULARY,
     AshbySimulator,
     generate_events,
@@ -113,12 +115,21 @@ def read_all(session: requests.Session, max_pages: int = 2000,
 
 
 def assert_error(response: requests.Response, code: str, status: int = 200, fragment: str = "") -> None:
+    """An error in whichever envelope the simulator is switched to; the message is checked where it is sent."""
     assert response.status_code == status, response.text
     body = response.json()
     assert body["success"] is False
-    assert body["errorInfo"]["code"] == code
-    assert fragment.lower() in body["errorInfo"]["message"].lower()
-    assert ULID.match(body["errorInfo"]["requestId"])
+    if "errorInfo" in body:
+        assert set(body) == {"success", "errorInfo"}
+        assert body["errorInfo"]["code"] == code
+        assert fragment.lower() in body["errorInfo"]["message"].lower()
+        assert ULID.match(body["errorInfo"]["requestId"])
+        return
+    assert set(body) == {"success", "errors"}
+    said = body["errors"]
+    assert isinstance(said, list) and len(said) == 1 and isinstance(said[0], str)
+    if said[0] != code:  # the older envelope's bare code (the default); else a sentence naming it, or none
+        assert fragment.lower() in said[0].lower() or code not in said[0], said
 
 
 def newest_first(items: list[dict[str, Any]]) -> list[str]:
@@ -143,10 +154,15 @@ def test_pages_are_newest_first_and_return_every_entry_exactly_once(sim: AshbySi
     assert set(first) == {"success", "results", "moreDataAvailable", "nextCursor"}
 
 
-def test_an_exactly_full_last_page_says_no_more_data(sim: AshbySimulator, session: requests.Session) -> None:
+@pytest.mark.parametrize("when_full", [True, False])
+def test_an_exactly_full_last_page(when_full: bool, clock: Clock) -> None:
+    """Docs are silent on a full last page: by default it says moreDataAvailable: true and an empty page follows;
+    with the flag exact, it says false itself."""
+    sim = AshbySimulator(API_KEY, now=clock, more_data_when_full=when_full)
     sim.add_events(generate_events(200, NOW - timedelta(days=1), NOW, seed=2))
-    entries, pages = read_all(session, limit=100, startDate=iso(NOW - timedelta(days=2)), endDate=iso(NOW))
-    assert len(entries) == 200 and pages == 2
+    with session_for(sim) as session:
+        entries, pages = read_all(session, limit=100, startDate=iso(NOW - timedelta(days=2)), endDate=iso(NOW))
+    assert len(entries) == 200 and pages == 2 + when_full
 
 
 def test_the_cursor_continues_exactly_after_the_last_entry_inside_a_burst(sim: AshbySimulator,
@@ -174,15 +190,29 @@ def test_limit_defaults_to_100_and_is_bounded(sim: AshbySimulator, session: requ
 # --- the date window --------------------------------------------------------------------------------------------
 
 
-def test_start_date_is_inclusive_and_end_date_exclusive(sim: AshbySimulator, session: requests.Session) -> None:
+@pytest.mark.parametrize(("start_inclusive", "end_inclusive"), [(False, True), (True, False), (True, True),
+                                                                (False, False)])
+def test_the_bounds_are_inclusive_as_switched(start_inclusive: bool, end_inclusive: bool, clock: Clock) -> None:
+    """Docs are silent on the bounds: by default startDate is exclusive and endDate inclusive (the least friendly
+    combination); each is a switch."""
+    sim = AshbySimulator(API_KEY, now=clock, start_inclusive=start_inclusive, end_inclusive=end_inclusive)
     t0 = NOW - timedelta(hours=3)
     sim.add_events([entry("a", t0 - timedelta(milliseconds=1)), entry("b", t0),
-                    entry("c", t0 + timedelta(hours=1)), entry("d", t0 + timedelta(hours=2))])
+                    entry("c", t0 + timedelta(hours=1)), entry("d", t0 + timedelta(hours=2)),
+                    entry("e", t0 + timedelta(hours=2, milliseconds=1))])
+    expected = ["d"] * end_inclusive + ["c"] + ["b"] * start_inclusive
+    with session_for(sim) as session:
+        assert ids(post(session, startDate=iso(t0), endDate=iso(t0 + timedelta(hours=2))).json()) == expected
+        # "All dates are ISO 8601 interpreted as UTC": offsets name the same instants, naive times are UTC.
+        same = post(session, startDate="2026-09-01T11:00:00+02:00", endDate="2026-09-01T11:00:00.000").json()
+        assert ids(same) == expected
+        # Paged by a cursor, the bounds hold just the same.
+        entries, pages = read_all(session, limit=1, startDate=iso(t0), endDate=iso(t0 + timedelta(hours=2)))
+        assert [item["id"] for item in entries] == expected and pages == len(expected) + 1  # a full last page
 
-    assert ids(post(session, startDate=iso(t0), endDate=iso(t0 + timedelta(hours=2))).json()) == ["c", "b"]
-    # "All dates are ISO 8601 interpreted as UTC": offsets name the same instants, naive times are UTC.
-    same = post(session, startDate="2026-09-01T11:00:00+02:00", endDate="2026-09-01T11:00:00.000").json()
-    assert ids(same) == ["c", "b"]
+
+def test_by_default_the_start_is_exclusive_and_the_end_inclusive(sim: AshbySimulator) -> None:
+    assert (sim.start_inclusive, sim.end_inclusive) == (False, True)
 
 
 def test_missing_dates_default_to_24_hour_windows(sim: AshbySimulator, session: requests.Session) -> None:
@@ -282,6 +312,7 @@ def test_a_cursor_only_works_with_the_window_and_filters_it_was_issued_for(sim: 
 def test_a_cursor_keeps_paging_the_window_its_first_page_resolved(sim: AshbySimulator, session: requests.Session,
                                                                   clock: Clock) -> None:
     sim.add_events(generate_events(30, NOW - timedelta(hours=23), NOW - timedelta(minutes=1), seed=5))
+    sim.cursor_ttl = None  # the cursor is sent 12 hours later
     first = post(session, limit=10).json()  # {}: the last 24 h ending now
     clock.advance(hours=12)  # a "now"-relative window would have moved by half
     rest, _ = read_all(session, limit=10, cursor=first["nextCursor"])
@@ -311,6 +342,21 @@ def test_expire_cursors_invalidates_every_cursor_issued_so_far(sim: AshbySimulat
     assert_error(post(session, limit=2, cursor=cursor, **window), "next_cursor_expired", fragment="expired")
     fresh = post(session, limit=2, **window).json()["nextCursor"]  # restarting the window works
     assert post(session, limit=2, cursor=fresh, **window).json()["success"] is True
+
+
+def test_cursors_expire_after_a_short_ttl_by_default(sim: AshbySimulator, session: requests.Session,
+                                                     clock: Clock) -> None:
+    """Docs: cursors expire, after an undocumented time. By default sooner than a collector's next five-minute
+    tick, and an expired cursor stays expired."""
+    sim.add_events(generate_events(10, NOW - timedelta(hours=2), NOW, seed=8))
+    window = {"startDate": iso(NOW - timedelta(days=1)), "endDate": iso(NOW)}
+    cursor = post(session, limit=2, **window).json()["nextCursor"]
+    clock.advance(seconds=30)
+    assert post(session, limit=2, cursor=cursor, **window).json()["success"] is True
+    clock.advance(minutes=5)
+    for _ in range(3):
+        assert_error(post(session, limit=2, cursor=cursor, **window), "next_cursor_expired")
+        clock.advance(hours=1)
 
 
 def test_cursors_expire_after_their_ttl(clock: Clock) -> None:
@@ -399,6 +445,66 @@ def test_missing_permission_is_a_403_and_a_missing_feature_a_200_error(clock: Cl
             assert_error(post(session, **body), "audit_logs_not_enabled", fragment="Audit Logs")
         without_feature.audit_logs_enabled = True
         assert ids(post(session).json()) == ["a"]
+
+
+@pytest.mark.parametrize("status", [200, 403, 404])
+def test_a_missing_feature_answers_with_the_switched_status(status: int, clock: Clock) -> None:
+    """`audit_logs_not_enabled` is documented, and Ashby's rule makes it a 200; a 403 or a 404 are the
+    alternatives."""
+    sim = AshbySimulator(API_KEY, now=clock, audit_logs_enabled=False, not_enabled_status=status)
+    with session_for(sim) as session:
+        assert_error(post(session), "audit_logs_not_enabled", status=status, fragment="Audit Logs")
+
+
+@pytest.mark.parametrize("envelope", ERROR_ENVELOPES)
+def test_every_error_comes_in_the_switched_envelope(envelope: str, clock: Clock) -> None:
+    """By default the older envelope, `errors: [code]` as in the docs' example; or a sentence naming the code, a
+    sentence naming none, or the current `errorInfo`."""
+    sim = AshbySimulator(API_KEY, now=clock, error_envelope=envelope)
+    sim.add_events(generate_events(10, NOW - timedelta(hours=2), NOW, seed=7))
+    window = {"startDate": iso(NOW - timedelta(days=1)), "endDate": iso(NOW)}
+    with session_for(sim) as session:
+        cursor = post(session, limit=2, **window).json()["nextCursor"]
+        sim.expire_cursors()
+        answers = {"next_cursor_expired": post(session, limit=2, cursor=cursor, **window),
+                   "cursor_invalid": post(session, limit=2, cursor="not-a-cursor", **window),
+                   "invalid_input": post(session, limit=500)}
+        sim.audit_logs_enabled = False
+        answers["audit_logs_not_enabled"] = post(session)
+        sim.has_permission = False
+        answers["missing_endpoint_permission"] = post(session)
+    for code, response in answers.items():
+        body = response.json()
+        assert body["success"] is False
+        if envelope == "error_info":
+            assert body["errorInfo"]["code"] == code
+        elif envelope == "errors":
+            assert body == {"success": False, "errors": [code]}
+        elif envelope == "errors_sentence":
+            assert code in body["errors"][0] and len(body["errors"][0]) > len(code) + 10
+        else:
+            assert body["errors"][0] and not re.search(r"\b[a-z]+_[a-z_]+\b", body["errors"][0]), body
+    assert AshbySimulator(API_KEY, now=clock).error_envelope == "errors"
+    with pytest.raises(ValueError, match="error_envelope"):
+        AshbySimulator(API_KEY, now=clock, error_envelope="xml")
+
+
+@pytest.mark.parametrize("name", [*TIME_FIELDS, "eventTime"])
+def test_entries_carry_their_time_under_the_switched_name(name: str, clock: Clock) -> None:
+    """Docs are silent on the time field's name: `time_field` serves every entry's time under the one given, in
+    pages and in the ground truth alike."""
+    sim = AshbySimulator(API_KEY, now=clock, time_field=name)
+    added = [entry("a", NOW - timedelta(hours=1)), entry("b", NOW - timedelta(hours=2))]
+    sim.add_events(added)
+    with session_for(sim) as session:
+        served = post(session).json()["results"]
+    assert [item["id"] for item in served] == ["a", "b"]
+    for item, original in zip(served, added, strict=True):
+        assert {*TIME_FIELDS, "eventTime"} & set(item) == {name}
+        assert item[name] == original["createdAt"]
+        assert {k: v for k, v in item.items() if k != name} == {k: v for k, v in original.items()
+                                                                if k != "createdAt"}
+        assert sim.ground_truth()[item["id"]] == item
 
 
 def test_unknown_route_and_method(session: requests.Session) -> None:

@@ -48,10 +48,31 @@ CAPTURE_START = datetime(2021, 10, 8, tzinfo=UTC)  # "captures events from Octob
 RETENTION = timedelta(days=90)  # "permanently deleted from our systems after 90 days"
 
 # The shared `limit` parameter says "The value must be between 1 and 100", while this endpoint's description says
-# "The default limit is 1000 events". Both are honoured: an explicit limit outside 1..100 is rejected (the
-# conservative reading), an omitted one returns up to 1000 events. Collectors should always send limit <= 100.
+# "The default limit is 1000 events". Both are honoured: an explicit limit above `max_limit` (default 100, the
+# conservative reading) is rejected with a 400, an omitted one returns up to 1000 events. `max_limit=1000` is the
+# other reading. Collectors should always send limit <= 100.
 MAX_LIMIT = 100
 DEFAULT_LIMIT = 1000
+
+# "Note that an offset token will expire after some time" (NextPage), for how long is undocumented here; other
+# endpoints' offsets are JWTs that live 900 s. Default: shorter than a collector's five-minute schedule, so every
+# offset a run stores has expired when the next run sends it (and stays expired); longer than the seconds between
+# two pages of one run. An expired offset is a 400, as other endpoints answer (`expired_offset_status` switches it).
+DEFAULT_OFFSET_TTL = timedelta(minutes=3)
+
+# `next_page: null` (`null_next_page`). Documented: "If there are no events that match the provided filters in your
+# domain, the endpoint will return null for the next_page field", and otherwise next_page keeps coming, even once
+# caught up. The alternatives, beyond the docs: null on the page that reaches the last event matching now (Asana's
+# generic paging), or null on every page of events (no offset ever, as a broken stream might).
+NULL_NEXT_PAGE = ("when_nothing_matched", "on_last_page", "on_every_page")
+
+# What a domain without audit logs answers (`no_audit_logs_status`): 402 Payment Required is among the endpoint's
+# documented errors ("above your current premium level"); a 403 is the other plausible answer.
+NO_AUDIT_LOGS_MESSAGES = {
+    402: "Audit log API access is only available to Enterprise+ organizations. The request was valid, but the "
+         "queried object is above your current premium level.",
+    403: "You do not have access to the audit log of this organization.",
+}
 
 ACTOR_TYPES = frozenset({"user", "asana", "asana_support", "anonymous", "external_administrator"})
 
@@ -126,6 +147,14 @@ class _Filters:
 class AsanaSimulator(VendorSimulator):
     """One Asana organization (domain) with its audit log, served to one service-account token.
 
+    Knobs: `audit_logs_available=False` (the domain's plan lacks audit logs: every call answers
+    `no_audit_logs_status`, 402 by default), `rate_limit_per_minute`.
+    Switches for what the docs leave open, each defaulting to the least friendly reading: `offset_ttl` and
+    `expired_offset_status` (offsets expire), `max_limit` (the 1..100 vs "default 1000" conflict),
+    `null_next_page`, and `publication_delay` (capture latency: an event becomes visible up to this long after its
+    created_at, each one at its own, deterministic moment; None, the default, publishes at created_at, since the
+    exactly-once matrix runs against the defaults and only the reconciliation can catch what is published later
+    than the collectors' overlap).
     Test hooks: `add_events`, `publish_pending`, `expire_offsets`, `ground_truth`, `generate_events`, and the
     base class's `faults`, `requests_log`, `on_request` and `stats()`.
     """
@@ -134,16 +163,28 @@ class AsanaSimulator(VendorSimulator):
     stat_keys = ("pages_with_data", "empty_pages", "events_served", "rate_limited")
 
     def __init__(self, token: str, workspace_gid: str, *, now: Callable[[], datetime] = utc_now,
-                 offset_ttl: timedelta | None = None, rate_limit_per_minute: int | None = None,
+                 offset_ttl: timedelta | None = DEFAULT_OFFSET_TTL, expired_offset_status: int = 400,
+                 max_limit: int = MAX_LIMIT, null_next_page: str = "when_nothing_matched",
+                 publication_delay: timedelta | None = None, audit_logs_available: bool = True,
+                 no_audit_logs_status: int = 402, rate_limit_per_minute: int | None = None,
                  faults: FaultPlan | None = None, on_request: Callable[[RequestRecord], None] | None = None,
                  fault_retry_after: int = 1) -> None:
         super().__init__(faults=faults, on_request=on_request, fault_retry_after=fault_retry_after)
         self._token = token
         self.workspace_gid = workspace_gid
         self.now = now
-        # "Note that an offset token will expire after some time" (NextPage); how long is undocumented for this
-        # endpoint, so it is a knob: None = offsets never expire, except through `expire_offsets()`.
+        # DEFAULT_OFFSET_TTL; None = offsets never expire, except through `expire_offsets()`.
         self.offset_ttl = offset_ttl
+        self.expired_offset_status = expired_offset_status
+        self.max_limit = max_limit
+        if null_next_page not in NULL_NEXT_PAGE:
+            raise ValueError(f"null_next_page must be one of {', '.join(NULL_NEXT_PAGE)}")
+        self.null_next_page = null_next_page
+        self.publication_delay = publication_delay
+        if no_audit_logs_status not in NO_AUDIT_LOGS_MESSAGES:
+            raise ValueError(f"no_audit_logs_status must be one of {sorted(NO_AUDIT_LOGS_MESSAGES)}")
+        self.audit_logs_available = audit_logs_available
+        self.no_audit_logs_status = no_audit_logs_status
         # Asana: 150 (free) / 1,500 (paid) requests per minute per token. None = no limiting.
         self.rate_limit_per_minute = rate_limit_per_minute
         self._entries: list[_Stored] = []  # visible events, sorted by key
@@ -207,8 +248,9 @@ class AsanaSimulator(VendorSimulator):
         """gid -> event for every event a client can currently retrieve: published, captured (created_at not in
         the future), on or after 2021-10-08 and not yet deleted by the 90-day retention."""
         with self._lock:
-            low, high = self._visible_range(self._now_us())
-            return {entry.key[2]: entry.event for entry in self._entries[low:high]}
+            now_us = self._now_us()
+            low, high = self._visible_range(now_us)
+            return {entry.key[2]: entry.event for entry in self._entries[low:high] if self._published(entry, now_us)}
 
     # --- the endpoint -------------------------------------------------------------------------------------------
 
@@ -230,6 +272,8 @@ class AsanaSimulator(VendorSimulator):
         # collectors should treat both as a configuration error, never as "no events".
         if match["workspace_gid"] != self.workspace_gid:
             return self._error(404, f"workspace: Not a recognized ID: {match['workspace_gid']}")
+        if not self.audit_logs_available:
+            return self._error(self.no_audit_logs_status, NO_AUDIT_LOGS_MESSAGES[self.no_audit_logs_status])
         try:
             return self._get_audit_log_events(request)
         except _ApiError as error:
@@ -243,7 +287,7 @@ class AsanaSimulator(VendorSimulator):
 
         # "When no offset is provided, the response will begin with the oldest events that match the provided
         # filters." With an offset, the stream continues strictly after the last event already returned.
-        page = self._scan(filters, position, limit)
+        page, more = self._scan(filters, position, limit)
         data = [entry.event for entry in page]
 
         # Streaming: "If the filters you provided match events in your domain and next_page is present in the
@@ -260,14 +304,18 @@ class AsanaSimulator(VendorSimulator):
                       for value in values]
             path = f"/workspaces/{self.workspace_gid}/audit_log_events?{urlencode([*params, ('offset', offset)])}"
             next_page = {"offset": offset, "path": path, "uri": f"{request.origin}{API_PREFIX}{path}"}
+        if page and (self.null_next_page == "on_every_page" or (self.null_next_page == "on_last_page" and not more)):
+            next_page = None  # the switched alternatives to the documented streaming
 
         self.counters["pages_with_data" if data else "empty_pages"] += 1
         self.counters["events_served"] += len(data)
         return SimResponse.of_json(200, {"data": data, "next_page": next_page})
 
-    def _scan(self, filters: _Filters, position: _Key | None, limit: int) -> list[_Stored]:
+    def _scan(self, filters: _Filters, position: _Key | None, limit: int) -> tuple[list[_Stored], bool]:
+        """Up to `limit` matching events after `position`, and whether another one follows them now."""
         with self._lock:
-            low, high = self._visible_range(self._now_us())
+            now_us = self._now_us()
+            low, high = self._visible_range(now_us)
             if filters.start_at is not None:
                 low = max(low, bisect_left(self._entries, (filters.start_at,), key=attrgetter("key")))
             if filters.end_at is not None:
@@ -281,11 +329,11 @@ class AsanaSimulator(VendorSimulator):
             page: list[_Stored] = []
             for index in range(low, high):
                 entry = self._entries[index]
-                if filters.matches(entry):
-                    page.append(entry)
+                if filters.matches(entry) and self._published(entry, now_us):
                     if len(page) == limit:
-                        break
-            return page
+                        return page, True
+                    page.append(entry)
+            return page, False
 
     # --- parameters ---------------------------------------------------------------------------------------------
 
@@ -318,8 +366,7 @@ class AsanaSimulator(VendorSimulator):
                                  "e.g. 2024-01-01T00:00:00.000Z") from None
         return _to_us(moment)
 
-    @staticmethod
-    def _limit(request: SimRequest) -> int:
+    def _limit(self, request: SimRequest) -> int:
         raw = request.param("limit")
         if raw is None:
             return DEFAULT_LIMIT
@@ -327,8 +374,8 @@ class AsanaSimulator(VendorSimulator):
             limit = int(raw)
         except ValueError:
             raise _ApiError(400, f"limit: Not a valid integer: {raw}") from None
-        if not 1 <= limit <= MAX_LIMIT:
-            raise _ApiError(400, f"limit: The value must be between 1 and {MAX_LIMIT}.")
+        if not 1 <= limit <= self.max_limit:
+            raise _ApiError(400, f"limit: The value must be between 1 and {self.max_limit}.")
         return limit
 
     # --- offsets ------------------------------------------------------------------------------------------------
@@ -370,7 +417,8 @@ class AsanaSimulator(VendorSimulator):
             age_ms = _to_us(self.now()) // 1000 - int(claims.get("iat", 0))
             expired = expired or age_ms > self.offset_ttl / timedelta(milliseconds=1)
         if expired:
-            raise _ApiError(400, "offset: Your pagination token has expired. Start a new query without offset.")
+            raise _ApiError(self.expired_offset_status, "offset: Your pagination token has expired. Start a new "
+                                                        "query without offset.")
         return _event_key(created_us, gid)
 
     def _sign(self, signing_input: str) -> bytes:
@@ -412,6 +460,15 @@ class AsanaSimulator(VendorSimulator):
 
     def _now_us(self) -> int:
         return _to_us(self.now())
+
+    def _published(self, entry: _Stored, now_us: int) -> bool:
+        """Whether the event is published by now: at once, or with `publication_delay` a deterministic share of it
+        after its created_at (drawn from its gid, so every query agrees)."""
+        delay = self.publication_delay
+        if delay is None or entry.key[0] <= now_us - delay // _MICROSECOND:
+            return True
+        share = int.from_bytes(hashlib.sha256(entry.key[2].encode()).digest()[:8], "big") / 2**64
+        return entry.key[0] + int(share * (delay // _MICROSECOND)) <= now_us
 
     def _visible_range(self, now_us: int) -> tuple[int, int]:
         """Index range of events a client can see now: created on or after max(2021-10-08, now - 90 days)

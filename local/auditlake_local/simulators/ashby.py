@@ -77,8 +77,21 @@ ACTOR_TYPES = frozenset({"User", "ApiUser", "Automation", "Support", "Other"})
 
 # Docs are silent on the entry's id and time fields (the reference's response schema is not published). Entries
 # here carry `id` and `createdAt`; a test may add entries timed by `occurredAt` or `timestamp` instead, which the
-# simulator orders by just the same.
+# simulator orders by just the same, and the `time_field` switch serves every entry's time under another name.
 TIME_FIELDS = ("createdAt", "occurredAt", "timestamp")
+
+# The error envelope (`error_envelope`). The Responses page shows two: the current
+#   {"success": false, "errorInfo": {"code", "message", "requestId"}}
+# and, in an older revision, {"success": false, "errors": ["requested_job_not_found"]}: a list of strings and no code
+# field, the one example string being the bare code. The older form is the default: it is the one a client must
+# dig the code out of. Its alternatives: each string a sentence naming the code ("errors_sentence"), or a sentence
+# naming none ("errors_prose", beyond what the docs show; a collector can then only treat the error as unexplained).
+ERROR_ENVELOPES = ("errors", "errors_sentence", "errors_prose", "error_info")
+
+# Docs: cursors "do expire" (changelog: next_cursor_expired), after an undocumented time. Default: shorter than a
+# collector's five-minute schedule, so every cursor a run stores has expired when the next run sends it, and an
+# expired cursor stays expired; longer than the seconds between two pages of one run. `cursor_ttl=None`: never.
+DEFAULT_CURSOR_TTL = timedelta(minutes=3)
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MICROSECOND = timedelta(microseconds=1)
@@ -112,11 +125,12 @@ class _ApiError(Exception):
     "What would be 4xx" comes back as HTTP 200 with success false; the documented exceptions carry their status.
     """
 
-    def __init__(self, code: str, message: str, status: int = 200) -> None:
+    def __init__(self, code: str, message: str, status: int = 200, prose: str | None = None) -> None:
         super().__init__(message)
         self.code = code
         self.message = message
         self.status = status
+        self.prose = prose or message  # the message without the code's name, for `error_envelope="errors_prose"`
 
 
 class _Stored(NamedTuple):  # a tuple: a million of them must be cheap to build
@@ -132,8 +146,8 @@ class _Stored(NamedTuple):  # a tuple: a million of them must be cheap to build
 class _Query:
     """One auditLog.list query: the window it resolves to, and what the request said (for the cursor binding)."""
 
-    start: int  # µs, inclusive
-    end: int  # µs, exclusive
+    start: int  # µs, the window's bounds as asked: whether each is inclusive is the simulator's switch
+    end: int  # µs
     given_start: int | None
     given_end: int | None
     actor_ids: frozenset[str] | None
@@ -177,8 +191,11 @@ class AshbySimulator(VendorSimulator):
     """One Ashby organization's audit log, served to one API key.
 
     Knobs: `audit_logs_enabled=False` (the org lacks the Audit Logs feature: every call answers
-    `audit_logs_not_enabled`), `has_permission=False` (the key lacks auditLogsRead: HTTP 403
-    `missing_endpoint_permission`), `cursor_ttl`, `rate_limit_per_minute`.
+    `audit_logs_not_enabled`, with HTTP status `not_enabled_status`), `has_permission=False` (the key lacks
+    auditLogsRead: HTTP 403 `missing_endpoint_permission`), `rate_limit_per_minute`.
+    Switches for what the docs leave open, each defaulting to the least friendly reading: `error_envelope`,
+    `cursor_ttl`, `start_inclusive` / `end_inclusive` (how startDate and endDate bound the window), `time_field`
+    (the name entries carry their time under) and `more_data_when_full` (a full last page).
     Test hooks: `add_events`, `publish_pending`, `expire_cursors`, `ground_truth`, `generate_events`, and the base
     class's `faults`, `requests_log`, `on_request` and `stats()`.
     """
@@ -187,18 +204,39 @@ class AshbySimulator(VendorSimulator):
     stat_keys = ("pages_with_data", "empty_pages", "events_served", "rate_limited", "api_errors")
 
     def __init__(self, token: str, *, now: Callable[[], datetime] = utc_now, organization_id: str = "org-example",
-                 audit_logs_enabled: bool = True, has_permission: bool = True, cursor_ttl: timedelta | None = None,
-                 rate_limit_per_minute: int | None = None, faults: FaultPlan | None = None,
-                 on_request: Callable[[RequestRecord], None] | None = None, fault_retry_after: int = 1) -> None:
+                 audit_logs_enabled: bool = True, has_permission: bool = True,
+                 cursor_ttl: timedelta | None = DEFAULT_CURSOR_TTL, error_envelope: str = "errors",
+                 start_inclusive: bool = False, end_inclusive: bool = True, time_field: str | None = None,
+                 not_enabled_status: int = 200, more_data_when_full: bool = True,
+                 rate_limit_per_minute: int | None = None,
+                 faults: FaultPlan | None = None, on_request: Callable[[RequestRecord], None] | None = None,
+                 fault_retry_after: int = 1) -> None:
         super().__init__(faults=faults, on_request=on_request, fault_retry_after=fault_retry_after)
         self._token = token  # the API key
         self.organization_id = organization_id
         self.now = now
         self.audit_logs_enabled = audit_logs_enabled
         self.has_permission = has_permission
-        # Cursors "do expire" (changelog: next_cursor_expired); how soon is undocumented, so it is a knob:
+        # Cursors "do expire" (changelog: next_cursor_expired); how soon is undocumented (DEFAULT_CURSOR_TTL).
         # None = never, except through `expire_cursors()`.
         self.cursor_ttl = cursor_ttl
+        if error_envelope not in ERROR_ENVELOPES:
+            raise ValueError(f"error_envelope must be one of {', '.join(ERROR_ENVELOPES)}")
+        self.error_envelope = error_envelope
+        # Docs are silent on whether startDate and endDate are inclusive. Default: the combination that costs a
+        # collector most, an exclusive start (an entry at the start is not returned) and an inclusive end (an entry
+        # at the end is returned by two adjacent windows).
+        self.start_inclusive = start_inclusive
+        self.end_inclusive = end_inclusive
+        # None: each entry as added (createdAt for generated ones); a name: every entry's time is served under it.
+        self.time_field = time_field
+        # auditLog.list documents `audit_logs_not_enabled` among its codes, and "what would be 4xx" comes back as
+        # 200; a 403 or a 404 (the beta endpoint "may not be available for all organizations") are the alternatives.
+        self.not_enabled_status = not_enabled_status
+        # "Last page: moreDataAvailable: false". Docs are silent on a last page that is full: by default it says
+        # moreDataAvailable: true (as a server that does not look ahead would), and the page after it is empty;
+        # False: the flag is exact, a full last page says false.
+        self.more_data_when_full = more_data_when_full
         # Docs are silent on rate limits. When set: a sliding one-minute window per key, answered with 429 and
         # Retry-After (the only claim found, from a non-authoritative source). None = no limiting.
         self.rate_limit_per_minute = rate_limit_per_minute
@@ -265,7 +303,15 @@ class AshbySimulator(VendorSimulator):
         """
         with self._lock:
             high = bisect_left(self._entries, (_to_us(self.now()) + 1,), key=attrgetter("key"))
-            return {entry.key[1]: entry.event for entry in self._entries[:high]}
+            return {entry.key[1]: self._served(entry.event) for entry in self._entries[:high]}
+
+    def _served(self, event: dict[str, Any]) -> dict[str, Any]:
+        """The entry as served: with `time_field` set, its time under that name (and under no other)."""
+        name = self.time_field
+        if name is None or name in event:
+            return event
+        stamp = next(event[field] for field in TIME_FIELDS if event.get(field) is not None)
+        return {**{key: value for key, value in event.items() if key not in TIME_FIELDS}, name: stamp}
 
     # --- the endpoint -------------------------------------------------------------------------------------------
 
@@ -293,7 +339,8 @@ class AshbySimulator(VendorSimulator):
                 raise _ApiError("missing_endpoint_permission",
                                 "The API key lacks the auditLogsRead permission required by auditLog.list.", 403)
             if not self.audit_logs_enabled:
-                raise _ApiError("audit_logs_not_enabled", "Your organization does not have the Audit Logs feature.")
+                raise _ApiError("audit_logs_not_enabled", "Your organization does not have the Audit Logs feature.",
+                                self.not_enabled_status)
             return self._list(request)
         except _ApiError as error:
             return self._error(error)
@@ -310,7 +357,8 @@ class AshbySimulator(VendorSimulator):
             position = self._decode_cursor(raw_cursor, query)
 
         page, more = self._scan(query, position, limit)
-        payload: dict[str, Any] = {"success": True, "results": [entry.event for entry in page],
+        more = more or (self.more_data_when_full and len(page) == limit)
+        payload: dict[str, Any] = {"success": True, "results": [self._served(entry.event) for entry in page],
                                    "moreDataAvailable": more}
         if more:
             # A page ends only where another match follows, so a non-empty `page` is certain here.
@@ -326,10 +374,10 @@ class AshbySimulator(VendorSimulator):
         key = attrgetter("key")
         start, end = (position.start, position.end) if position is not None else (query.start, query.end)
         now_us = _to_us(self.now())
-        low = bisect_left(self._entries, (start,), key=key)
-        # Docs are silent on whether endDate is inclusive: exclusive here, like the start-inclusive windows
-        # collectors plan; entries dated after now are not captured yet.
-        high = bisect_left(self._entries, (min(end, now_us + 1),), key=key)
+        # Docs are silent on whether the bounds are inclusive: the switches say. Entries dated after now are not
+        # captured yet.
+        low = bisect_left(self._entries, (start if self.start_inclusive else start + 1,), key=key)
+        high = bisect_left(self._entries, (min(end + 1 if self.end_inclusive else end, now_us + 1),), key=key)
         if position is not None:
             # A cursor is a position (the last entry returned), not a snapshot: a late entry published below it in
             # this window is still returned; one above it only by a new query (a collector's overlap).
@@ -411,7 +459,8 @@ class AshbySimulator(VendorSimulator):
         return f"{payload}.{_b64(self._sign(payload))}"
 
     def _decode_cursor(self, cursor: str, query: _Query) -> _Position:
-        undecodable = _ApiError("cursor_invalid", "The provided cursor could not be decoded.")
+        undecodable = _ApiError("cursor_invalid", "The provided cursor could not be decoded.",
+                                prose="The provided cursor could not be used.")
         try:
             payload, signature = cursor.split(".")
             if not hmac.compare_digest(_unb64(signature), self._sign(payload)):
@@ -426,13 +475,15 @@ class AshbySimulator(VendorSimulator):
             raise undecodable
         if claims.get("q") != query.fingerprint():
             raise _ApiError("cursor_invalid", "The cursor was issued for a different startDate, endDate or filters. "
-                                              "Send it with the same window and filters, or start again without it.")
+                                              "Send it with the same window and filters, or start again without it.",
+                            prose="The cursor could not be used with this request.")
         expired = claims.get("epoch") != self._cursor_epoch
         if self.cursor_ttl is not None:
             age_ms = _to_us(self.now()) // 1000 - int(claims.get("iat", 0))
             expired = expired or age_ms > self.cursor_ttl / timedelta(milliseconds=1)
         if expired:
-            raise _ApiError("next_cursor_expired", "The cursor has expired. Restart pagination without a cursor.")
+            raise _ApiError("next_cursor_expired", "The cursor has expired. Restart pagination without a cursor.",
+                            prose="Pagination could not continue. Restart pagination.")
         return _Position(start, end, (created_us, entry_id))
 
     def _sign(self, payload: str) -> bytes:
@@ -472,8 +523,17 @@ class AshbySimulator(VendorSimulator):
 
     def _error(self, error: _ApiError, headers: dict[str, str] | None = None) -> SimResponse:
         self.counters["api_errors"] += 1
-        return SimResponse.of_json(error.status, {"success": False, "errorInfo": {
-            "code": error.code, "message": error.message, "requestId": self._request_id()}}, headers)
+        said: list[str]
+        if self.error_envelope == "error_info":
+            return SimResponse.of_json(error.status, {"success": False, "errorInfo": {
+                "code": error.code, "message": error.message, "requestId": self._request_id()}}, headers)
+        if self.error_envelope == "errors":
+            said = [error.code]  # as the docs' example: ["requested_job_not_found"]
+        elif self.error_envelope == "errors_sentence":
+            said = [f"{error.message} ({error.code})"]
+        else:
+            said = [error.prose]
+        return SimResponse.of_json(error.status, {"success": False, "errors": said}, headers)
 
     def _request_id(self) -> str:
         """A ULID (`01J...`), as Ashby's requestIds are: 48 bits of milliseconds, 80 random bits, Crockford base32."""
