@@ -490,37 +490,48 @@ def backfill_progress(summary: dict[str, Any]) -> BackfillProgress:
     return BackfillProgress(1.0 if total <= 0 else done / total, since, until, reached)
 
 
-def run_backfill(invoke: Callable[[dict[str, Any]], dict[str, Any]], vendor: str, since: date, progress: Progress,
-                 *, after_invocation: Callable[[], None] = lambda: None, max_invocations: int | None = None,
-                 oldest_available: datetime | None = None) -> BackfillReport:
-    """Invokes the collector in backfill mode until it reports the backfill complete (or `max_invocations`).
+@dataclass(frozen=True)
+class SpanJob:
+    """What differs between driving a backfill and a reconciliation to the end of their spans."""
+
+    kind: str  # the summary's key for each stream's span: "backfill" or "reconciliation"
+    event: dict[str, Any]
+    # Whether a completed round was an earlier, unfinished span the collector finished first, so that one more
+    # round is needed for the one asked for.
+    was_earlier: Callable[[list[dict[str, Any]], BackfillProgress], bool]
+    nothing: str  # the label when no stream has a span
+    counted: str  # what the archived events are, in the progress line
+
+
+def run_spans(invoke: Callable[[dict[str, Any]], dict[str, Any]], vendor: str, job: SpanJob, progress: Progress,
+              *, after_invocation: Callable[[], None] = lambda: None,
+              max_invocations: int | None = None) -> BackfillReport:
+    """Invokes the collector with `job.event` until it reports every stream's span complete (or
+    `max_invocations`).
 
     Each invocation returns when its deadline nears, with its state committed, so the loop can stop anywhere and
     a later run continues. A stream held by another run reports `busy`: the loop waits for it. When an earlier
-    unfinished backfill is finished first, one more round reaches back to the date asked for.
+    unfinished span is finished first, one more round does the one asked for.
     """
     report = BackfillReport()
-    event = {"backfill": {"since": since.isoformat()}}
-    asked = datetime(since.year, since.month, since.day, tzinfo=UTC)
-    target_since = max(asked, oldest_available) if oldest_available else asked
-    busy_waits = 0
-    rounds = 0
+    busy_waits = rounds = 0
     while max_invocations is None or report.invocations < max_invocations:
-        summary = invoke(event)
+        summary = invoke(job.event)
         report.invocations += 1
         after_invocation()
-        if "streams" not in summary or not all("backfill" in s for s in summary["streams"]):
-            raise CliError(f"the {vendor} collector does not support backfill (its summary has no backfill span); "
-                           "deploy the current version")
-        report.events += sum(int(s.get("events_archived") or 0) for s in summary["streams"])
-        step = backfill_progress(summary)
+        streams = summary.get("streams")
+        if streams is None or not all(job.kind in s for s in streams):
+            raise CliError(f"the {vendor} collector does not support {job.kind} (its summary has no {job.kind} "
+                           "span); deploy the current version")
+        report.events += sum(int(s.get("events_archived") or 0) for s in streams)
+        spans = [s[job.kind] for s in streams if s.get(job.kind)]
+        step = backfill_progress({"streams": [{"backfill": span} for span in spans]})
         report.progress, report.since = step.fraction, step.since
-        span_since = step.since
-        label = "nothing to fetch before the first collected window" if step.since is None else \
+        label = job.nothing if step.since is None else \
             f"{moment(step.since)} .. {moment(step.until)}, done until {moment(step.done_until)}"
-        progress.update(report.progress, f"{vendor}  {label}  {report.events:,} events, "
+        progress.update(report.progress, f"{vendor}  {label}  {report.events:,} {job.counted}, "
                                          f"{report.invocations} invocation(s)")
-        busy = [s["stream"] for s in summary["streams"] if s.get("status") == "busy"]
+        busy = [s["stream"] for s in streams if s.get("status") == "busy"]
         if busy:
             busy_waits += 1
             if busy_waits > MAX_BUSY_WAITS:
@@ -529,15 +540,31 @@ def run_backfill(invoke: Callable[[dict[str, Any]], dict[str, Any]], vendor: str
             continue
         if summary.get("status") != "ok":
             continue
-        # An unfinished earlier backfill (from a later date) is finished first; then one more round goes back to
-        # the date asked for. An hour of tolerance absorbs the retention bound moving while this runs.
-        if span_since is not None and span_since - target_since > timedelta(hours=1) and rounds == 0:
+        if rounds == 0 and job.was_earlier(spans, step):
             rounds += 1
             continue
         report.complete = True
         break
     progress.close()
     return report
+
+
+def run_backfill(invoke: Callable[[dict[str, Any]], dict[str, Any]], vendor: str, since: date, progress: Progress,
+                 *, after_invocation: Callable[[], None] = lambda: None, max_invocations: int | None = None,
+                 oldest_available: datetime | None = None) -> BackfillReport:
+    """Invokes the collector in backfill mode until the history from `since` is archived (see run_spans)."""
+    asked = datetime(since.year, since.month, since.day, tzinfo=UTC)
+    target_since = max(asked, oldest_available) if oldest_available else asked
+
+    def was_earlier(_spans: list[dict[str, Any]], step: BackfillProgress) -> bool:
+        # An unfinished earlier backfill (from a later date) is finished first. An hour of tolerance absorbs the
+        # retention bound moving while this runs.
+        return step.since is not None and step.since - target_since > timedelta(hours=1)
+
+    job = SpanJob("backfill", {"backfill": {"since": since.isoformat()}}, was_earlier,
+                  "nothing to fetch before the first collected window", "events")
+    return run_spans(invoke, vendor, job, progress, after_invocation=after_invocation,
+                     max_invocations=max_invocations)
 
 
 def cmd_backfill(args: argparse.Namespace) -> int:
@@ -570,44 +597,17 @@ def run_reconcile(invoke: Callable[[dict[str, Any]], dict[str, Any]], vendor: st
                   *, after_invocation: Callable[[], None] = lambda: None,
                   max_invocations: int | None = None) -> BackfillReport:
     """Invokes the collector in reconciliation mode until every stream's reconciliation from `since` is complete
-    (or `max_invocations`). A reconciliation the schedule had begun is finished first; then one more round
-    begins the one asked for. Streams held by another run are waited for."""
-    report = BackfillReport()
-    event = {"reconcile": {"since": since.isoformat()}}
+    (see run_spans)."""
     asked_at = datetime.now(UTC)
-    busy_waits = rounds = 0
-    while max_invocations is None or report.invocations < max_invocations:
-        summary = invoke(event)
-        report.invocations += 1
-        after_invocation()
-        streams = summary.get("streams") or []
-        if summary.get("mode") != "reconcile" or not all("reconciliation" in s for s in streams):
-            raise CliError(f"the {vendor} collector does not support reconciliation; deploy the current version")
-        report.events += sum(int(s.get("events_archived") or 0) for s in streams)
-        spans = [s["reconciliation"] for s in streams if s.get("reconciliation")]
-        step = backfill_progress({"streams": [{"backfill": span} for span in spans]})
-        report.progress, report.since = step.fraction, step.since
-        label = "nothing to re-read yet" if step.since is None else \
-            f"{moment(step.since)} .. {moment(step.until)}, done until {moment(step.done_until)}"
-        progress.update(report.progress, f"{vendor}  {label}  {report.events:,} missing event(s) archived, "
-                                         f"{report.invocations} invocation(s)")
-        busy = [s["stream"] for s in streams if s.get("status") == "busy"]
-        if busy:
-            busy_waits += 1
-            if busy_waits > MAX_BUSY_WAITS:
-                raise CliError(f"{', '.join(busy)} stayed busy with another run; try again later")
-            sleep(BUSY_WAIT_SECONDS)
-            continue
-        if summary.get("status") != "ok":
-            continue
-        earlier = [span for span in spans if span.get("started_at") and parse_time(span["started_at"]) < asked_at]
-        if earlier and rounds == 0:
-            rounds += 1  # that was the schedule's reconciliation, finished first; now the one asked for
-            continue
-        report.complete = True
-        break
-    progress.close()
-    return report
+
+    def was_earlier(spans: list[dict[str, Any]], _step: BackfillProgress) -> bool:
+        # A reconciliation the schedule had begun is finished first.
+        return any(span.get("started_at") and parse_time(span["started_at"]) < asked_at for span in spans)
+
+    job = SpanJob("reconciliation", {"reconcile": {"since": since.isoformat()}}, was_earlier,
+                  "nothing to re-read yet", "missing event(s) archived")
+    return run_spans(invoke, vendor, job, progress, after_invocation=after_invocation,
+                     max_invocations=max_invocations)
 
 
 def cmd_reconcile(args: argparse.Namespace) -> int:
