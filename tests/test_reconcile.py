@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from datetime import timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import boto3
@@ -15,6 +15,7 @@ import pytest
 from conftest import MATRIX, Clock, check_archive, context, verify_archive
 from worlds import VENDORS, World, world_of
 
+from auditlake.reconcile import ArchivedIds
 from auditlake.state import StateStore
 from auditlake.timeutil import parse_time
 from auditlake_local.stack import LocalStack
@@ -163,3 +164,34 @@ def test_reconciliation_off_and_by_hand(stack: LocalStack, world: World, clock: 
     summaries = collect_until_caught_up(stack, world, clock, {"reconcile": {"since": since}}, environment=off)
     assert found(summaries) == LATE
     assert check_archive(stack, world.vendor, world.simulator.ground_truth()).missing == 0
+
+
+class DayArchive:
+    """An archive of one stream whose objects hold `ids[day]` on each day; it counts what is read."""
+
+    def __init__(self, ids: dict[date, list[str]]) -> None:
+        self.ids = ids
+        self.reads: list[date] = []
+
+    def stream_objects(self, vendor: str, stream_key: str, days: list[date]) -> list[str]:
+        assert (vendor, stream_key) == ("asana", "asana-1")
+        return [f"{day.isoformat()}/{stream_key}_w_p000001.json.gz" for day in days if day in self.ids]
+
+    def read_events(self, key: str) -> list[tuple[str, datetime]]:
+        day = date.fromisoformat(key.partition("/")[0])
+        self.reads.append(day)
+        return [(event_id, datetime(day.year, day.month, day.day, tzinfo=UTC)) for event_id in self.ids[day]]
+
+
+def test_archived_ids_are_read_a_day_at_a_time_and_at_most_two_days_are_held() -> None:
+    days = [date(2026, 11, d) for d in range(20, 27)]
+    archive = DayArchive({day: [f"{day}-{n}" for n in range(3)] for day in days})
+    archived = ArchivedIds(archive, "asana", "asana#1")  # type: ignore[arg-type]
+    for day in days:  # a span read oldest first, several events a day
+        moment = datetime(day.year, day.month, day.day, 12, tzinfo=UTC)
+        assert archived.holds(f"{day}-1", moment) and not archived.holds(f"{day}-9", moment)
+        assert len(archived._days) <= 2
+    assert archive.reads == days and archived.objects_read == len(days)  # each day's objects read once
+    for day in reversed(days):  # newest first, as Ashby and ClickUp read
+        assert archived.holds(f"{day}-0", datetime(day.year, day.month, day.day, tzinfo=UTC))
+    assert archive.reads == days + list(reversed(days))[2:]  # the two days still held are not read again

@@ -50,7 +50,7 @@ from auditlake.errors import (
     StreamBusy,
     VendorError,
 )
-from auditlake.reconcile import Reconciliation, archived_ids
+from auditlake.reconcile import ArchivedIds, Reconciliation
 from auditlake.records import record_line
 from auditlake.settings import Settings
 from auditlake.state import Intent, Kind, Span, StateStore, StreamState, WindowState, kind_of, state_key
@@ -143,7 +143,7 @@ class Collector:
                 self._aim_backfill(stream, state, backfill_since)
             elif reconcile is not None:
                 self._aim_reconcile(stream, state, reconcile)
-                run.archived = self._archived_ids(stream, state)
+                run.archived = ArchivedIds(self.archive, self.vendor, state_key(self.vendor, stream))
             run.collect()
         except BaseException as exc:
             failure = exc
@@ -231,14 +231,6 @@ class Collector:
         state.done_until = since
         state.reconciliation = {"started_at": timeutil.to_iso(now), "since": timeutil.to_iso(since),
                                 "until": timeutil.to_iso(until), "found": 0, "completed_at": None}
-
-    def _archived_ids(self, stream: str, state: StreamState) -> set[str]:
-        """What the archive holds for what is left of the reconciliation's span."""
-        span = state.backfill
-        if span is None or state.done_until is None or state.done_until >= span.until:
-            return set()
-        since = min(state.done_until, state.window.start) if state.window is not None else state.done_until
-        return archived_ids(self.archive, self.vendor, state_key(self.vendor, stream), since, span.until)
 
     def _finish(self, state: StreamState, result: StreamResult, failure: BaseException | None) -> None:
         """Seals a digest if one is due, commits what is safe and releases the lease; the run's outcome goes into
@@ -352,7 +344,7 @@ class _StreamRun:
         # A backfill or a reconciliation reads a fixed span of the past: history is not late, so no overlap.
         self.spanned = kind is not Kind.LIVE
         self.overlap = timedelta(0) if self.spanned else collector.settings.overlap
-        self.archived: set[str] = set()  # a reconciliation's: ids the archive already holds
+        self.archived: ArchivedIds | None = None  # a reconciliation's: what the archive already holds
         self.stream = stream
         self.stream_key = safe_key_part(state.key)
         self.state = state
@@ -516,7 +508,7 @@ class _StreamRun:
                     continue
                 if event_id in self.state.seen or event_id in window.carry or event_id in window.skip \
                         or event_id in part.events or event_id in part.last_page_ids or event_id in fresh \
-                        or event_id in self.archived:
+                        or (self.archived is not None and self.archived.holds(event_id, event_time)):
                     self.result.duplicates_skipped += 1
                     continue
                 fresh[event_id] = (event_time, record_line(

@@ -29,19 +29,33 @@ class Reconciliation:
     since: datetime | None = None
 
 
-def days_between(since: datetime, until: datetime) -> list[date]:
-    """The UTC days that hold instants of `[since, until)`."""
-    days, day = [], since.date()
-    while day <= (until - timedelta(microseconds=1)).date():
-        days.append(day)
-        day += timedelta(days=1)
-    return days
+class ArchivedIds:
+    """The ids of the events a stream has archived (live, backfill or reconciled), read from the archive one UTC
+    day at a time, as the reconciliation's pages reach that day. Objects are partitioned by event day, so a day's
+    objects hold every archived event of that day. At most `keep` days are held at once: a span is read in time
+    order (either direction), so memory is bounded by a day's events, not the span's."""
 
+    def __init__(self, archive: Archive, vendor: str, live_key: str, keep: int = 2) -> None:
+        self.archive = archive
+        self.vendor = vendor
+        self.stream_key = safe_key_part(live_key)
+        self.keep = keep
+        self._days: dict[date, set[str]] = {}
+        self.objects_read = 0
 
-def archived_ids(archive: Archive, vendor: str, live_key: str, since: datetime, until: datetime) -> set[str]:
-    """The ids of every event the stream has archived (live, backfill or reconciled) in the days of `[since,
-    until)`. Objects are partitioned by event day, so these days' objects hold every archived event of the span."""
-    ids: set[str] = set()
-    for key in archive.stream_objects(vendor, safe_key_part(live_key), days_between(since, until)):
-        ids.update(event_id for event_id, _ in archive.read_events(key))
-    return ids
+    def holds(self, event_id: str, event_time: datetime) -> bool:
+        day = event_time.date()
+        ids = self._days.pop(day, None)
+        if ids is None:
+            ids = self._read(day)
+        self._days[day] = ids  # the most recently used day last
+        while len(self._days) > self.keep:
+            del self._days[next(iter(self._days))]
+        return event_id in ids
+
+    def _read(self, day: date) -> set[str]:
+        ids: set[str] = set()
+        for key in self.archive.stream_objects(self.vendor, self.stream_key, [day]):
+            ids.update(event_id for event_id, _ in self.archive.read_events(key))
+            self.objects_read += 1
+        return ids
