@@ -242,6 +242,7 @@ def archive(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Archive]:
                     world.simulator.add_events(generate(EVENTS // 2, start, gap_start, seed))
                     world.simulator.add_events(generate(EVENTS // 2, gap_end, end, seed + 100))
                 elif vendor == "clickup":
+                    world.simulator.row_ids = True  # the views are checked event by event, by id
                     middle = day(2) - timedelta(hours=12)
                     world.simulator.add_events(generate(EVENTS // 2, start, middle, seed))
                     world.simulator.time_format = "epoch_ms"

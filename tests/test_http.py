@@ -73,6 +73,25 @@ def test_rate_limit_reset_epoch_seconds(pauses: list[float]) -> None:
     assert 18 <= pauses[0] <= 20
 
 
+def test_a_server_error_backs_off_instead_of_waiting_for_the_rate_limit_reset(pauses: list[float]) -> None:
+    # ClickUp sends X-RateLimit-Reset on every response; on a 5xx it is not an instruction to wait for the reset.
+    reset = str(int(__import__("time").time()) + 55)
+    c = client(Canned((500, {"X-RateLimit-Reset": reset}, b"{}"), (503, {"X-RateLimit-Reset": reset}, b"{}"),
+                      (200, {"X-RateLimit-Reset": reset}, b"[]")))
+    assert c.get("/x") == []
+    assert len(pauses) == 2 and pauses[0] <= 2 and pauses[1] <= 4  # full-jitter backoff: 2 s, then 4 s at most
+    assert http.retry_after_seconds(_response(503, {"Retry-After": "3", "X-RateLimit-Reset": reset})) == 3
+    assert http.retry_after_seconds(_response(503, {"X-RateLimit-Reset": reset})) is None
+    assert 50 <= (http.retry_after_seconds(_response(429, {"X-RateLimit-Reset": reset})) or 0) <= 55
+
+
+def _response(status: int, headers: dict[str, str]) -> requests.Response:
+    response = requests.Response()
+    response.status_code = status
+    response.headers.update(headers)
+    return response
+
+
 def test_a_wait_past_the_deadline_stops_instead(pauses: list[float]) -> None:
     c = client(Canned((429, {"Retry-After": "120"}, b"{}")), remaining_s=100)
     with pytest.raises(DeadlineReached):

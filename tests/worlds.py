@@ -45,32 +45,44 @@ def pages_then_empty_page(events: int) -> int:
     return -(-events // PAGE) + 1
 
 
-def keyset_pages(times_newest_first: list[int]) -> int:
-    """Pages of a walk by timestamp, newest first, PAGE rows a page, until a short page. Each page after the first
-    starts at the first row of the millisecond the page before ended in: that millisecond's other rows may not
-    have fit, and whether a row at pageTimestamp is served is undocumented, so the millisecond is read again and
-    each page after the first repeats at least one row."""
-    pages, position = 0, 0
+def keyset_pages(times_newest_first: list[int], cap: int | None, *, floor: int = 10) -> int:
+    """Requests of ClickUp's walk by timestamp over one class (newest first, PAGE rows asked, ClickUp serving at most
+    `cap`, pageTimestamp exclusive: the simulator's defaults), with nothing learnt before (a first window).
+
+    Each page after the first starts at the millisecond the page before ended in (a cap may have cut it), so it
+    repeats that millisecond's rows. A page shorter than asked and than the largest page served so far (at least
+    `floor`, the spec example's pageRows) holds all that is left, and one more request below it must come back
+    empty: that empty page is the price of certainty. For c rows served a page and n rows spread over distinct
+    milliseconds: 1 + ceil((n - c) / (c - 1)) pages, then that empty page (a class of fewer than `floor` rows: 2).
+    """
+    served, pages, bound, below = floor, 0, None, False
+    per_page = PAGE if cap is None else min(PAGE, cap)
     while True:
         pages += 1
-        page = times_newest_first[position: position + PAGE]
-        if len(page) < PAGE:
+        page = [t for t in times_newest_first if bound is None or t < bound][:per_page]
+        if below or not page:
+            assert not page, "only an empty page may follow the page that held everything"
             return pages
-        restart = times_newest_first.index(page[-1], position)
-        if restart == position:
-            raise ValueError("a millisecond holds a whole page; the walk then asks for larger pages")
-        position = restart
+        complete = len(page) < PAGE and len(page) < served
+        served = max(served, len(page))
+        if complete:
+            below, bound = True, page[-1] - 1
+            continue
+        if bound is not None and page[-1] >= bound - 1:
+            raise ValueError("a millisecond holds a whole page: not modelled")
+        bound = page[-1] + 1
 
 
 def clickup_backfill_requests(simulator: VendorSimulator) -> int:
-    """ClickUp: six classes, each walked newest first by timestamp (`keyset_pages`); bursts of rows sharing a
-    millisecond at a page boundary are read again whole."""
+    """ClickUp: six classes, each walked newest first by timestamp (`keyset_pages`)."""
+    assert isinstance(simulator, clickup.ClickUpSimulator) and not simulator.page_timestamp_inclusive
     per_class: dict[str, list[int]] = {name: [] for name in clickup.APPLICABILITIES}
     for row in simulator.ground_truth().values():
         start = row["startTime"]  # ISO 8601, or epoch ms with the simulator's `time_format="epoch_ms"`
         millis = start if isinstance(start, int) else round(datetime.fromisoformat(start).timestamp() * 1000)
         per_class[clickup.applicability_of(row.get("eventType"))].append(millis)
-    return sum(keyset_pages(sorted(times, reverse=True)) for times in per_class.values())
+    cap = simulator.max_page_rows if simulator.page_rows_over_max == "cap" else None
+    return sum(keyset_pages(sorted(times, reverse=True), cap) for times in per_class.values())
 
 
 TRAITS: dict[str, Traits] = {
@@ -83,8 +95,9 @@ TRAITS: dict[str, Traits] = {
     # 1); one request more only when N is a multiple of 100.
     "ashby": Traits(streams=1, cursors_expire=True, says_when_to_retry=True,
                     backfill_requests=lambda sim: pages_then_end(len(sim.ground_truth())), idle_requests=1),
-    # ClickUp: above events // 100 + 1 per class, since its keyset re-reads each page's boundary millisecond and
-    # no page larger than 100 rows is known to be honoured (the adapter's docstring).
+    # ClickUp: per class, pages of at most 50 rows (the simulator's default silent cap), each after the first
+    # re-reading the millisecond the page before ended in, then the empty page that proves the end
+    # (`keyset_pages`). Before the exact walk: events // 100 + 1 per class, pages of 100 ended by a short page.
     "clickup": Traits(streams=len(clickup.APPLICABILITIES), cursors_expire=False, says_when_to_retry=True,
                       backfill_requests=clickup_backfill_requests, idle_requests=len(clickup.APPLICABILITIES)),
     # Make pages by offset (no cursor to expire) and documents no rate-limit header. Each page after the first

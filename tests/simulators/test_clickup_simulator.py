@@ -14,7 +14,13 @@ import pytest
 import requests
 
 from auditlake_local.simulators import Fault, SimulatorAdapter
-from auditlake_local.simulators.clickup import APPLICABILITIES, ClickUpSimulator, applicability_of, generate_events
+from auditlake_local.simulators.clickup import (
+    APPLICABILITIES,
+    OLDER_APPLICABILITIES,
+    ClickUpSimulator,
+    applicability_of,
+    generate_events,
+)
 
 TOKEN = "pk_81000001_0123456789ABCDEFGHIJKLMNOPQRSTUV"
 WORKSPACE = "9015000001"
@@ -41,9 +47,16 @@ def clock() -> Clock:
     return Clock(NOW)
 
 
+def simulator(clock: Clock, **knobs: Any) -> ClickUpSimulator:
+    """A Workspace whose rows carry their ids and whose pages hold up to 1000 rows (400 above), so tests of other
+    behaviours can name rows and read a class in one page; the defaults are tested on their own."""
+    return ClickUpSimulator(TOKEN, WORKSPACE, now=clock, **{"row_ids": True, "max_page_rows": 1000,
+                                                             "page_rows_over_max": "reject", **knobs})
+
+
 @pytest.fixture
 def sim(clock: Clock) -> ClickUpSimulator:
-    return ClickUpSimulator(TOKEN, WORKSPACE, now=clock)
+    return simulator(clock)
 
 
 def session_for(simulator: ClickUpSimulator, authorization: str | None = TOKEN) -> requests.Session:
@@ -142,7 +155,7 @@ def test_page_timestamp_is_exclusive_by_default_and_inclusive_by_knob(clock: Clo
     events = [row("before", at - one_ms), row("at", at), row("after", at + one_ms)]
     for inclusive, expected_before, expected_after in ((False, ["before"], ["after"]),
                                                        (True, ["at", "before"], ["at", "after"])):
-        sim = ClickUpSimulator(TOKEN, WORKSPACE, now=clock, page_timestamp_inclusive=inclusive)
+        sim = simulator(clock, page_timestamp_inclusive=inclusive)
         sim.add_events(events)
         with session_for(sim) as session:
             before = rows_of(query(session, pagination={"pageTimestamp": ms(at), "pageDirection": "before"}))
@@ -158,13 +171,13 @@ def test_a_burst_larger_than_a_page_defeats_a_literal_client_either_way(clock: C
     events = [row(f"b{index:03d}", instant) for index in range(150)]
     events += [row("older", instant - timedelta(seconds=1)), row("newer", instant + timedelta(seconds=1))]
 
-    exclusive = ClickUpSimulator(TOKEN, WORKSPACE, now=clock)
+    exclusive = simulator(clock)
     exclusive.add_events(events)
     with session_for(exclusive) as session:
         seen, finished = naive_walk(session, "auth-and-security", 100)
     assert finished and len(seen) == len(set(seen)) < 152 and "older" in seen  # rows lost, silently
 
-    inclusive = ClickUpSimulator(TOKEN, WORKSPACE, now=clock, page_timestamp_inclusive=True)
+    inclusive = simulator(clock, page_timestamp_inclusive=True)
     inclusive.add_events(events)
     with session_for(inclusive) as session:
         seen, finished = naive_walk(session, "auth-and-security", 100, max_pages=5)
@@ -179,20 +192,27 @@ def test_a_burst_larger_than_a_page_defeats_a_literal_client_either_way(clock: C
         assert [item["id"] for item in reverse] == [item["id"] for item in reversed(forward)]
 
 
-def test_filter_times_are_epoch_ms_and_inclusive(sim: ClickUpSimulator, session: requests.Session) -> None:
+@pytest.mark.parametrize(("start_inclusive", "end_inclusive"), [(False, True), (True, False), (True, True)],
+                         ids=["default-start-excl-end-incl", "start-incl-end-excl", "both-incl"])
+def test_filter_times_are_epoch_ms_and_their_inclusivity_is_a_knob(start_inclusive: bool, end_inclusive: bool,
+                                                                   clock: Clock) -> None:
     t0 = NOW - timedelta(hours=3)
+    sim = simulator(clock, **({} if (start_inclusive, end_inclusive) == (False, True) else {
+        "start_time_inclusive": start_inclusive, "end_time_inclusive": end_inclusive}))
+    assert (sim.start_time_inclusive, sim.end_time_inclusive) == (start_inclusive, end_inclusive)
     sim.add_events([row("1", t0 - timedelta(milliseconds=1)), row("2", t0), row("3", t0 + timedelta(hours=1)),
                     row("4", t0 + timedelta(hours=2)), row("5", t0 + timedelta(hours=2, milliseconds=1))])
-    page = rows_of(query(session, filter={"startTime": ms(t0), "endTime": ms(t0 + timedelta(hours=2))}))
-    assert [item["id"] for item in page] == ["4", "3", "2"]
-    assert_error(query(session, filter={"startTime": iso(t0)}), 400, "startTime")
+    with session_for(sim) as session:
+        page = rows_of(query(session, filter={"startTime": ms(t0), "endTime": ms(t0 + timedelta(hours=2))}))
+        assert [item["id"] for item in page] == ["4"] * end_inclusive + ["3"] + ["2"] * start_inclusive
+        assert_error(query(session, filter={"startTime": iso(t0)}), 400, "startTime")
 
 
 def test_page_rows_default_maximum_and_the_cap_knob(clock: Clock) -> None:
     events = generate_events(6000, NOW - timedelta(days=1), NOW, seed=1, burst_rate=0)
     login_rows = [item for item in events if item["eventType"] == "USER_LOGIN"][:1100]
     assert len(login_rows) == 1100
-    rejecting = ClickUpSimulator(TOKEN, WORKSPACE, now=clock)
+    rejecting = simulator(clock)
     rejecting.add_events(login_rows)
     with session_for(rejecting) as session:
         assert len(rows_of(query(session))) == 100  # docs are silent on the default
@@ -201,10 +221,91 @@ def test_page_rows_default_maximum_and_the_cap_knob(clock: Clock) -> None:
         for bad in (0, -5, 2.5, "10", True):
             assert_error(query(session, pagination={"pageRows": bad}), 400, "pageRows")
 
-    capping = ClickUpSimulator(TOKEN, WORKSPACE, now=clock, max_page_rows=100, page_rows_over_max="cap")
+    capping = simulator(clock, max_page_rows=100, page_rows_over_max="cap")
     capping.add_events(login_rows)
     with session_for(capping) as session:
         assert len(rows_of(query(session, pagination={"pageRows": 500}))) == 100  # silently
+
+    uncapped = simulator(clock, max_page_rows=None)
+    uncapped.add_events(login_rows)
+    with session_for(uncapped) as session:
+        assert len(rows_of(query(session, pagination={"pageRows": 5000}))) == 1100
+
+    default = ClickUpSimulator(TOKEN, WORKSPACE, now=clock)  # the least friendly: half the collectors' page
+    default.add_events(login_rows)
+    with session_for(default) as session:
+        assert len(rows_of(query(session, pagination={"pageRows": 100}))) == 50
+        assert len(rows_of(query(session, pagination={"pageRows": 20}))) == 20
+
+
+def test_defaults_are_the_least_friendly_readings(clock: Clock) -> None:
+    sim = ClickUpSimulator(TOKEN, WORKSPACE, now=clock)
+    assert (sim.row_ids, sim.max_page_rows, sim.page_rows_over_max, sim.page_timestamp_inclusive,
+            sim.start_time_inclusive, sim.end_time_inclusive, sim.time_key, sim.applicabilities,
+            sim.no_audit_logs_status) == (False, 50, "cap", False, False, True, "startTime", APPLICABILITIES, 404)
+    # Two failed logins by one person from one address in one millisecond: two rows, served byte-identical.
+    failed = {**row("a", NOW - timedelta(minutes=1)), "eventStatus": "failed"}
+    sim.add_events([failed, {**failed, "id": "b"}])
+    with session_for(sim) as session:
+        served = rows_of(query(session))
+    assert len(served) == 2 and served[0] == served[1] and "id" not in served[0]
+    assert sorted(sim.ground_truth()) == ["a", "b"]
+
+
+@pytest.mark.parametrize("time_key", ["endTime", "internal"])
+def test_the_paging_key_knob_filters_and_orders_by_another_time(time_key: str, clock: Clock) -> None:
+    t0 = NOW - timedelta(hours=1)
+    # "late" started first but ended last (a SCIM call that took 5 s): by endTime it is the newest row.
+    events = [row("early", t0), {**row("late", t0 - timedelta(seconds=2)), "endTime": iso(t0 + timedelta(seconds=3))},
+              row("mid", t0 + timedelta(seconds=1))]
+    by_start = simulator(clock)
+    by_start.add_events(events)
+    other = simulator(clock, time_key=time_key)
+    other.add_events(events)
+    with session_for(by_start) as session:
+        assert [item["id"] for item in rows_of(query(session))] == ["mid", "early", "late"]
+        assert [item["id"] for item in rows_of(query(session, filter={"startTime": ms(t0) - 1}))] == ["mid", "early"]
+    with session_for(other) as session:
+        ids = [item["id"] for item in rows_of(query(session))]
+        window = [item["id"] for item in rows_of(query(session, filter={"startTime": ms(t0) - 1}))]
+    if time_key == "endTime":
+        assert ids == ["late", "mid", "early"] and window == ["late", "mid", "early"]
+    else:  # stored up to INTERNAL_DELAY_MS after it happened: the same rows, perhaps in another order
+        assert sorted(ids) == ["early", "late", "mid"]
+    internal = simulator(clock, time_key="internal")
+    internal.add_events(generate_events(300, NOW - timedelta(hours=1), NOW, seed=9))
+    with session_for(internal) as session:
+        times = [item["startTime"] for item in rows_of(query(session, pagination={"pageRows": 300}))]
+    assert times != sorted(times, reverse=True)  # not in startTime order
+
+
+def test_a_workspace_of_the_older_spec_refuses_the_newer_classes(clock: Clock) -> None:
+    sim = simulator(clock, applicabilities=OLDER_APPLICABILITIES)
+    with session_for(sim) as session:
+        for applicability in APPLICABILITIES:
+            if applicability in OLDER_APPLICABILITIES:
+                assert query(session, applicability).status_code == 200
+            else:
+                assert_error(query(session, applicability), 400, "applicability must be one of the following")
+
+
+@pytest.mark.parametrize(("status", "fragment"), [(404, "INSUFFICIENT_WORKSPACE_ACCESS"), (402, "Enterprise plan"),
+                                                  (403, "plan")])
+def test_a_plan_without_audit_logs_answers_the_status_of_the_knob(status: int, fragment: str, clock: Clock) -> None:
+    sim = simulator(clock, enterprise=False, **({} if status == 404 else {"no_audit_logs_status": status}))
+    with session_for(sim) as session:
+        assert_error(query(session), status, fragment)
+
+
+def test_a_server_error_carries_the_rate_limit_headers_too(sim: ClickUpSimulator, session: requests.Session,
+                                                           clock: Clock) -> None:
+    query(session)  # opens the rate-limit minute
+    clock.advance(seconds=5)
+    sim.faults.next(Fault.SERVER_ERROR)
+    failed = query(session)
+    assert_error(failed, 500, "Internal Server Error")
+    assert failed.headers["X-RateLimit-Reset"] == str(int(NOW.timestamp()) + 60)  # 55 s away: not when to retry
+    assert failed.headers["X-RateLimit-Remaining"] == "9998"
 
 
 # --- log classes and filters --------------------------------------------------------------------------------------
@@ -286,7 +387,7 @@ def test_rows_default_to_a_data_envelope_with_ids_iso_times_and_the_workspace(si
 
 
 def test_shape_knobs_bare_list_no_ids_epoch_ms(clock: Clock) -> None:
-    sim = ClickUpSimulator(TOKEN, WORKSPACE, now=clock, envelope=None, row_ids=False, time_format="epoch_ms")
+    sim = simulator(clock, envelope=None, row_ids=False, time_format="epoch_ms")
     events = generate_events(50, NOW - timedelta(days=1), NOW, seed=4)
     sim.add_events(events)
     with session_for(sim) as session:
@@ -297,7 +398,7 @@ def test_shape_knobs_bare_list_no_ids_epoch_ms(clock: Clock) -> None:
     assert set(truth) == {item["id"] for item in events}  # keyed by the id the rows were captured with
     assert all(item in truth.values() for item in body)
 
-    logs = ClickUpSimulator(TOKEN, WORKSPACE, now=clock, envelope="logs")
+    logs = simulator(clock, envelope="logs")
     logs.add_events(events)
     with session_for(logs) as session:
         assert set(query(session).json()) == {"logs"}
@@ -335,7 +436,7 @@ def test_late_rows_appear_when_published_and_future_rows_when_their_time_comes(
 
 
 def test_retention_knob(clock: Clock) -> None:
-    sim = ClickUpSimulator(TOKEN, WORKSPACE, now=clock, retention=timedelta(days=30))
+    sim = simulator(clock, retention=timedelta(days=30))
     sim.add_events([row("old", NOW - timedelta(days=31)), row("recent", NOW - timedelta(days=29))])
     with session_for(sim) as session:
         assert [item["id"] for item in rows_of(query(session))] == ["recent"]
@@ -353,7 +454,7 @@ def test_only_the_v3_auditlogs_operation_exists(session: requests.Session) -> No
 
 
 def test_the_token_goes_as_is_and_oauth_as_bearer(clock: Clock) -> None:
-    sim = ClickUpSimulator(TOKEN, WORKSPACE, now=clock, oauth_token="81000001_oauthaccesstoken")
+    sim = simulator(clock, oauth_token="81000001_oauthaccesstoken")
     for authorization in (None, "pk_81000001_wrong", f"Bearer {TOKEN}", f"token {TOKEN}"):
         with session_for(sim, authorization) as session:
             assert_error(query(session), 401, "Token invalid")
@@ -363,11 +464,11 @@ def test_the_token_goes_as_is_and_oauth_as_bearer(clock: Clock) -> None:
 
 
 def test_wrong_workspace_plan_and_role(clock: Clock) -> None:
-    with session_for(ClickUpSimulator(TOKEN, WORKSPACE, now=clock)) as session:
+    with session_for(simulator(clock)) as session:
         assert_error(query(session, url=f"{API}/api/v3/workspaces/9015000002/auditlogs"), 401, "Team not authorized")
-    with session_for(ClickUpSimulator(TOKEN, WORKSPACE, now=clock, enterprise=False)) as session:
+    with session_for(simulator(clock, enterprise=False)) as session:
         assert_error(query(session), 404, "INSUFFICIENT_WORKSPACE_ACCESS")
-    with session_for(ClickUpSimulator(TOKEN, WORKSPACE, now=clock, owner=False)) as session:
+    with session_for(simulator(clock, owner=False)) as session:
         assert_error(query(session), 403, "owner")
 
 
@@ -375,7 +476,7 @@ def test_wrong_workspace_plan_and_role(clock: Clock) -> None:
 
 
 def test_rate_limit_headers_and_429_with_an_epoch_reset(clock: Clock) -> None:
-    sim = ClickUpSimulator(TOKEN, WORKSPACE, now=clock, rate_limit_per_minute=3)
+    sim = simulator(clock, rate_limit_per_minute=3)
     with session_for(sim) as session:
         first = query(session)
         assert first.headers["X-RateLimit-Limit"] == "3" and first.headers["X-RateLimit-Remaining"] == "2"
@@ -392,7 +493,7 @@ def test_rate_limit_headers_and_429_with_an_epoch_reset(clock: Clock) -> None:
         assert query(session).status_code == 200
     assert sim.stats()["rate_limited"] == 1
 
-    with session_for(ClickUpSimulator(TOKEN, WORKSPACE, now=clock)) as session:  # not enforced, still announced
+    with session_for(simulator(clock)) as session:  # not enforced, still announced
         assert session.post(AUDIT_URL, json={"applicability": "other-activity"}, timeout=10) \
             .headers["X-RateLimit-Limit"] == "10000"
 
@@ -416,7 +517,7 @@ def test_faults_use_clickups_shapes(sim: ClickUpSimulator, session: requests.Ses
 # --- generated rows -----------------------------------------------------------------------------------------------
 
 
-def test_generated_rows_are_realistic_deterministic_and_distinct_within_a_millisecond() -> None:
+def test_generated_rows_are_realistic_deterministic_and_only_failed_logins_repeat_within_a_millisecond() -> None:
     events = generate_events(4000, NOW - timedelta(days=7), NOW, seed=6)
 
     assert events == generate_events(4000, NOW - timedelta(days=7), NOW, seed=6)
@@ -427,7 +528,10 @@ def test_generated_rows_are_realistic_deterministic_and_distinct_within_a_millis
         assert list(item) == ["id", "eventType", "eventStatus", "title", "userId", "userName", "userEmail",
                               "userRole", "clientIp", "startTime", "endTime"]
         assert re.fullmatch(r"[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[0-9a-f]{4}-[0-9a-f]{12}", item["id"])
-        assert ISO_MS_Z.match(item["startTime"]) and item["endTime"] == item["startTime"]
+        assert ISO_MS_Z.match(item["startTime"]) and ISO_MS_Z.match(item["endTime"])
+        took = datetime.fromisoformat(item["endTime"]) - datetime.fromisoformat(item["startTime"])
+        # SCIM calls take a moment; everything else ends when it starts
+        assert timedelta(0) < took <= timedelta(seconds=2.1) if item["eventType"].startswith("SCIM_") else not took
         assert NOW - timedelta(days=7) <= datetime.fromisoformat(item["startTime"]) < NOW
         assert item["eventStatus"] in {"success", "failed", "error"}
         assert item["userRole"] in {1, 2, 3, 4, None} and (item["userRole"] is None) == (item["userId"] is None)
@@ -440,16 +544,18 @@ def test_generated_rows_are_realistic_deterministic_and_distinct_within_a_millis
     assert failed_logins and any(item["userId"] is None for item in failed_logins)  # addresses that are no member's
     pairs = list(itertools.pairwise(events))
     assert sum(a["startTime"] == b["startTime"] for a, b in pairs) > 100  # bursts
-    by_ms: dict[str, set[str]] = {}
+    # Within a millisecond rows differ, except the repeats of a failed login (a password-guessing script).
+    by_ms: dict[str, Counter[str]] = {}
     for item in events:
-        content = repr({key: value for key, value in item.items() if key != "id"})
-        assert content not in by_ms.setdefault(item["startTime"], set())
-        by_ms[item["startTime"]].add(content)
+        by_ms.setdefault(item["startTime"], Counter())[repr({k: v for k, v in item.items() if k != "id"})] += 1
+    repeated = [(content, n) for contents in by_ms.values() for content, n in contents.items() if n > 1]
+    assert len(repeated) >= 10 and max(n for _, n in repeated) >= 3
+    assert all("'eventType': 'USER_LOGIN', 'eventStatus': 'failed'" in content for content, _ in repeated)
 
 
 def test_100k_rows_generate_load_and_page_at_scale(clock: Clock) -> None:
     events = generate_events(100_000, NOW - timedelta(days=30), NOW, seed=8)
-    sim = ClickUpSimulator(TOKEN, WORKSPACE, now=clock)
+    sim = simulator(clock)
     sim.add_events(events)
     recent = [item for item in events if item["startTime"] >= iso(NOW - timedelta(days=2))
               and applicability_of(item["eventType"]) == "user-activity"]

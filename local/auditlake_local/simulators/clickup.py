@@ -47,6 +47,7 @@ AUDIT_LOGS = re.compile(r"^/api/v3/workspaces/(?P<workspace_id>[^/]+)/auditlogs/
 # The `applicability` enum of the current spec (an older revision had only the four middle values).
 APPLICABILITIES = ("agent-settings-activity", "auth-and-security", "custom-fields", "hierarchy-activity",
                    "user-activity", "other-activity")
+OLDER_APPLICABILITIES = ("auth-and-security", "custom-fields", "hierarchy-activity", "user-activity")
 EVENT_STATUSES = frozenset({"success", "failed", "warn", "skipped", "started", "completed", "error",
                             "system_error"})
 PAGE_DIRECTIONS = frozenset({"before", "after"})
@@ -70,9 +71,9 @@ SPEC_EVENT_TYPES = frozenset({
 })
 
 ENTERPRISE_RATE_LIMIT = 10_000  # requests per minute per token on the Enterprise plan (the only one with audit logs)
-# Docs are silent: the largest pageRows. Default: up to 1000 rows are served and a larger pageRows is a 400 (knob
-# `max_page_rows`; `page_rows_over_max="cap"` silently serves at most max_page_rows instead).
-MAX_PAGE_ROWS = 1000
+# Docs are silent: the largest pageRows. Default, the least friendly: a silent cap at 50 rows, half the collectors'
+# page (knobs `max_page_rows`, None for no cap; `page_rows_over_max="reject"` answers 400 above it instead).
+DEFAULT_MAX_PAGE_ROWS = 50
 # Docs are silent: the number of rows when pageRows is omitted. 100, what third-party clients send.
 DEFAULT_PAGE_ROWS = 100
 
@@ -82,8 +83,11 @@ _MINUTE_SECONDS = 60.0
 
 # A stored row's place in its log: (time in epoch ms, sequence of capture). Docs are silent on rows that share a
 # millisecond: here they keep the order they were captured in, so "after" serves them in capture order and
-# "before" in reverse: the same total order read from either end.
+# "before" in reverse: the same total order read from either end. Docs are silent on which time that is (knob
+# `time_key`): the row's startTime (default), its endTime, or an internal time (when ClickUp stored the row, up to
+# INTERNAL_DELAY_MS after its startTime).
 _Key = tuple[int, int]
+INTERNAL_DELAY_MS = 3000
 
 
 
@@ -179,8 +183,8 @@ class _Stored(NamedTuple):  # a tuple: a million of them must be cheap to build
 @dataclass(frozen=True)
 class _Query:
     applicability: str
-    start_time: int | None  # filter.startTime, epoch ms, inclusive
-    end_time: int | None  # filter.endTime, epoch ms, inclusive
+    start_time: int | None  # filter.startTime, epoch ms
+    end_time: int | None  # filter.endTime, epoch ms
     event_types: frozenset[str] | None
     event_status: str | None
     user_ids: frozenset[str] | None
@@ -201,14 +205,25 @@ class ClickUpSimulator(VendorSimulator):
 
     Knobs for what ClickUp does not document (each default is a "Docs are silent:" choice):
     - `envelope`: the key that wraps the rows (`{"data": [...]}`), or None for a bare JSON list;
-    - `row_ids`: whether rows carry an `id` (without one, a collector must derive its own key);
+    - `row_ids`: whether rows carry an `id` (default: no, as the help page's only example row; a collector must
+      derive its own key, and byte-identical rows in one millisecond are then indistinguishable);
     - `time_format`: rows' startTime/endTime as ISO strings (`"iso"`) or epoch milliseconds (`"epoch_ms"`);
     - `page_timestamp_inclusive`: whether a row AT pageTimestamp is served (default: exclusive, strictly
-      before/after it);
-    - `max_page_rows` and `page_rows_over_max`: the largest page, and whether a larger pageRows is rejected (400)
-      or silently capped;
+      before/after it: a client that follows the docs literally then loses the rest of a page's last millisecond
+      silently, where an inclusive one would loop);
+    - `start_time_inclusive` / `end_time_inclusive`: whether filter.startTime / filter.endTime admit a row at
+      that very millisecond (default: startTime exclusive, endTime inclusive: a client sending its window's
+      bounds loses the rows at its start and gets the rows at its end twice);
+    - `max_page_rows` and `page_rows_over_max`: the largest page (None: no cap), and whether a larger pageRows is
+      silently capped (default, at 50) or rejected (400);
+    - `time_key`: the time the filter and pageTimestamp compare and rows are ordered by: `"startTime"` (default),
+      `"endTime"` or `"internal"`. A collector that walks by startTime cannot be exact under the other two; it must
+      notice and fail, so a default of either would fail every default run by design;
+    - `applicabilities`: the classes this Workspace accepts (default: the six of the current spec;
+      OLDER_APPLICABILITIES for the older revision's four); another class is a 400;
     - `retention`: how long rows stay queryable (None: forever).
-    Plan and role: `enterprise=False` is a non-Enterprise Workspace, `owner=False` a token of a non-owner.
+    Plan and role: `enterprise=False` is a non-Enterprise Workspace, answered with `no_audit_logs_status` (404
+    INSUFFICIENT_WORKSPACE_ACCESS as a third party reports, or 402, or 403); `owner=False` a token of a non-owner.
 
     Test hooks: `add_events`, `publish_pending`, `expire_cursors` (a no-op: keyset paging has no cursor to expire),
     `ground_truth`, `generate_events`, and the base class's `faults`, `requests_log`, `on_request` and `stats()`.
@@ -219,15 +234,24 @@ class ClickUpSimulator(VendorSimulator):
 
     def __init__(self, token: str, workspace_id: str, *, now: Callable[[], datetime] = utc_now,
                  oauth_token: str | None = None, enterprise: bool = True, owner: bool = True,
-                 envelope: str | None = "data", row_ids: bool = True,
+                 envelope: str | None = "data", row_ids: bool = False,
                  time_format: Literal["iso", "epoch_ms"] = "iso", page_timestamp_inclusive: bool = False,
-                 max_page_rows: int = MAX_PAGE_ROWS, page_rows_over_max: Literal["reject", "cap"] = "reject",
+                 start_time_inclusive: bool = False, end_time_inclusive: bool = True,
+                 max_page_rows: int | None = DEFAULT_MAX_PAGE_ROWS,
+                 page_rows_over_max: Literal["reject", "cap"] = "cap",
+                 time_key: Literal["startTime", "endTime", "internal"] = "startTime",
+                 applicabilities: Iterable[str] = APPLICABILITIES, no_audit_logs_status: Literal[402, 403, 404] = 404,
                  retention: timedelta | None = None, rate_limit_per_minute: int | None = None,
                  faults: FaultPlan | None = None, on_request: Callable[[RequestRecord], None] | None = None,
                  fault_retry_after: int = 1) -> None:
         super().__init__(faults=faults, on_request=on_request, fault_retry_after=fault_retry_after)
-        if time_format not in {"iso", "epoch_ms"} or page_rows_over_max not in {"reject", "cap"}:
-            raise ValueError("time_format is 'iso' or 'epoch_ms'; page_rows_over_max is 'reject' or 'cap'")
+        if time_format not in {"iso", "epoch_ms"} or page_rows_over_max not in {"reject", "cap"} \
+                or time_key not in {"startTime", "endTime", "internal"} or no_audit_logs_status not in {402, 403, 404}:
+            raise ValueError("time_format is 'iso' or 'epoch_ms'; page_rows_over_max is 'reject' or 'cap'; time_key "
+                             "is 'startTime', 'endTime' or 'internal'; no_audit_logs_status is 402, 403 or 404")
+        self.applicabilities = tuple(applicabilities)
+        if not set(self.applicabilities) <= set(APPLICABILITIES):
+            raise ValueError(f"applicabilities are some of {', '.join(APPLICABILITIES)}")
         self._token = token
         self._oauth_token = oauth_token  # OAuth apps send `Authorization: Bearer <token>`
         self.workspace_id = workspace_id
@@ -240,8 +264,12 @@ class ClickUpSimulator(VendorSimulator):
         self.row_ids = row_ids
         self.time_format = time_format
         self.page_timestamp_inclusive = page_timestamp_inclusive
+        self.start_time_inclusive = start_time_inclusive
+        self.end_time_inclusive = end_time_inclusive
         self.max_page_rows = max_page_rows
         self.page_rows_over_max = page_rows_over_max
+        self.time_key = time_key  # read when rows are captured: set it before add_events
+        self.no_audit_logs_status = no_audit_logs_status
         # Docs are silent on retention ("Feature availability and limits vary by plan"): none by default.
         self.retention = retention
         # Enforced only when set; the X-RateLimit-* headers are sent on every response either way.
@@ -258,9 +286,9 @@ class ClickUpSimulator(VendorSimulator):
 
     @staticmethod
     def generate_events(count: int, start: datetime, end: datetime, seed: int, *,
-                        burst_rate: float = 0.05) -> list[dict[str, Any]]:
+                        burst_rate: float = 0.05, repeat_rate: float = 0.4) -> list[dict[str, Any]]:
         """Realistic rows to `add_events()`; see the module-level `generate_events`."""
-        return generate_events(count, start, end, seed, burst_rate=burst_rate)
+        return generate_events(count, start, end, seed, burst_rate=burst_rate, repeat_rate=repeat_rate)
 
     def add_events(self, events: Iterable[dict[str, Any]], *, published: bool = True) -> None:
         """Captures rows in this Workspace. Unpublished ones stay invisible until `publish_pending()`.
@@ -281,9 +309,9 @@ class ClickUpSimulator(VendorSimulator):
                 if truth_key in self._truth_keys or truth_key in batch:
                     raise ValueError(f"row id must be unique, got {event.get('id')!r}")
                 batch.add(truth_key)
-                row, start_ms = self._served(event, times)
+                row, key_ms = self._served(event, times, sequence)
                 user_id = event.get("userId")
-                new.append(_Stored((start_ms, sequence), row, truth_key,
+                new.append(_Stored((key_ms, sequence), row, truth_key,
                                    applicability_of(event.get("eventType")), event.get("eventType"),
                                    event.get("eventStatus"), None if user_id is None else str(user_id),
                                    event.get("userEmail")))
@@ -334,9 +362,11 @@ class ClickUpSimulator(VendorSimulator):
         if match["workspace_id"] != self.workspace_id:
             return self._error(401, "Team not authorized", headers)
         # Non-Enterprise Workspaces: a third party reports 404 with INSUFFICIENT_WORKSPACE_ACCESS. Docs are silent
-        # on the body; here the code is the message.
+        # on the body (here the code is the message) and on the status (knob: 402 or 403, as other APIs answer).
         if not self.enterprise:
-            return self._error(404, "INSUFFICIENT_WORKSPACE_ACCESS", headers)
+            message = {404: "INSUFFICIENT_WORKSPACE_ACCESS", 402: "Audit logs require the Enterprise plan",
+                       403: "Audit logs are not available on this Workspace's plan"}[self.no_audit_logs_status]
+            return self._error(self.no_audit_logs_status, message, headers)
         # "Only the Workspace owner can create audit logs." Docs are silent on the answer: 403.
         if not self.owner:
             return self._error(403, "Only the Workspace owner can query audit logs", headers)
@@ -349,7 +379,7 @@ class ClickUpSimulator(VendorSimulator):
         self.counters["pages_with_data" if rows else "empty_pages"] += 1
         self.counters["events_served"] += len(rows)
         # Docs are silent on the response ("200: application/json: {}"): the rows in a `data` envelope (knob:
-        # another key, or a bare list). No "has more" field: a page shorter than pageRows is the last one.
+        # another key, or a bare list). No "has more" field.
         return SimResponse.of_json(200, rows if self.envelope is None else {self.envelope: rows}, headers)
 
     def _scan(self, query: _Query) -> list[_Stored]:
@@ -357,12 +387,14 @@ class ClickUpSimulator(VendorSimulator):
         entries = self._logs[query.applicability]
         low, high = self._visible_range(entries, self._now_ms())
         key = attrgetter("key")
-        # Docs are silent on whether filter.startTime and filter.endTime are inclusive: both are, like the UI's
-        # "From date" / "To date".
+        # Docs are silent on whether filter.startTime and filter.endTime are inclusive (knobs; default: startTime
+        # exclusive, endTime inclusive).
         if query.start_time is not None:
-            low = max(low, bisect_left(entries, (query.start_time,), key=key))
+            first = query.start_time if self.start_time_inclusive else query.start_time + 1
+            low = max(low, bisect_left(entries, (first,), key=key))
         if query.end_time is not None:
-            high = min(high, bisect_left(entries, (query.end_time + 1,), key=key))
+            last = query.end_time if self.end_time_inclusive else query.end_time - 1
+            high = min(high, bisect_left(entries, (last + 1,), key=key))
         # Docs are silent on whether a row AT pageTimestamp is served (knob; default: it is not). pageTimestamp is
         # a bare millisecond, so rows sharing the boundary millisecond cannot be told apart by the next request.
         stamp, inclusive = query.page_timestamp, self.page_timestamp_inclusive
@@ -397,8 +429,9 @@ class ClickUpSimulator(VendorSimulator):
         applicability = body.get("applicability")
         if applicability is None:
             raise _ApiError(400, "applicability is required")
-        if applicability not in APPLICABILITIES:
-            raise _ApiError(400, f"applicability must be one of the following values: {', '.join(APPLICABILITIES)}")
+        if applicability not in self.applicabilities:
+            raise _ApiError(400, "applicability must be one of the following values: "
+                                 + ", ".join(self.applicabilities))
         filters = _object(body, "filter")
         pagination = _object(body, "pagination")
 
@@ -424,7 +457,7 @@ class ClickUpSimulator(VendorSimulator):
             page_rows = DEFAULT_PAGE_ROWS
         elif page_rows < 1:
             raise _ApiError(400, "pagination.pageRows must be a positive number")
-        elif page_rows > self.max_page_rows:
+        elif self.max_page_rows is not None and page_rows > self.max_page_rows:
             if self.page_rows_over_max == "reject":
                 raise _ApiError(400, f"pagination.pageRows must not be greater than {self.max_page_rows}")
             page_rows = self.max_page_rows
@@ -466,7 +499,10 @@ class ClickUpSimulator(VendorSimulator):
                                                        "X-RateLimit-Reset": str(reset)})
 
     def server_error_response(self) -> SimResponse:
-        return self._error(500, "Internal Server Error")
+        # "X-RateLimit-* on every response": a 5xx too, whose Reset (the end of the rate-limit minute, up to a minute
+        # away) says nothing about when the failure is over.
+        headers = self._count_request()
+        return self._error(500, "Internal Server Error", headers)
 
     def _error(self, status: int, message: str, headers: dict[str, str] | None = None) -> SimResponse:
         return SimResponse.of_json(status, {"status": status, "message": message,
@@ -475,9 +511,9 @@ class ClickUpSimulator(VendorSimulator):
 
     # --- storage ------------------------------------------------------------------------------------------------
 
-    def _served(self, event: dict[str, Any], times: _Times) -> tuple[dict[str, Any], int]:
+    def _served(self, event: dict[str, Any], times: _Times, sequence: int) -> tuple[dict[str, Any], int]:
         """The row as this Workspace serves it (id kept or dropped, times as ISO or epoch ms, the Workspace
-        stamped), and its startTime in epoch ms."""
+        stamped), and the time it is filtered and paged by (`time_key`), in epoch ms."""
         row: dict[str, Any] = {}
         if self.row_ids and event.get("id") is not None:
             row["id"] = event["id"]
@@ -489,7 +525,12 @@ class ClickUpSimulator(VendorSimulator):
                 row[name] = times.served(value, epoch_ms=self.time_format == "epoch_ms")
             elif name not in {"id", "workspaceId"}:
                 row[name] = value
-        return row, times.ms(event["startTime"])
+        start_ms = times.ms(event["startTime"])
+        if self.time_key == "endTime" and event.get("endTime") is not None:
+            return row, times.ms(event["endTime"])
+        if self.time_key == "internal":  # when the row was stored: a little after it happened
+            return row, start_ms + (sequence * 7919) % INTERNAL_DELAY_MS
+        return row, start_ms
 
     def _now_ms(self) -> int:
         return _to_ms(self.now())
@@ -717,13 +758,16 @@ EXTRA_EVENT_TYPES = frozenset(kind[0] for kind in _CATALOGUE) - SPEC_EVENT_TYPES
 
 
 def generate_events(count: int, start: datetime, end: datetime, seed: int, *,
-                    burst_rate: float = 0.05) -> list[dict[str, Any]]:
+                    burst_rate: float = 0.05, repeat_rate: float = 0.4) -> list[dict[str, Any]]:
     """`count` realistic audit-log rows in [start, end), oldest first, deterministic from `seed`, over all six
     log classes.
 
     About `burst_rate` of them share the millisecond of the row before (login storms, bulk SCIM), so pages end
-    inside groups of identical timestamps. Rows of one millisecond never have the same content apart from their
-    `id`, so a collector that must hash id-less rows can still tell them apart. Linear in `count`.
+    inside groups of identical timestamps. A failed login is followed, with `repeat_rate`, by another one by the
+    same person from the same address in the same millisecond (a password-guessing script): apart from their `id`,
+    such rows are byte-identical, so a collector that must key id-less rows by their content has to count them,
+    not merge them. Other rows of one millisecond differ. SCIM calls take a moment: their endTime is up to two
+    seconds after their startTime (docs are silent; the UI shows both). Linear in `count`.
     """
     if count < 0 or end <= start:
         raise ValueError("count must be >= 0 and start < end")
@@ -740,7 +784,15 @@ def generate_events(count: int, start: datetime, end: datetime, seed: int, *,
         kinds = rng.choices(_CATALOGUE, cum_weights=_CUM_WEIGHTS, k=count)
         last_second, prefix = -1, ""
         last_ms, contents = -1, set[tuple[Any, ...]]()
-        for epoch_ms, kind in zip(times, kinds, strict=True):
+        previous: dict[str, Any] | None = None
+        for index, kind in enumerate(kinds):
+            if previous is not None and previous["eventType"] == "USER_LOGIN" \
+                    and previous["eventStatus"] == "failed" and draw() < repeat_rate:
+                times[index] = last_ms  # the script tries again within the millisecond: an identical row
+                previous = {**previous, "id": ws.uuid()}
+                events.append(previous)
+                continue
+            epoch_ms = times[index]
             second = epoch_ms // 1000
             if second != last_second:  # formatting once per second keeps a million rows fast
                 last_second, prefix = second, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
@@ -753,9 +805,11 @@ def generate_events(count: int, start: datetime, end: datetime, seed: int, *,
                 actor, title, status = make(ws)
             contents.add((event_type, actor, title, status))
             stamp = f"{prefix}.{epoch_ms % 1000:03d}Z"
-            events.append({"id": ws.uuid(), "eventType": event_type, "eventStatus": status, "title": title,
-                           "userId": actor.user_id, "userName": actor.name, "userEmail": actor.email,
-                           "userRole": actor.role, "clientIp": actor.ip, "startTime": stamp, "endTime": stamp})
+            finished = stamp
+            if event_type.startswith("SCIM_"):
+                finished = _iso(epoch_ms + 20 + int(draw() * 2000))
+            previous = {"id": ws.uuid(), "eventType": event_type, "eventStatus": status, "title": title,
+                        "userId": actor.user_id, "userName": actor.name, "userEmail": actor.email,
+                        "userRole": actor.role, "clientIp": actor.ip, "startTime": stamp, "endTime": finished}
+            events.append(previous)
     return events
-
-

@@ -214,7 +214,9 @@ def _parse_body(response: requests.Response) -> Any:
 
 
 def retry_after_seconds(response: requests.Response, now: Callable[[], float] | None = None) -> float | None:
-    """The wait the vendor asks for: `Retry-After` (seconds or HTTP date) or `X-RateLimit-Reset` (epoch seconds)."""
+    """The wait the vendor asks for: `Retry-After` (seconds or HTTP date), or on a 429 `X-RateLimit-Reset` (epoch
+    seconds). ClickUp sends X-RateLimit-Reset on every response: on a 5xx it only says when the rate-limit minute
+    ends, not when the failure is over, so a 5xx without Retry-After backs off instead of waiting for it."""
     now = now or (lambda: timeutil.now().timestamp())  # the engine's one clock
     retry_after = response.headers.get("Retry-After")
     if retry_after:
@@ -225,7 +227,7 @@ def retry_after_seconds(response: requests.Response, now: Callable[[], float] | 
                 return max(0.0, parsedate_to_datetime(retry_after).timestamp() - now())
             except (TypeError, ValueError):
                 pass
-    reset = response.headers.get("X-RateLimit-Reset")
+    reset = response.headers.get("X-RateLimit-Reset") if response.status_code == 429 else None
     if reset:
         try:
             value = float(reset)
