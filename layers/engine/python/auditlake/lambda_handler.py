@@ -16,7 +16,7 @@ from auditlake.archive import Archive
 from auditlake.deadline import Deadline
 from auditlake.digest import DigestWriter
 from auditlake.engine import Collector, StreamResult
-from auditlake.errors import AuditlakeError, ConfigError
+from auditlake.errors import AuditlakeError, AuditLogsUnavailable, ConfigError
 from auditlake.http import HttpClient
 from auditlake.reconcile import Reconciliation
 from auditlake.secrets import load_secret
@@ -126,6 +126,12 @@ def collect(adapter_class: type[VendorAdapter], settings: Settings, context: Any
             subsegment.put_annotation("stream", stream)
             try:
                 result = collector.run_stream(stream, backfill_since, reconcile)
+            except AuditLogsUnavailable as exc:
+                # The account, not the stream: every other stream would fail the same way. One error says so.
+                logger.exception("audit logs are not available to this account", extra={"stream": stream})
+                results.append(StreamResult(stream=f"{vendor}#{stream}", status="error", error=str(exc)))
+                _publish_metrics(results, http, digests, mode=mode)
+                raise CollectionFailed(f"{vendor}: {exc}") from exc
             except Exception as exc:  # the other streams still run; the failure is raised at the end
                 logger.exception("stream failed", extra={"stream": f"{vendor}#{stream}"})
                 result = StreamResult(stream=f"{vendor}#{stream}", status="error", error=str(exc))
