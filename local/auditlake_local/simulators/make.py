@@ -270,6 +270,7 @@ class MakeSimulator(VendorSimulator):
         self._delay = (0, 0)  # the least and the most createdAt - triggeredAt of a stored entry, in ms
         self._version = 0  # bumped by every insert: a query's cached matches are stale
         self._matches_cache: dict[tuple[Any, ...], list[_Stored]] = {}
+        self._seconds: dict[str, int] = {}  # createdAt's second -> epoch ms
         self._recent_requests = SlidingMinuteLimit()
 
     # --- test hooks ---------------------------------------------------------------------------------------------
@@ -333,11 +334,23 @@ class MakeSimulator(VendorSimulator):
             low, high = self._visible_range(now_ms)
             return {entry.key[1]: entry.event for entry in self._entries[low:high] if entry.stored <= now_ms}
 
+    def _created_ms(self, created_at: str) -> int:
+        """createdAt in epoch ms; the generated `YYYY-MM-DDTHH:MM:SS.mmmZ` parsed once per second (a million
+        entries must be quick to add)."""
+        if len(created_at) != 24 or created_at[19] != "." or created_at[23] != "Z":
+            return _to_ms(datetime.fromisoformat(created_at))
+        second = self._seconds.get(created_at[:19])
+        if second is None:
+            if len(self._seconds) > 64:
+                self._seconds.clear()
+            second = self._seconds[created_at[:19]] = _to_ms(datetime.fromisoformat(created_at[:19] + "+00:00"))
+        return second + int(created_at[20:23])
+
     def _stored(self, event: dict[str, Any], uuid: str) -> _Stored:
         triggered = _triggered_ms(event["triggeredAt"])
         kept, served = _served_time(triggered, self.time_format)
         created_at = event.get("createdAt")
-        created = _to_ms(datetime.fromisoformat(created_at)) if isinstance(created_at, str) else triggered
+        created = self._created_ms(created_at) if isinstance(created_at, str) else triggered
         team, actor = event.get("team") or {}, event.get("actor") or {}
         return _Stored((kept, uuid), {**event, "triggeredAt": served}, event.get("eventName"),
                        _text(team.get("id")), team.get("name"), _text(actor.get("id")), actor.get("name"),
