@@ -151,8 +151,10 @@ class Make(VendorAdapter):
         if echo is not None and echo < ask:
             self._learn(at, echo)  # the API said it served fewer than asked: never ask it for more again
         served_count = len(rows) - (offset - base)
-
         first = at.at - base
+        if base < offset and first >= len(rows):
+            raise VendorError(self.vendor, f"asked for pg[offset]={offset}, got a page at offset {base} that does not "
+                                           "reach it: the API does not page by pg[offset]", code="offset_ignored")
         if not self._boundary_holds(at, times, first, sentinel):
             # The short page the probe looked past was cut by a cap, inside the entries of its last instant: read
             # that instant again from its first entry, never asking for more than was served.
@@ -161,7 +163,8 @@ class Make(VendorAdapter):
         fresh, fresh_times = rows[first:], times[first:]
         if at.known and not fresh:
             self._shifted(at.at)  # entries at the boundary were read before: they cannot have gone
-        self._shifts = 0
+        if sentinel:
+            self._shifts = 0  # an offset was proved
         if at.probe is not None and fresh:
             self._learn(at, at.probe["served"])  # entries follow a short page: it was cut by a cap
         at.probe = None
@@ -177,11 +180,14 @@ class Make(VendorAdapter):
         if total is not None and reached >= total:
             return self._final(stream, at, End.COUNT, events, reached, total, aim, now)
         if not fresh:
+            if total is not None:  # the count says more follows, yet none was served: neither an end nor a page
+                raise VendorError(self.vendor, f"pg.totalCount is {total}, yet no entry was served at offset "
+                                               f"{at.at}", code="inconsistent_count")
             return self._final(stream, at, End.EMPTY, events, reached, total, aim, now)
 
         # Full: as many entries as the API says it serves for this request (a page larger than asked is data).
         full = served_count >= (min(ask, echo) if echo is not None else ask)
-        if not full and total is not None:
+        if not full and total is not None and base == offset:
             self._learn(at, served_count)  # short, and the count says more follows: a cap
             full = True
         return Page(events=events, cursor=self._next(at, fresh, fresh_times, full, ask, sentinel, reached,
