@@ -674,3 +674,233 @@ def test_an_exclusive_date_to_loses_nothing(stack: LocalStack, make: MakeSimulat
     make.add_events(generate_events(300, now - timedelta(days=1), now - timedelta(minutes=10), seed=22))
     assert stack.invoke("MakeCollector")["status"] == "ok"
     assert_exactly_once(stack, make)
+
+
+# --- what the docs leave open: every alternative ------------------------------------------------------------------
+
+ALTERNATIVES: list[dict[str, Any]] = [
+    {},  # the defaults: the least friendly alternative of each
+    {"page_cap": "lying"}, {"page_cap": "reject"}, {"page_cap": "ignore"}, {"page_cap": "none"},
+    {"total_count": False}, {"total_count": False, "page_cap": "lying"},
+    {"time_format": "iso_ms"}, {"time_format": "epoch_ms"}, {"time_format": "epoch_s"},
+    {"tie_order": "stable"},
+    {"date_filter": "triggeredAt"}, {"day_zone": timedelta(0)}, {"day_zone": timedelta(hours=14)},
+]
+
+
+def switch(simulator: MakeSimulator, knobs: dict[str, Any]) -> None:
+    """Sets the simulator's switches (before any entry is added: `time_format` renders entries as they come)."""
+    for name, value in knobs.items():
+        setattr(simulator, name, value)
+
+
+def asked_above(simulator: MakeSimulator, limit: int) -> int:
+    return sum(int(r.params["pg[limit]"][0]) > limit for r in logs_requests(simulator))
+
+
+@pytest.mark.parametrize("knobs", ALTERNATIVES, ids=lambda knobs: ",".join(f"{k}={v}" for k, v in knobs.items())
+                         or "defaults")
+def test_a_backfill_is_exact_under_every_alternative(knobs: dict[str, Any], stack: LocalStack, make: MakeSimulator,
+                                                      clock: Clock) -> None:
+    switch(make, knobs)
+    now = clock.now()
+    make.add_events(generate_events(1500, now - timedelta(days=4), now - timedelta(minutes=10), seed=40))
+    summary = stack.invoke("MakeCollector", environment={"MAX_OBJECT_EVENTS": "250"})  # parts end mid-window
+    assert summary["status"] == "ok"
+    assert_exactly_once(stack, make)
+    if make.page_cap != "none":
+        # Never more than 100 asked once the API has shown it serves 100: the first page after the first asks for
+        # 101 (and is answered with 100, a 400, or 100 said to be 101), the look past that short page too.
+        probed = knobs.get("page_cap") == "lying" and knobs.get("total_count") is False
+        assert asked_above(make, 100) == (2 if probed else 1)
+    if knobs in ({}, {"page_cap": "none"}):
+        assert summary["http"]["requests"] == make_backfill_requests(make)
+
+
+def test_a_page_larger_than_asked_is_data(stack: LocalStack, make: MakeSimulator, clock: Clock) -> None:
+    """An API that serves its own page size whatever is asked (`page_cap="ignore"`): 100 entries to a collector
+    asking for 40. Nothing is an error and nothing is read twice beyond the proving entry and the last second."""
+    switch(make, {"page_cap": "ignore"})
+    now = clock.now()
+    make.add_events(generate_events(1200, now - timedelta(days=2), now - timedelta(minutes=10), seed=41))
+    summary = stack.invoke("MakeCollector", environment={"PAGE_SIZE": "40"})
+    assert summary["status"] == "ok"
+    assert {r.params["pg[limit]"][0] for r in logs_requests(make)} <= {"40", "41"}
+    assert make.stats()["events_served"] > 2 * 40 * summary["http"]["requests"]  # pages of 100
+    assert summary["http"]["requests"] <= -(-1200 // 60) + 1
+    assert_exactly_once(stack, make)
+
+
+def test_a_cap_below_the_ask_with_an_echo_of_the_ask(stack: LocalStack, make: MakeSimulator, clock: Clock) -> None:
+    """The least friendly page cap there is: 100 served, 101 echoed, and no count. A short page is then neither an
+    end nor a cap: the collector looks past its last second. Once entries follow a short page, it never asks for
+    more than the 100 it was served, and a window ends on an empty page."""
+    switch(make, {"page_cap": "lying", "total_count": False})
+    now = clock.now()
+    # 180 entries a minute apart, then a burst of 30 in one second (entries 180 to 209), which the second page's
+    # cap cuts.
+    start = (now - timedelta(days=1)).replace(microsecond=0)
+    spaced = [{**entry, "triggeredAt": to_millis(start + timedelta(minutes=n))}
+              for n, entry in enumerate(generate_events(180, start - timedelta(days=1), start, seed=42, late_rate=0))]
+    second = start + timedelta(hours=4)
+    make.add_events([*spaced, *[{**entry, "triggeredAt": to_millis(second) + n}
+                                for n, entry in enumerate(generate_events(30, second, second + timedelta(seconds=1),
+                                                                          seed=43, late_rate=0))],
+                     *generate_events(300, second + timedelta(hours=1), now - timedelta(minutes=10), seed=44)])
+    summary = stack.invoke("MakeCollector")
+    assert summary["status"] == "ok" and summary["streams"][0]["empty_pages"] == 1
+    made = paging(logs_requests(make))
+    # A page; the next from the entry before its last (one-entry) second, served 100 and said to be 101; a look
+    # past that short page, where the burst goes on; the burst from its first entry, asking for 100 from then on.
+    assert made[:4] == [("0", "100"), ("98", "101"), ("197", "101"), ("179", "100")], made
+    assert all(int(limit) <= 100 for _, limit in made[4:])
+    assert_exactly_once(stack, make)
+
+
+@pytest.mark.parametrize("page_cap", ["none", "silent"])
+def test_a_second_holding_more_entries_than_a_page(page_cap: str, stack: LocalStack, make: MakeSimulator,
+                                                   clock: Clock) -> None:
+    """250 entries in one second. Without a cap, larger pages are asked for until the second fits; with the
+    default cap of 100 it cannot fit, and the run stops saying so, keeping what came before it."""
+    switch(make, {"page_cap": page_cap})
+    now = clock.now()
+    second = (now - timedelta(hours=5)).replace(microsecond=0)
+    before = generate_events(150, now - timedelta(days=1), second - timedelta(minutes=1), seed=45)
+    bulk = [{**entry, "triggeredAt": to_millis(second) + n % 1000}
+            for n, entry in enumerate(generate_events(250, second, second + timedelta(seconds=1), seed=46,
+                                                      late_rate=0))]
+    after = generate_events(150, second + timedelta(minutes=1), now - timedelta(minutes=10), seed=47)
+    make.add_events(before + bulk + after)
+    if page_cap == "none":
+        assert stack.invoke("MakeCollector")["status"] == "ok"
+        assert max(int(limit) for _, limit in paging(logs_requests(make))) > 250
+        assert_exactly_once(stack, make)
+        return
+    with pytest.raises(Exception, match=rf"make API \[tie_group_too_large\]: at least \d+ entries share triggeredAt "
+                                        rf"{to_iso(second)}, and the API serves at most 100 a page \(pg\[limit\]\): "
+                                        r"offset paging cannot pass that instant exactly"):
+        stack.invoke("MakeCollector")
+    archived = [r["event_id"] for r in stack.archived_records("make")]
+    assert len(archived) == len(set(archived)) and {e["uuid"] for e in before} <= set(archived)
+    assert not {e["uuid"] for e in after} & set(archived) and stored_state(stack).done_until is None
+
+
+@pytest.mark.parametrize("knobs", [{}, {"total_count": False, "page_cap": "lying"},
+                                   {"tie_order": "stable", "time_format": "epoch_ms", "date_filter": "triggeredAt",
+                                    "day_zone": timedelta(0)}],
+                         ids=["defaults", "no-count-lying-cap", "friendly"])
+def test_late_and_late_stored_entries_under_the_alternatives(knobs: dict[str, Any], stack: LocalStack,
+                                                             make: MakeSimulator, clock: Clock) -> None:
+    """Entries published late shift the offsets a stored cursor and a hint rely on, whatever the switches: they
+    are noticed, nothing is archived twice, and what the overlap reaches is archived."""
+    switch(make, knobs)
+    now = clock.now()
+    make.add_events(generate_events(1200, now - timedelta(days=2), now - timedelta(minutes=10), seed=48))
+    # In the part the first run reads (its four pages hold about the first 16 hours).
+    hours_late = generate_events(60, now - timedelta(days=2) + timedelta(hours=2),
+                                 now - timedelta(days=2) + timedelta(hours=4), seed=49)
+    make.add_events(hours_late, published=False)
+    budget = {"ms": 0}
+
+    def new_context() -> Any:
+        budget["ms"] = 80_000  # four pages a run
+        return context(stack, "MakeCollector", lambda: budget["ms"])
+
+    make.on_request = lambda _request: budget.__setitem__("ms", budget["ms"] - 4_000)
+    outcomes = [stack.invoke("MakeCollector", context=new_context())]
+    assert outcomes[0]["status"] == "backlog"
+    make.publish_pending()  # under the stored cursor
+    for _ in range(30):
+        clock.advance()
+        outcomes.append(stack.invoke("MakeCollector", context=new_context()))
+        if outcomes[-1]["status"] == "ok":
+            break
+    assert outcomes[-1]["status"] == "ok"
+    assert sum(o["streams"][0]["cursors_expired"] for o in outcomes) >= 1
+    make.on_request = None
+    # Stored minutes after they happened, inside the overlap (later than the lag): the next window finds them.
+    done_until = datetime.fromisoformat(outcomes[-1]["streams"][0]["done_until"])
+    make.add_events(generate_events(15, done_until - timedelta(minutes=6), done_until - timedelta(seconds=1),
+                                    seed=50), published=False)
+    clock.advance()
+    make.publish_pending()
+    clock.advance()
+    assert stack.invoke("MakeCollector")["status"] == "ok"
+    result = check_archive(stack, "make", make.ground_truth())
+    archived = {r["event_id"] for r in stack.archived_records("make")}
+    assert (result.duplicates, result.unexpected) == (0, 0), result
+    assert set(make.ground_truth()) - archived == {entry["uuid"] for entry in hours_late}  # the reconciliation's
+
+
+@pytest.mark.parametrize("day_zone", [timedelta(hours=-10), timedelta(0), timedelta(hours=14)])
+def test_entries_stored_after_their_window_are_found_by_a_later_window(day_zone: timedelta, stack: LocalStack,
+                                                                       make: MakeSimulator, clock: Clock) -> None:
+    """Make filters dateFrom/dateTo by createdAt (the default): an entry stored later than its window was read,
+    on the next UTC day, is still in the next window's query (dateTo is the day after tomorrow), and that window's
+    overlap reaches back to when it happened. One stored an hour late is past every overlap: a late event, for
+    the reconciliation."""
+    switch(make, {"day_zone": day_zone})
+    midnight = at_time_of_day(clock, 0) + timedelta(days=1)
+    clock.advance(midnight - timedelta(minutes=3) - clock.now())
+    make.add_events(generate_events(300, midnight - timedelta(days=1), midnight - timedelta(minutes=20), seed=51))
+    stored_late = {**generate_events(1, midnight - timedelta(minutes=6), midnight - timedelta(minutes=5), seed=52,
+                                     late_rate=0)[0], "createdAt": to_iso(midnight + timedelta(minutes=4))}
+    hour_late = {**generate_events(1, midnight - timedelta(minutes=9), midnight - timedelta(minutes=8), seed=53,
+                                   late_rate=0)[0], "createdAt": to_iso(midnight + timedelta(hours=1))}
+    make.add_events([stored_late, hour_late])
+    assert stack.invoke("MakeCollector")["status"] == "ok"  # at 23:57: neither is stored yet
+    assert stored_late["uuid"] not in {r["event_id"] for r in stack.archived_records("make")}
+    for _ in range(3):  # 00:02, 00:07, 00:12
+        clock.advance()
+        assert stack.invoke("MakeCollector")["status"] == "ok"
+    archived = {r["event_id"] for r in stack.archived_records("make")}
+    assert stored_late["uuid"] in archived
+    clock.advance(timedelta(hours=1))
+    assert stack.invoke("MakeCollector")["status"] == "ok"
+    archived = {r["event_id"] for r in stack.archived_records("make")}
+    assert set(make.ground_truth()) - archived == {hour_late["uuid"]}
+    result = check_archive(stack, "make", make.ground_truth())
+    assert (result.duplicates, result.unexpected) == (0, 0), result
+
+
+def test_an_idle_tick_is_one_request_with_ties_around_the_next_windows_start(stack: LocalStack, make: MakeSimulator,
+                                                                            clock: Clock) -> None:
+    """Bursts of 15 entries in each second around where the next window starts, in an order of each query's own
+    (the default): the hint counts the entries older than that instant, which no order changes. (The overlap's
+    entries, read again by every tick, fit in one page.)"""
+    now = clock.now()
+    make.add_events(generate_events(600, now - timedelta(days=1), now - timedelta(minutes=15), seed=54))
+    around = (now - timedelta(minutes=12)).replace(microsecond=0)
+    make.add_events([{**entry, "triggeredAt": to_millis(around) + (n // 15 - 3) * 1000 + n % 15}
+                     for n, entry in enumerate(generate_events(90, around, around + timedelta(seconds=1), seed=55,
+                                                               late_rate=0))])
+    first = stack.invoke("MakeCollector")
+    assert first["status"] == "ok"
+    next_start = datetime.fromisoformat(first["streams"][0]["done_until"]) - timedelta(minutes=10)
+    assert abs(next_start - around) < timedelta(seconds=5), "the next window starts among the bursts"
+    for _ in range(3):
+        clock.advance()
+        since = len(make.requests_log)
+        idle = stack.invoke("MakeCollector")
+        assert idle["status"] == "ok" and len(logs_requests(make, since)) == 1
+        assert idle["streams"][0]["out_of_window"] == 0
+    assert_exactly_once(stack, make)
+
+
+def test_a_rate_limit_lower_than_documented(stack: LocalStack, make: MakeSimulator, clock: Clock) -> None:
+    """A shared organization: 429s long before 1,000 a minute, without Retry-After. Runs back off, give up, and
+    the next ones go on from what is archived."""
+    make.rate_limit_per_minute = 6
+    now = clock.now()
+    make.add_events(generate_events(1500, now - timedelta(days=3), now - timedelta(minutes=10), seed=56))
+    for _ in range(20):
+        clock.advance()
+        try:
+            if stack.invoke("MakeCollector")["status"] == "ok":
+                break
+        except Exception as exc:  # a run that gives up on 429s; the next tick goes on
+            assert "Requests limit for organization exceeded" in str(exc)
+    else:
+        raise AssertionError("not caught up")
+    assert make.stats()["rate_limited"] > 0
+    assert_exactly_once(stack, make)
