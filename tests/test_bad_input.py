@@ -537,7 +537,7 @@ CATALOGUE: dict[str, Entry] = {
     "plan_or_feature_not_enabled": Entry.fails(
         plan_or_feature_not_enabled, "", asana=r"HTTP 402.*Enterprise\+",
         ashby=r"HTTP 200 \[audit_logs_not_enabled\]", clickup=r"HTTP 404 \[INSUFFICIENT_WORKSPACE_ACCESS\].*Enterprise",
-        make=r"HTTP 403.*Enterprise plan"),
+        make=r"HTTP 402.*audit logs are not available.*Enterprise plan"),  # the simulator's default: 402
     "secret_not_json": Entry.fails(secret_not_json, r"secret \S+ is not JSON", secret=True),
     "secret_missing_a_field": Entry.fails(secret_missing_a_field, "", secret=True,
                                           **_each(r"secret \S+ is missing field '{name}'",

@@ -18,7 +18,7 @@ from auditlake.state import StateStore
 from auditlake_local import chaos
 from auditlake_local.simulators import Fault
 
-SEEDS = (1, 3, 7)  # between them, every kind of fault below is injected, and each meets every outcome
+SEEDS = (1, 2, 3)  # between them, every kind of fault below is injected, and each meets every outcome
 TICKS = 12
 
 

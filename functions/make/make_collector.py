@@ -1,36 +1,50 @@
 """Make audit logs: `GET https://{zone}/api/v2/audit-logs/organization/{organizationId}`.
 
-What Make documents, and what this adapter does about it:
+What Make documents, what it leaves open, and what this adapter does about it:
 - API token as `Authorization: Token …`; the caller must be the organization's Admin or Owner (else 403) and audit
-  logs are Enterprise-only. Each organization lives in one zone (eu1, eu2, us1, us2 on make.com; eu1, us1 on
+  logs are Enterprise-only. A plan without them answers 403 SC403, or (a third-party client's report) 402: both are
+  AuditLogsUnavailable. Each organization lives in one zone (eu1, eu2, us1, us2 on make.com; eu1, us1 on
   make.celonis.com) and another zone answers 400 "User has no organization in the zone": the secret names the
   zone, and an unknown zone is refused before any request.
-- Entries come newest first unless asked otherwise; offset paging over a list whose head grows would repeat and
-  skip entries, so every request asks for `pg[sortBy]=triggeredAt&pg[sortDir]=asc` (and a page that is not
-  ascending is refused rather than trusted).
-- `dateFrom`/`dateTo` are whole days (time zone and dateTo's inclusiveness undocumented): the query spans the UTC
-  day of the window's start to the day after its end, and the engine drops what lies outside the window.
-- Paging is `pg[offset]`/`pg[limit]` with no "has more" flag: a page with fewer entries than asked for is the
-  last, and so is one that reaches the window's end. An offset is only a position: an entry published late or
-  expired before it shifts every entry after it. Each next page therefore starts one entry early, at the last
-  entry already read (the anchor), and asks for one entry more than the page size, so it still brings a whole
-  page of new entries; when the anchor is no longer there, the offsets have shifted and the adapter raises
-  CursorExpired, so the engine resumes the window from what it has archived. `pg[limit]` has no documented
-  maximum (Make's SDK describes 10,000), so the page size is kept below it.
-- A window that starts in the middle of a day would re-read the whole day before its start on every tick. So a
-  window's final page leaves a resume hint (see the engine): for the UTC day of the next window's earliest start,
-  the offset, uuid and triggeredAt of the last entry before that start. The next window, if it starts in that
-  day and after that entry, reads from there with that entry as its anchor: an idle tick is one request. Every
-  entry at or after the window's start sorts after the anchor, so nothing before it is needed; if the anchor
-  has moved (entries inserted or expired before it) the engine drops the hint and the day is read from its
-  first entry.
-- `uuid` identifies an entry; `triggeredAt` (an integer, epoch ms assumed; Make's SDK types it as an ISO string,
-  both are read) is when it happened, `createdAt` when it was stored (used only when triggeredAt is absent).
-- Entries are kept 12 months: the first run starts two days inside that, since its first day is read whole and
-  entries expiring under an offset-paged query would shift it.
+- Entries come newest first unless asked otherwise: every request asks for `pg[sortBy]=triggeredAt&pg[sortDir]=asc`
+  (a page that says or shows another order is refused rather than trusted).
+- `dateFrom`/`dateTo` are whole days; which time they filter (triggeredAt, or createdAt, which the docs' example
+  shows 35 days later) and in which zone is undocumented. A window's query runs from the day before its start's
+  UTC day (covering that day in any zone) to the day after tomorrow (covering whatever is stored until tomorrow
+  ends): an entry stored later than it happened is still in the query of every window whose overlap reaches it.
+  One stored after every overlap has passed is a late event, for the reconciliation.
+- Paging is `pg[offset]`/`pg[limit]` with no "has more" flag, no documented maximum for pg[limit] (the docs' example
+  echoes `"limit": 100`) and no documented order among entries with equal triggeredAt, which are many when
+  triggeredAt comes in whole seconds (the docs' example, "2024-04-19T12:05:22Z"; the spec says integer: epoch ms
+  and seconds are read too). So a page's offset is proved by time, never by position or id: a page after the first
+  starts one entry before the first entry of the previous page's last instant, and that entry must be older than
+  the instant and the next one not. That holds iff exactly that many entries of the query are older than the
+  instant, whatever order ties come in; the instant is read whole again and its entries already passed on are
+  dropped. When the check fails, entries were inserted (published late) or expired before the offset: the adapter
+  raises CursorExpired and the engine resumes the window from what it archived.
+- A window ends only on what the API states: offset + entries reaching `pg.totalCount` (asked for with
+  `pg[returnTotalCount]=true`), an entry at or past the window's end, or an empty page. A page shorter than asked
+  is never an end: without a count, the next request looks past its last instant (and falls back to reading that
+  instant whole if it goes on there, a cap having cut it).
+- Every response's `pg` is read back: a `limit` below the one asked, a short page the count says is not the end, a
+  short page followed by more entries, or a 400 naming pg[limit] show how many entries a page the API serves, and
+  the adapter never asks for more again (in this run, the window's cursor and the hint). A page larger than asked
+  is data. An echoed `offset` earlier than asked is followed; one that does not reach the asked offset is an error.
+  When one instant's entries fill a page, larger pages are asked for, up to what the API has shown it serves (or
+  1,000); an instant with more entries than that stops the run with an error naming the instant.
+- A window's final page leaves a resume hint (see the engine): the query and how many of its entries are older
+  than the next window's earliest start. The next window starts there when the hint covers it, with the same time
+  check: an idle tick is one request. Once a day the query would stop covering tomorrow; the hint then moves to
+  the next window's fresh query, its offset less the difference of the two queries' counts (every entry the newer
+  query leaves out is older than the aimed instant): one request more, once a day.
+- `uuid` identifies an entry; `triggeredAt` is when it happened, `createdAt` when it was stored (used only when
+  triggeredAt is absent).
+- Entries are kept 12 months: the first run starts three days inside that, since its query starts a day earlier
+  and entries expiring under an offset-paged query would shift it.
 - Errors: `{"detail", "message", "code", "suberrors"?}`; 429 says "Requests limit for organization exceeded,
-  please try again later." (1,000 requests per minute per Enterprise organization) with no rate headers and no
-  Retry-After documented: requests are paced under 1,000/min, and after a 429 the HTTP client's backoff applies.
+  please try again later." (1,000 requests per minute per Enterprise organization; an organization shared with
+  other integrations gets less) with no rate headers and no Retry-After documented: requests are paced under
+  1,000/min (or RATE_LIMIT_PER_MINUTE), and after a 429 the HTTP client's backoff applies.
 - Entries carry no IP address or user agent.
 """
 
