@@ -666,11 +666,13 @@ def test_triggered_at_is_read_in_every_format(time_format: str, stack: LocalStac
     assert_exactly_once(stack, make)
 
 
-def test_an_exclusive_date_to_loses_nothing(stack: LocalStack, make: MakeSimulator, clock: Clock) -> None:
-    """Docs are silent on whether dateTo's own day is included: asking for the day after the window's end works
-    either way."""
+@pytest.mark.parametrize("inclusive", [False, True])
+def test_date_to_either_way_loses_nothing(inclusive: bool, stack: LocalStack, make: MakeSimulator,
+                                          clock: Clock) -> None:
+    """Docs are silent on whether dateTo's own day is included (the simulator excludes it by default): asking for
+    the day after tomorrow works either way."""
     now = at_time_of_day(clock, 12)
-    make.date_to_inclusive = False
+    make.date_to_inclusive = inclusive
     make.add_events(generate_events(300, now - timedelta(days=1), now - timedelta(minutes=10), seed=22))
     assert stack.invoke("MakeCollector")["status"] == "ok"
     assert_exactly_once(stack, make)
@@ -685,6 +687,7 @@ ALTERNATIVES: list[dict[str, Any]] = [
     {"time_format": "iso_ms"}, {"time_format": "epoch_ms"}, {"time_format": "epoch_s"},
     {"tie_order": "stable"},
     {"date_filter": "triggeredAt"}, {"day_zone": timedelta(0)}, {"day_zone": timedelta(hours=14)},
+    {"date_to_inclusive": True},
 ]
 
 

@@ -32,7 +32,7 @@ ACCESS_DENIED = {"detail": "Access denied.", "message": "Permission denied", "co
 # The friendly alternative of every switch (the defaults are the least friendly ones): for tests of what Make does
 # document, which the switches do not change.
 FRIENDLY: dict[str, Any] = {"page_cap": "none", "time_format": "epoch_ms", "tie_order": "stable",
-                            "date_filter": "triggeredAt", "day_zone": timedelta(0)}
+                            "date_filter": "triggeredAt", "day_zone": timedelta(0), "date_to_inclusive": True}
 
 
 class Clock:
@@ -227,7 +227,7 @@ def test_date_from_and_date_to_are_whole_utc_days_both_included(friendly: MakeSi
 
 
 def test_date_to_exclusive_knob(clock: Clock) -> None:
-    sim = MakeSimulator(TOKEN, ORG, now=clock, date_to_inclusive=False, **FRIENDLY)
+    sim = MakeSimulator(TOKEN, ORG, now=clock, **{**FRIENDLY, "date_to_inclusive": False})
     day = datetime(2025, 5, 30, tzinfo=UTC)
     sim.add_events([entry("a" * 32, day + timedelta(hours=1)), entry("b" * 32, day + timedelta(days=1, hours=1))])
     with session_for(sim) as session:
@@ -631,7 +631,7 @@ def test_date_filter_field_and_day_zone(date_filter: str, day_zone: timedelta, e
              "late": {**entry("1" * 32, day + timedelta(hours=11)), "createdAt": "2025-05-31T04:00:00.000Z"},
              "night": entry("d" * 32, day + timedelta(hours=23)),
              "morning": entry("f" * 32, day + timedelta(days=1, hours=12))}
-    sim = MakeSimulator(TOKEN, ORG, now=clock, date_filter=date_filter, day_zone=day_zone)
+    sim = MakeSimulator(TOKEN, ORG, now=clock, date_filter=date_filter, day_zone=day_zone, date_to_inclusive=True)
     sim.add_events(named.values())
     names = {item["uuid"]: name for name, item in named.items()}
     with session_for(sim) as session:

@@ -206,14 +206,14 @@ class MakeSimulator(VendorSimulator):
     """One Make organization (in one zone) with its audit log, served to one API token.
 
     Knobs for what the docs name but a test must choose: `caller_role` (the token's user's organization role),
-    `enterprise` (audit logs are Enterprise-only), `date_to_inclusive` (how `dateTo` bounds a day),
-    `retry_after_header` (whether a 429 carries Retry-After) and `rate_limit_per_minute`.
+    `enterprise` (audit logs are Enterprise-only), `retry_after_header` (whether a 429 carries Retry-After) and
+    `rate_limit_per_minute`.
 
     Switches for what the docs leave open (vendors.md §7), each defaulting to the least friendly alternative the
     docs allow: `page_cap`/`max_limit` (PAGE_CAPS), `total_count` (pg[returnTotalCount] honoured, as documented, or
     pg.totalCount omitted), `time_format` (TIME_FORMATS), `tie_order` (TIE_ORDERS), `date_filter` and `day_zone`
-    (DATE_FILTERS), `no_audit_logs_status` (what a plan without audit logs gets: 402, as a third-party client
-    reports, or 403 SC403).
+    (DATE_FILTERS), `date_to_inclusive` (whether dateTo's own day is included), `no_audit_logs_status` (what a
+    plan without audit logs gets: 402, as a third-party client reports, or 403 SC403).
 
     Test hooks: `add_events`, `publish_pending`, `expire_cursors`, `ground_truth`, `generate_events`, and the
     base class's `faults`, `requests_log`, `on_request` and `stats()`.
@@ -224,7 +224,7 @@ class MakeSimulator(VendorSimulator):
 
     def __init__(self, token: str, organization_id: int | str = DEFAULT_ORGANIZATION_ID, *,
                  zone: str = "eu1.make.com", now: Callable[[], datetime] = utc_now, caller_role: str = "admin",
-                 enterprise: bool = True, date_to_inclusive: bool = True, retry_after_header: bool = False,
+                 enterprise: bool = True, date_to_inclusive: bool = False, retry_after_header: bool = False,
                  team_admin_of: Collection[int] = (), rate_limit_per_minute: int | None = None,
                  page_cap: str = "silent", max_limit: int = DEFAULT_PAGE_CAP, total_count: bool = True,
                  time_format: str = "iso_seconds", tie_order: str = "unstable", date_filter: str = "createdAt",
@@ -248,7 +248,7 @@ class MakeSimulator(VendorSimulator):
         self.caller_role = caller_role
         self.enterprise = enterprise
         # `dateTo`: "entries until the specified date or older". Docs are silent on whether that includes the day
-        # itself: dateTo's day included; False = dateTo's day excluded.
+        # itself: excluded by default (the least friendly reading); True = dateTo's day included.
         self.date_to_inclusive = date_to_inclusive
         # Docs are silent on rate-limit headers (none are documented; Make's SDK honours Retry-After "if present"):
         # a 429 carries none, unless this is set.
