@@ -4,6 +4,7 @@ whole-day dates, offsets that shift), zones, and what bad input does to it."""
 from __future__ import annotations
 
 import importlib
+import itertools
 import json
 import re
 import sys
@@ -16,15 +17,16 @@ import boto3
 import pytest
 import requests
 from conftest import Clock, Pauses, check_archive, context
+from worlds import make_backfill_requests
 
-from auditlake import http
+from auditlake import http, timeutil
 from auditlake.deadline import Deadline
 from auditlake.errors import CursorExpired, SecretError
 from auditlake.http import HttpClient
 from auditlake.records import COLUMNS
 from auditlake.state import StateStore
-from auditlake.timeutil import from_millis, to_iso
-from auditlake.vendor import VendorAdapter, Window
+from auditlake.timeutil import from_millis, parse_event_time, to_iso, to_millis
+from auditlake.vendor import End, VendorAdapter, Window
 from auditlake_local.simulators import Fault, SimRequest, SimResponse, SimulatorAdapter
 from auditlake_local.simulators.make import DEFAULT_ORGANIZATION_ID, ZONES, MakeSimulator, generate_events
 from auditlake_local.stack import LocalStack
@@ -97,6 +99,21 @@ def logs_requests(simulator: MakeSimulator, since: int = 0) -> list[Any]:
     return [r for r in simulator.requests_log[since:] if r.path == LOGS_PATH]
 
 
+def paging(requests_made: list[Any]) -> list[tuple[str, str]]:
+    return [(r.params["pg[offset]"][0], r.params["pg[limit]"][0]) for r in requests_made]
+
+
+def millis(entry: dict[str, Any]) -> int:
+    """An entry's triggeredAt in epoch ms, whatever the simulator's `time_format`."""
+    return to_millis(parse_event_time(entry["triggeredAt"], "triggeredAt"))
+
+
+def older_than(simulator: MakeSimulator, moment: datetime) -> int:
+    """How many retrievable entries happened before `moment`: the offset a hint aimed there names, in a query that
+    holds them all."""
+    return sum(millis(entry) < to_millis(moment) for entry in simulator.ground_truth().values())
+
+
 # --- records and objects ----------------------------------------------------------------------------------------
 
 
@@ -116,7 +133,8 @@ def test_records_match_the_entries_and_days_are_partitions(stack: LocalStack, ma
         assert match, record
         raw = json.loads(record["raw"])
         assert tuple(record) == COLUMNS and raw == truth[record["event_id"]]
-        assert record["event_time"] == to_iso(from_millis(raw["triggeredAt"]))
+        assert record["event_time"] == to_iso(parse_event_time(raw["triggeredAt"], "triggeredAt"))
+        assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", raw["triggeredAt"])  # whole seconds, served
         assert record["event_time"].startswith(match[1]), "partitioned by the entry's UTC date"
         days.add(match[1])
         assert record["stream"] == str(ORG) and record["action"] == raw["eventName"]
@@ -145,12 +163,19 @@ def test_every_request_asks_oldest_first_for_whole_days(stack: LocalStack, make:
     for request in requests_made:
         # Make's default is newest first: offsets over a list that grows at its head would repeat and skip.
         assert request.params["pg[sortBy]"] == ["triggeredAt"] and request.params["pg[sortDir]"] == ["asc"]
-        assert request.params["dateFrom"] == [(now - lookback).date().isoformat()]
-        assert request.params["dateTo"] == [(now + timedelta(days=1)).date().isoformat()]
-    # Each next page starts at the last entry already read, which proves the offsets have not shifted, and asks for
-    # one entry more: a whole page of new entries, so 450 entries take 450 // 100 + 1 requests.
-    assert [(r.params["pg[offset]"][0], r.params["pg[limit]"][0]) for r in requests_made] == \
-        [("0", "100"), ("99", "101"), ("199", "101"), ("299", "101"), ("399", "101")]
+        # Days in an unknown zone, filtering a time that may be later than triggeredAt: from the day before the
+        # window's first, to the day after tomorrow (UTC).
+        assert request.params["dateFrom"] == [(now - lookback - timedelta(days=1)).date().isoformat()]
+        assert request.params["dateTo"] == [(now + timedelta(days=2)).date().isoformat()]
+        assert request.params["pg[returnTotalCount]"] == ["true"]
+    # The first page asks for 100; the next one for the entry before the boundary and 100 more, which the API caps
+    # at 100 and says so (pg.limit): from then on it asks for 100. Each next page starts one entry before the first
+    # entry of the previous page's last second.
+    made = paging(requests_made)
+    assert [limit for _, limit in made] == ["100", "101"] + ["100"] * (len(made) - 2)
+    offsets = [int(offset) for offset, _ in made]
+    assert offsets == sorted(set(offsets)) and all(b - a <= 99 for a, b in itertools.pairwise(offsets))
+    assert len(made) == make_backfill_requests(make)  # ending on the page that reaches pg.totalCount
     assert_exactly_once(stack, make)
 
 
@@ -182,15 +207,8 @@ def test_a_page_that_is_not_oldest_first_is_refused(rewrite: str, message: str, 
 # --- boundary days and shifting offsets -------------------------------------------------------------------------
 
 
-def day_entries(simulator: MakeSimulator, day_start: datetime) -> list[dict[str, Any]]:
-    """The entries a query with `dateFrom` = that day numbers, in Make's ascending order (ties by uuid here)."""
-    start_ms = int(day_start.timestamp() * 1000)
-    return sorted((e for e in simulator.ground_truth().values() if e["triggeredAt"] >= start_ms),
-                  key=lambda e: (e["triggeredAt"], e["uuid"]))
-
-
-def test_the_next_window_starts_where_its_start_falls_in_the_day(stack: LocalStack, make: MakeSimulator,
-                                                                clock: Clock) -> None:
+def test_the_next_window_starts_where_its_start_falls_in_the_query(stack: LocalStack, make: MakeSimulator,
+                                                                  clock: Clock) -> None:
     now = at_time_of_day(clock, 18)
     midnight = now.replace(hour=0)
     make.add_events(generate_events(500, midnight - timedelta(days=2), now - timedelta(minutes=30), seed=6))
@@ -198,8 +216,9 @@ def test_the_next_window_starts_where_its_start_falls_in_the_day(stack: LocalSta
     first = stack.invoke("MakeCollector")
     assert first["status"] == "ok"
     next_start = datetime.fromisoformat(first["streams"][0]["done_until"]) - timedelta(minutes=10)  # the overlap
-    before_start = [e for e in day_entries(make, midnight) if e["triggeredAt"] < next_start.timestamp() * 1000]
-    assert len(before_start) > 100, "the day holds more than a page before the next window's start"
+    before_start = older_than(make, next_start)
+    assert before_start > 100, "the query holds more than a page before the next window's start"
+    first_query = logs_requests(make)[0].params
 
     clock.advance()
     now = clock.now()
@@ -208,18 +227,20 @@ def test_the_next_window_starts_where_its_start_falls_in_the_day(stack: LocalSta
     summary = stack.invoke("MakeCollector")
 
     second = logs_requests(make, since)
-    assert len(second) == 1, "one request, not the day's entries before the window again"
-    assert second[0].params["dateFrom"] == [midnight.date().isoformat()]
-    # It starts at the day's last entry before the window's start, the anchor that proves nothing shifted.
-    assert (second[0].params["pg[offset]"], second[0].params["pg[limit]"]) == ([str(len(before_start) - 1)], ["101"])
+    assert len(second) == 1, "one request, not the query's entries before the window again"
+    assert (second[0].params["dateFrom"], second[0].params["dateTo"]) == (first_query["dateFrom"],
+                                                                          first_query["dateTo"])
+    # It starts one entry before the first entry at or after the window's start (which proves the offset), and
+    # asks for no more than the API has shown it serves.
+    assert paging(second) == [(str(before_start - 1), "100")]
     stream = summary["streams"][0]
     assert stream["events_archived"] == 40 and stream["out_of_window"] == 0
     assert stream["duplicates_skipped"] == 10  # the overlap's entries, already archived
     assert_exactly_once(stack, make)
 
 
-def test_a_shift_before_the_hinted_entry_falls_back_to_the_whole_day(stack: LocalStack, make: MakeSimulator,
-                                                                     clock: Clock) -> None:
+def test_a_shift_before_the_hinted_entry_falls_back_to_the_whole_query(stack: LocalStack, make: MakeSimulator,
+                                                                       clock: Clock) -> None:
     now = at_time_of_day(clock, 18)
     midnight = now.replace(hour=0)
     make.add_events(generate_events(400, midnight, now - timedelta(minutes=15), seed=30))
@@ -235,8 +256,9 @@ def test_a_shift_before_the_hinted_entry_falls_back_to_the_whole_day(stack: Loca
 
     shifted = stack.invoke("MakeCollector")
 
-    offsets = [r.params["pg[offset]"][0] for r in logs_requests(make, since)]
-    assert offsets[0] != "0" and offsets[1:] == ["0", "99", "199", "299", "399"], offsets  # then the day, whole
+    offsets = [int(offset) for offset, _ in paging(logs_requests(make, since))]
+    # The hinted offset, refused; then the narrowed window's query from its first entry, whole.
+    assert offsets[0] > 0 and offsets[1] == 0 and offsets[1:] == sorted(offsets[1:]) and len(offsets) > 4, offsets
     assert shifted["streams"][0]["cursors_expired"] == 1 and shifted["streams"][0]["events_archived"] == 30
     clock.advance()
     since = len(make.requests_log)
@@ -248,21 +270,24 @@ def test_a_shift_before_the_hinted_entry_falls_back_to_the_whole_day(stack: Loca
     assert (result.duplicates, result.unexpected) == (0, 0), result
 
 
-def test_a_state_without_a_hint_reads_the_day_whole_once(stack: LocalStack, make: MakeSimulator,
-                                                         clock: Clock) -> None:
-    """A state item written before hints existed, or a garbled hint: the day is read from its first entry, and
-    that window leaves a hint."""
+def test_a_state_without_a_hint_reads_the_query_whole_once(stack: LocalStack, make: MakeSimulator,
+                                                           clock: Clock) -> None:
+    """A state item written before hints existed, a hint of an earlier version, or a garbled one: the query is
+    read from its first entry, and that window leaves a hint."""
     now = at_time_of_day(clock, 12)
     make.add_events(generate_events(300, now.replace(hour=0), now - timedelta(minutes=15), seed=33))
     assert stack.invoke("MakeCollector")["status"] == "ok"
     table = boto3.client("dynamodb")
+    old_hint = json.dumps({"day": now.date().isoformat(), "offset": 250, "uuid": "x" * 32, "triggeredAt": 1})
     for update in ({"UpdateExpression": "REMOVE hint"},
-                   {"UpdateExpression": "SET hint = :hint", "ExpressionAttributeValues": {":hint": {"S": '"12"'}}}):
+                   {"UpdateExpression": "SET hint = :hint", "ExpressionAttributeValues": {":hint": {"S": '"12"'}}},
+                   {"UpdateExpression": "SET hint = :hint", "ExpressionAttributeValues": {":hint": {"S": old_hint}}}):
         table.update_item(TableName=stack.table, Key={"stream": {"S": STREAM}}, **update)
         clock.advance()
         since = len(make.requests_log)
         assert stack.invoke("MakeCollector")["status"] == "ok"
-        assert [r.params["pg[offset]"][0] for r in logs_requests(make, since)] == ["0", "99", "199", "299"]
+        made = paging(logs_requests(make, since))
+        assert made[0] == ("0", "100") and len(made) >= 4, made  # 300 entries, 99 new a page at most after the first
         clock.advance()
         since = len(make.requests_log)
         assert stack.invoke("MakeCollector")["status"] == "ok"
@@ -271,8 +296,8 @@ def test_a_state_without_a_hint_reads_the_day_whole_once(stack: LocalStack, make
 
 
 def test_windows_across_midnight_keep_to_one_request(stack: LocalStack, make: MakeSimulator, clock: Clock) -> None:
-    """The next window's start falls in the day after the query's `dateFrom`: the hint counts its offset from
-    that day's first entry, which the window read on its way."""
+    """Ticks through midnight UTC: once a day, a window's last page moves the hint to a query from the next
+    window's day (one request more, to count that query); every other tick is one request."""
     midnight = at_time_of_day(clock, 0)
     clock.advance(timedelta(minutes=-30))
     # Entries become visible as their time passes: the log keeps growing through every tick.
@@ -285,11 +310,13 @@ def test_windows_across_midnight_keep_to_one_request(stack: LocalStack, make: Ma
         clock.advance()
         since = len(make.requests_log)
         assert stack.invoke("MakeCollector")["status"] == "ok"
-        per_tick.append([(r.params["dateFrom"][0], r.params["pg[offset]"][0]) for r in logs_requests(make, since)])
-    assert all(len(requests_made) == 1 for requests_made in per_tick), per_tick
-    today = midnight.date().isoformat()
-    first_today = next(requests_made[0] for requests_made in per_tick if requests_made[0][0] == today)
-    assert first_today[1] != "0", "the first window of the new day already starts near its start"
+        per_tick.append([(r.params["dateFrom"][0], *paging([r])[0]) for r in logs_requests(make, since)])
+    assert sorted(len(requests_made) for requests_made in per_tick) == [1] * 11 + [2], per_tick
+    moved = next(requests_made for requests_made in per_tick if len(requests_made) == 2)
+    assert moved[1][1:] == ("0", "1"), "the count of the query the hint moves to"
+    after = per_tick[per_tick.index(moved) + 1]
+    assert after[0][0] == moved[1][0] and after[0][1] != "0", "the next window starts near its start in that query"
+    assert all(requests_made[0][1] != "0" for requests_made in per_tick), "no tick reads a query from its start"
     assert_exactly_once(stack, make)
 
 
@@ -299,16 +326,18 @@ def test_late_entries_shifting_the_offsets_neither_duplicate_nor_lose_rows(stack
     make.add_events(generate_events(1500, now - timedelta(days=3), now - timedelta(minutes=10), seed=9))
     # Entries Make publishes hours after they happened, in the middle of what the first run already read: they
     # shift every later offset by more than a page. No overlap reaches back that far, so they are the only entries
-    # that are not archived.
+    # that are not archived (the reconciliation's to find).
     hours_late = generate_events(150, now - timedelta(days=2, hours=18), now - timedelta(days=2, hours=16), seed=10)
     make.add_events(hours_late, published=False)
     budget = {"ms": 0, "runs": 0}
+    starts: list[int] = []
 
     def new_context() -> Any:
         budget["runs"] += 1
         if budget["runs"] == 2:  # published while the first run's offset waits for the next run
             assert make.publish_pending() == 150
         budget["ms"] = 84_000  # 24 s above the 60 s margin, 4 s a page: six pages a run
+        starts.append(len(make.requests_log))
         return context(stack, "MakeCollector", lambda: budget["ms"])
 
     make.on_request = lambda _request: budget.__setitem__("ms", budget["ms"] - 4_000)
@@ -320,8 +349,11 @@ def test_late_entries_shifting_the_offsets_neither_duplicate_nor_lose_rows(stack
         clock.advance()
     assert outcomes[-1]["status"] == "ok" and len(outcomes) >= 3
     assert [o["streams"][0]["cursors_expired"] for o in outcomes[:2]] == [0, 1]  # the shift was noticed
-    restart = logs_requests(make)[7]  # the second run's second request: the day read again from its start
-    assert restart.params["pg[offset]"] == ["0"] and logs_requests(make)[6].params["pg[offset]"] == ["599"]
+    second_run = paging(logs_requests(make, starts[1]))
+    last_of_first = paging(logs_requests(make)[:len(logs_requests(make)) - len(logs_requests(make, starts[1]))])[-1]
+    # The second run's first request starts where the first run stopped, and is refused by the boundary check;
+    # the window is then read again, narrowed to what is archived, from its query's first entry.
+    assert int(second_run[0][0]) > int(last_of_first[0]) and second_run[1][0] == "0"
 
     # Late by minutes, within the overlap: the next window collects them.
     done_until = datetime.fromisoformat(outcomes[-1]["streams"][0]["done_until"])
@@ -338,64 +370,72 @@ def test_late_entries_shifting_the_offsets_neither_duplicate_nor_lose_rows(stack
     assert set(make.ground_truth()) - archived == {entry["uuid"] for entry in hours_late}
 
 
-def test_entries_expiring_under_a_stored_offset_are_noticed() -> None:
+def adapter_for(simulator: MakeSimulator, session: requests.Session, page_size: int = 100) -> Any:
+    secret, make = make_secret(), adapter_class()
+    session.mount("https://make.test/", SimulatorAdapter(simulator))
+    client = HttpClient("make", MAKE_BASE, headers=make.auth_headers(secret), error_details=make.error_details,
+                        deadline=Deadline(lambda: 600_000, timedelta(seconds=1)), session=session,
+                        lacks_audit_logs=make.lacks_audit_logs, audit_log_requirement=make.audit_log_requirement)
+    return make(secret, client, page_size)
+
+
+def test_entries_expiring_under_a_stored_offset_are_noticed(monkeypatch: pytest.MonkeyPatch) -> None:
     """Entries leaving the 12-month retention shift offsets the other way: a row would be skipped."""
     moment = {"now": datetime(2025, 6, 1, 12, tzinfo=UTC)}
+    monkeypatch.setattr(timeutil, "now", lambda: moment["now"])
     simulator = MakeSimulator(MAKE_TOKEN, ORG, now=lambda: moment["now"])
     oldest = moment["now"] - timedelta(days=365)
     simulator.add_events(generate_events(300, oldest + timedelta(minutes=30), oldest + timedelta(hours=3), seed=13))
-    secret, make = make_secret(), adapter_class()
     with requests.Session() as session:
-        session.mount("https://make.test/", SimulatorAdapter(simulator))
-        client = HttpClient("make", MAKE_BASE, headers=make.auth_headers(secret), error_details=make.error_details,
-                            deadline=Deadline(lambda: 600_000, timedelta(seconds=1)), session=session)
-        adapter = make(secret, client, 100)
+        adapter = adapter_for(simulator, session)
         window = Window(oldest, moment["now"])
         first = adapter.fetch_page(str(ORG), window, None)
-        assert len(first.events) == 100
-        assert (first.cursor["offset"], first.cursor["anchor"]) == (100, first.events[-1]["uuid"])
+        assert len(first.events) == 100 and first.end is None
+        times = [millis(event) for event in first.events]
+        # The next page starts at the first entry of the page's last second, which exactly `at` entries precede.
+        assert (first.cursor["at"], first.cursor["boundary"]) == (times.index(times[-1]), times[-1])
         second = adapter.fetch_page(str(ORG), window, first.cursor)
-        assert second.events[0]["uuid"] != first.events[-1]["uuid"] and len(second.events) == 100
+        assert second.events and second.end is None
+        assert not {e["uuid"] for e in first.events} & {e["uuid"] for e in second.events}
 
         moment["now"] += timedelta(hours=1)  # the first entries are now older than 12 months
         with pytest.raises(CursorExpired, match="shifted"):
             adapter.fetch_page(str(ORG), window, second.cursor)
 
 
-def test_a_hint_is_used_only_for_a_window_that_starts_after_its_entry_in_its_day() -> None:
-    """Entries at or after the window's start may sort before the hinted entry (equal triggeredAt, or a window
-    that starts earlier than the one the hint was aimed at): such a hint, or one for another day, is not used."""
+def test_a_hint_is_used_only_for_a_window_it_covers(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A hint names a query and how many of its entries are older than an instant. It is used by a window that
+    starts at or after that instant, whose days its query covers: entries from the window's start on are then
+    all at or after its offset, whatever order Make gives entries of one second."""
     now = datetime(2026, 3, 4, 15, tzinfo=UTC)
+    monkeypatch.setattr(timeutil, "now", lambda: now)
     simulator = MakeSimulator(MAKE_TOKEN, ORG, now=lambda: now)
     simulator.add_events(generate_events(40, now - timedelta(hours=5), now - timedelta(hours=1), seed=36))
-    entries = day_entries(simulator, now.replace(hour=0))
-    secret, make = make_secret(), adapter_class()
+    entries = sorted(simulator.ground_truth().values(), key=millis)
     with requests.Session() as session:
-        session.mount("https://make.test/", SimulatorAdapter(simulator))
-        client = HttpClient("make", MAKE_BASE, headers=make.auth_headers(secret), error_details=make.error_details,
-                            deadline=Deadline(lambda: 600_000, timedelta(seconds=1)), session=session)
-        adapter = make(secret, client, 100)
-        entry, before = entries[25], entries[24]
-        assert before["triggeredAt"] < entry["triggeredAt"]
-        hint = {"day": "2026-03-04", "offset": 25, "uuid": entry["uuid"], "triggeredAt": entry["triggeredAt"]}
-        at_entry = from_millis(entry["triggeredAt"])
+        adapter = adapter_for(simulator, session)
+        aim = millis(entries[25])
+        assert millis(entries[24]) < aim
+        hint = {"from": "2026-03-03", "to": "2026-03-06", "at": 25, "t": aim, "served": 100}
+        at_aim = from_millis(aim)
         for start, hinted, expected in [
-            (at_entry + timedelta(milliseconds=1), hint, ("25", "101")),
-            (at_entry, hint, ("0", "100")),  # an entry of that millisecond may sort before it
-            (at_entry + timedelta(days=1), hint, ("0", "100")),  # a hint for another day than the query's
-            (at_entry + timedelta(milliseconds=1), {**hint, "day": "2026-03-03"}, ("0", "100")),
-            (at_entry + timedelta(milliseconds=1), {**hint, "offset": "25"}, ("0", "100")),  # garbled
+            # From the entry before, which proves the offset, asking for what the API has shown it serves.
+            (at_aim, hint, ("24", "100")),
+            (at_aim + timedelta(seconds=5), {**hint, "served": None}, ("24", "101")),
+            (at_aim - timedelta(milliseconds=1), hint, ("0", "100")),  # an entry before the aim may belong to it
+            (at_aim + timedelta(days=1), {**hint, "from": "2026-03-05"}, ("0", "100")),  # not the window's query
+            (at_aim, {**hint, "to": "2026-03-04"}, ("0", "100")),  # no longer covers what is stored today
+            (at_aim, {**hint, "at": "25"}, ("0", "100")),  # garbled
         ]:
             since = len(simulator.requests_log)
             page = adapter.fetch_page(str(ORG), Window(start, start + timedelta(hours=1), hint=hinted), None)
-            request = logs_requests(simulator, since)[0]
-            assert (request.params["pg[offset]"][0], request.params["pg[limit]"][0]) == expected
-            if expected[0] == "25":  # the hinted entry is the anchor, not an event of the window
-                assert [e["uuid"] for e in page.events] == [e["uuid"] for e in entries[26:]]
+            assert paging(logs_requests(simulator, since))[0] == expected
+            if expected[0] == "24":  # the entry before the aim proves the offset, and is not an event of the window
+                assert {e["uuid"] for e in page.events} == {e["uuid"] for e in entries[25:]}
         # A window's final page aims the next hint at the next window's earliest start.
-        page = adapter.fetch_page(str(ORG), Window(now - timedelta(hours=6), now, next_start=at_entry), None)
-        assert page.hint == {"day": "2026-03-04", "offset": 24, "uuid": before["uuid"],
-                             "triggeredAt": before["triggeredAt"]}
+        page = adapter.fetch_page(str(ORG), Window(now - timedelta(hours=6), now, next_start=at_aim), None)
+        assert page.end is End.COUNT
+        assert page.hint == {"from": "2026-03-03", "to": "2026-03-06", "at": 25, "t": aim, "served": 100}
 
 
 def test_an_api_that_ignores_the_offset_stops_with_a_clear_error(stack: LocalStack, make: MakeSimulator,
@@ -410,10 +450,31 @@ def test_an_api_that_ignores_the_offset_stops_with_a_clear_error(stack: LocalSta
         return real_route(replace(request, query=query))
 
     monkeypatch.setattr(make, "route", route)
-    with pytest.raises(Exception, match=r"make API \[offsets_unstable\]: the audit log's offsets shifted 11 times"):
+    with pytest.raises(Exception, match=r"make API \[offset_ignored\]: asked for pg\[offset\]=\d+, got a page at "
+                                        r"offset 0 that does not reach it: the API does not page by pg\[offset\]"):
         stack.invoke("MakeCollector")
     archived = stack.archived_records("make")
-    # What the first pages of each day gave is kept, once; the rest waits until the API pages again.
+    # What the pages that did reach their offsets gave is kept, once; the rest waits until the API pages again.
+    assert 100 <= len(archived) == len({r["event_id"] for r in archived}) < 300
+
+
+def test_an_api_that_ignores_the_offset_without_saying_so_stops_too(stack: LocalStack, make: MakeSimulator,
+                                                                    clock: Clock,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without a pg block to tell, every boundary check fails: the offsets look shifted, time after time."""
+    now = clock.now()
+    make.add_events(generate_events(300, now - timedelta(days=1), now - timedelta(minutes=10), seed=14))
+    real_route = make.route
+
+    def route(request: SimRequest) -> SimResponse:
+        query = {name: values for name, values in request.query.items() if name != "pg[offset]"}
+        return SimResponse.of_json(200, {"auditLogs": real_route(replace(request, query=query)).json()["auditLogs"]})
+
+    monkeypatch.setattr(make, "route", route)
+    # Eleven in a row; the engine then restarts the window once without its cursor, and the twelfth is raised.
+    with pytest.raises(Exception, match=r"make API \[offsets_unstable\]: the audit log's offsets shifted 12 times"):
+        stack.invoke("MakeCollector")
+    archived = stack.archived_records("make")
     assert 100 <= len(archived) == len({r["event_id"] for r in archived}) < 300
 
 
@@ -423,14 +484,16 @@ def test_an_api_that_ignores_the_offset_stops_with_a_clear_error(stack: LocalSta
 def test_the_first_run_never_asks_for_more_than_12_months(stack: LocalStack, make: MakeSimulator,
                                                           clock: Clock) -> None:
     now = clock.now()
-    expired_soon = generate_events(200, now - timedelta(days=400), now - timedelta(days=364), seed=15)
+    expired_soon = generate_events(200, now - timedelta(days=400), now - timedelta(days=364), seed=15) + \
+        generate_events(20, now - timedelta(days=365) + timedelta(hours=1), now - timedelta(days=364), seed=37)
     kept = generate_events(300, now - timedelta(days=362), now - timedelta(minutes=10), seed=16)
     make.add_events(expired_soon + kept)
 
     assert stack.invoke("MakeCollector", environment={"INITIAL_LOOKBACK_DAYS": "400"})["status"] == "ok"
 
     first = logs_requests(make)[0]
-    assert first.params["dateFrom"] == [(now - timedelta(days=363)).date().isoformat()]  # two days inside 365
+    # The window starts three days inside the 365; its query a day before that (days in any zone).
+    assert first.params["dateFrom"] == [(now - timedelta(days=363)).date().isoformat()]
     archived = {r["event_id"] for r in stack.archived_records("make")}
     assert archived == {entry["uuid"] for entry in kept}
     assert any(uuid in make.ground_truth() for uuid in (entry["uuid"] for entry in expired_soon))
@@ -498,11 +561,19 @@ def test_zone_names_and_hosts() -> None:
 # --- access and errors ------------------------------------------------------------------------------------------
 
 
+UNAVAILABLE = r"make API HTTP 40[23] \[SC40[23]\]: audit logs are not available to this account: "
+REQUIREMENT = r" \(Make's audit logs need the Enterprise plan, and a token of an Admin or Owner of the organization\)"
+
+
 @pytest.mark.parametrize(("knob", "message"), [
-    ({"caller_role": "member"}, r"make API HTTP 403 \[SC403\]: Permission denied \(Access denied\.\) \(the token's "
-                                r"user must be an Admin or Owner of the organization"),
-    ({"enterprise": False}, r"make API HTTP 403 \[SC403\]: Permission denied \(Audit logs are available on the "
-                            r"Enterprise plan only\.\)"),
+    ({"caller_role": "member"}, UNAVAILABLE + r"Permission denied \(Access denied\.\) \(the token's user must be an "
+                                r"Admin or Owner of the organization, and audit logs need the Enterprise plan\)"
+                                + REQUIREMENT),
+    # Docs are silent on what a plan without audit logs gets: 402 (the simulator's default) or 403.
+    ({"enterprise": False}, UNAVAILABLE + r"Payment Required \(Audit logs are available on the Enterprise plan "
+                            r"only\.\)" + REQUIREMENT),
+    ({"enterprise": False, "no_audit_logs_status": 403}, UNAVAILABLE + r"Permission denied \(Audit logs are "
+                                                         r"available on the Enterprise plan only\.\)"),
     ({"token": "wrong-token-value"}, r"make API HTTP 401 \[SC401\]: Access denied \(Invalid access token\.\)"),
 ])
 def test_access_errors_are_clear_move_nothing_and_recover(knob: dict[str, Any], message: str, stack: LocalStack,
@@ -535,18 +606,25 @@ def test_a_malformed_page_keeps_what_came_before_and_recovers(stack: LocalStack,
     make.add_events(generate_events(800, now - timedelta(days=2), now - timedelta(minutes=10), seed=19))
     real_route = make.route
     calls = {"n": 0}
+    served: list[dict[str, Any]] = []
 
     def route(request: SimRequest) -> SimResponse:
         calls["n"] += 1
         if calls["n"] == 4:
             return SimResponse.of_json(200, {"data": [], "pg": {"offset": 0}})
-        return real_route(request)
+        response = real_route(request)
+        served.extend(response.json()["auditLogs"])
+        return response
 
     monkeypatch.setattr(make, "route", route)
     with pytest.raises(Exception, match=r"make API \[malformed_response\]: audit-logs response has no 'auditLogs'"):
         stack.invoke("MakeCollector", environment={"MAX_OBJECT_EVENTS": "99"})
-    assert len(stack.archived_records("make")) == 300  # the three pages before the bad one ...
-    assert stored_state(stack).window.cursor["offset"] == 300  # ... and the cursor right after them
+    # Every entry of the three pages before the bad one is archived, once ...
+    archived = [r["event_id"] for r in stack.archived_records("make")]
+    assert sorted(archived) == sorted({entry["uuid"] for entry in served}) and len(archived) > 250
+    # ... and the cursor is right after them: at the first entry of the third page's last second.
+    cursor = stored_state(stack).window.cursor
+    assert cursor["boundary"] == millis(served[-1]) and set(cursor["taken_ids"]) <= set(archived)
     clock.advance()
     assert stack.invoke("MakeCollector")["status"] == "ok"
     assert_exactly_once(stack, make)
@@ -569,27 +647,263 @@ def test_rate_limit_without_retry_after_backs_off_then_names_makes_message(stack
     assert_exactly_once(stack, make)
 
 
-def test_iso_triggered_at_is_read_too(stack: LocalStack, make: MakeSimulator, clock: Clock) -> None:
-    """Make's SDK types triggeredAt as an ISO string where the spec says integer: both work."""
+@pytest.mark.parametrize("time_format", ["iso_seconds", "iso_ms", "epoch_ms", "epoch_s"])
+def test_triggered_at_is_read_in_every_format(time_format: str, stack: LocalStack, make: MakeSimulator,
+                                               clock: Clock) -> None:
+    """The spec types triggeredAt as an integer (epoch ms assumed), the docs' example is ISO in whole seconds, and
+    seconds since the epoch are as plausible: each is read as the instant it names."""
+    make.time_format = time_format
     now = clock.now()
-    events = generate_events(50, now - timedelta(days=1), now - timedelta(minutes=10), seed=21)
-    for entry in events[::2]:
-        entry["triggeredAt"] = to_iso(from_millis(entry["triggeredAt"]))
-    make.add_events(events)
+    make.add_events(generate_events(300, now - timedelta(days=1), now - timedelta(minutes=10), seed=21))
     assert stack.invoke("MakeCollector")["status"] == "ok"
     by_id = {r["event_id"]: r for r in stack.archived_records("make")}
-    for entry in events:
-        triggered = entry["triggeredAt"]
-        assert by_id[entry["uuid"]]["event_time"] == (triggered if isinstance(triggered, str) else
-                                                      to_iso(from_millis(triggered)))
+    for uuid, entry in make.ground_truth().items():
+        served = entry["triggeredAt"]
+        assert isinstance(served, int) == time_format.startswith("epoch")
+        expected = from_millis(served * 1000 if time_format == "epoch_s" else served) if isinstance(served, int) \
+            else datetime.fromisoformat(served)
+        assert by_id[uuid]["event_time"] == to_iso(expected)
     assert_exactly_once(stack, make)
 
 
-def test_an_exclusive_date_to_loses_nothing(stack: LocalStack, make: MakeSimulator, clock: Clock) -> None:
-    """Docs are silent on whether dateTo's own day is included: asking for the day after the window's end works
-    either way."""
+@pytest.mark.parametrize("inclusive", [False, True])
+def test_date_to_either_way_loses_nothing(inclusive: bool, stack: LocalStack, make: MakeSimulator,
+                                          clock: Clock) -> None:
+    """Docs are silent on whether dateTo's own day is included (the simulator excludes it by default): asking for
+    the day after tomorrow works either way."""
     now = at_time_of_day(clock, 12)
-    make.date_to_inclusive = False
+    make.date_to_inclusive = inclusive
     make.add_events(generate_events(300, now - timedelta(days=1), now - timedelta(minutes=10), seed=22))
     assert stack.invoke("MakeCollector")["status"] == "ok"
+    assert_exactly_once(stack, make)
+
+
+# --- what the docs leave open: every alternative ------------------------------------------------------------------
+
+ALTERNATIVES: list[dict[str, Any]] = [
+    {},  # the defaults: the least friendly alternative of each
+    {"page_cap": "lying"}, {"page_cap": "reject"}, {"page_cap": "ignore"}, {"page_cap": "none"},
+    {"total_count": False}, {"total_count": False, "page_cap": "lying"},
+    {"time_format": "iso_ms"}, {"time_format": "epoch_ms"}, {"time_format": "epoch_s"},
+    {"tie_order": "stable"},
+    {"date_filter": "triggeredAt"}, {"day_zone": timedelta(0)}, {"day_zone": timedelta(hours=14)},
+    {"date_to_inclusive": True},
+]
+
+
+def switch(simulator: MakeSimulator, knobs: dict[str, Any]) -> None:
+    """Sets the simulator's switches (before any entry is added: `time_format` renders entries as they come)."""
+    for name, value in knobs.items():
+        setattr(simulator, name, value)
+
+
+def asked_above(simulator: MakeSimulator, limit: int) -> int:
+    return sum(int(r.params["pg[limit]"][0]) > limit for r in logs_requests(simulator))
+
+
+@pytest.mark.parametrize("knobs", ALTERNATIVES, ids=lambda knobs: ",".join(f"{k}={v}" for k, v in knobs.items())
+                         or "defaults")
+def test_a_backfill_is_exact_under_every_alternative(knobs: dict[str, Any], stack: LocalStack, make: MakeSimulator,
+                                                      clock: Clock) -> None:
+    switch(make, knobs)
+    now = clock.now()
+    make.add_events(generate_events(1500, now - timedelta(days=4), now - timedelta(minutes=10), seed=40))
+    summary = stack.invoke("MakeCollector", environment={"MAX_OBJECT_EVENTS": "250"})  # parts end mid-window
+    assert summary["status"] == "ok"
+    assert_exactly_once(stack, make)
+    if make.page_cap != "none":
+        # Never more than 100 asked once the API has shown it serves 100: the first page after the first asks for
+        # 101 (and is answered with 100, a 400, or 100 said to be 101), the look past that short page too.
+        probed = knobs.get("page_cap") == "lying" and knobs.get("total_count") is False
+        assert asked_above(make, 100) == (2 if probed else 1)
+    if knobs in ({}, {"page_cap": "none"}):
+        assert summary["http"]["requests"] == make_backfill_requests(make)
+
+
+def test_a_page_larger_than_asked_is_data(stack: LocalStack, make: MakeSimulator, clock: Clock) -> None:
+    """An API that serves its own page size whatever is asked (`page_cap="ignore"`): 100 entries to a collector
+    asking for 40. Nothing is an error and nothing is read twice beyond the proving entry and the last second."""
+    switch(make, {"page_cap": "ignore"})
+    now = clock.now()
+    make.add_events(generate_events(1200, now - timedelta(days=2), now - timedelta(minutes=10), seed=41))
+    summary = stack.invoke("MakeCollector", environment={"PAGE_SIZE": "40"})
+    assert summary["status"] == "ok"
+    assert {r.params["pg[limit]"][0] for r in logs_requests(make)} <= {"40", "41"}
+    assert make.stats()["events_served"] > 2 * 40 * summary["http"]["requests"]  # pages of 100
+    assert summary["http"]["requests"] <= -(-1200 // 60) + 1
+    assert_exactly_once(stack, make)
+
+
+def test_a_cap_below_the_ask_with_an_echo_of_the_ask(stack: LocalStack, make: MakeSimulator, clock: Clock) -> None:
+    """The least friendly page cap there is: 100 served, 101 echoed, and no count. A short page is then neither an
+    end nor a cap: the collector looks past its last second. Once entries follow a short page, it never asks for
+    more than the 100 it was served, and a window ends on an empty page."""
+    switch(make, {"page_cap": "lying", "total_count": False})
+    now = clock.now()
+    # 180 entries a minute apart, then a burst of 30 in one second (entries 180 to 209), which the second page's
+    # cap cuts.
+    start = (now - timedelta(days=1)).replace(microsecond=0)
+    spaced = [{**entry, "triggeredAt": to_millis(start + timedelta(minutes=n))}
+              for n, entry in enumerate(generate_events(180, start - timedelta(days=1), start, seed=42, late_rate=0))]
+    second = start + timedelta(hours=4)
+    make.add_events([*spaced, *[{**entry, "triggeredAt": to_millis(second) + n}
+                                for n, entry in enumerate(generate_events(30, second, second + timedelta(seconds=1),
+                                                                          seed=43, late_rate=0))],
+                     *generate_events(300, second + timedelta(hours=1), now - timedelta(minutes=10), seed=44)])
+    summary = stack.invoke("MakeCollector")
+    assert summary["status"] == "ok" and summary["streams"][0]["empty_pages"] == 1
+    made = paging(logs_requests(make))
+    # A page; the next from the entry before its last (one-entry) second, served 100 and said to be 101; a look
+    # past that short page, where the burst goes on; the burst from its first entry, asking for 100 from then on.
+    assert made[:4] == [("0", "100"), ("98", "101"), ("197", "101"), ("179", "100")], made
+    assert all(int(limit) <= 100 for _, limit in made[4:])
+    assert_exactly_once(stack, make)
+
+
+@pytest.mark.parametrize("page_cap", ["none", "silent"])
+def test_a_second_holding_more_entries_than_a_page(page_cap: str, stack: LocalStack, make: MakeSimulator,
+                                                   clock: Clock) -> None:
+    """250 entries in one second. Without a cap, larger pages are asked for until the second fits; with the
+    default cap of 100 it cannot fit, and the run stops saying so, keeping what came before it."""
+    switch(make, {"page_cap": page_cap})
+    now = clock.now()
+    second = (now - timedelta(hours=5)).replace(microsecond=0)
+    before = generate_events(150, now - timedelta(days=1), second - timedelta(minutes=1), seed=45)
+    bulk = [{**entry, "triggeredAt": to_millis(second) + n % 1000}
+            for n, entry in enumerate(generate_events(250, second, second + timedelta(seconds=1), seed=46,
+                                                      late_rate=0))]
+    after = generate_events(150, second + timedelta(minutes=1), now - timedelta(minutes=10), seed=47)
+    make.add_events(before + bulk + after)
+    if page_cap == "none":
+        assert stack.invoke("MakeCollector")["status"] == "ok"
+        assert max(int(limit) for _, limit in paging(logs_requests(make))) > 250
+        assert_exactly_once(stack, make)
+        return
+    with pytest.raises(Exception, match=rf"make API \[tie_group_too_large\]: at least \d+ entries share triggeredAt "
+                                        rf"{to_iso(second)}, and the API serves at most 100 a page \(pg\[limit\]\): "
+                                        r"offset paging cannot pass that instant exactly"):
+        stack.invoke("MakeCollector")
+    archived = [r["event_id"] for r in stack.archived_records("make")]
+    assert len(archived) == len(set(archived)) and {e["uuid"] for e in before} <= set(archived)
+    assert not {e["uuid"] for e in after} & set(archived) and stored_state(stack).done_until is None
+
+
+@pytest.mark.parametrize("knobs", [{}, {"total_count": False, "page_cap": "lying"},
+                                   {"tie_order": "stable", "time_format": "epoch_ms", "date_filter": "triggeredAt",
+                                    "day_zone": timedelta(0)}],
+                         ids=["defaults", "no-count-lying-cap", "friendly"])
+def test_late_and_late_stored_entries_under_the_alternatives(knobs: dict[str, Any], stack: LocalStack,
+                                                             make: MakeSimulator, clock: Clock) -> None:
+    """Entries published late shift the offsets a stored cursor and a hint rely on, whatever the switches: they
+    are noticed, nothing is archived twice, and what the overlap reaches is archived."""
+    switch(make, knobs)
+    now = clock.now()
+    make.add_events(generate_events(1200, now - timedelta(days=2), now - timedelta(minutes=10), seed=48))
+    # In the part the first run reads (its four pages hold about the first 16 hours).
+    hours_late = generate_events(60, now - timedelta(days=2) + timedelta(hours=2),
+                                 now - timedelta(days=2) + timedelta(hours=4), seed=49)
+    make.add_events(hours_late, published=False)
+    budget = {"ms": 0}
+
+    def new_context() -> Any:
+        budget["ms"] = 80_000  # four pages a run
+        return context(stack, "MakeCollector", lambda: budget["ms"])
+
+    make.on_request = lambda _request: budget.__setitem__("ms", budget["ms"] - 4_000)
+    outcomes = [stack.invoke("MakeCollector", context=new_context())]
+    assert outcomes[0]["status"] == "backlog"
+    make.publish_pending()  # under the stored cursor
+    for _ in range(30):
+        clock.advance()
+        outcomes.append(stack.invoke("MakeCollector", context=new_context()))
+        if outcomes[-1]["status"] == "ok":
+            break
+    assert outcomes[-1]["status"] == "ok"
+    assert sum(o["streams"][0]["cursors_expired"] for o in outcomes) >= 1
+    make.on_request = None
+    # Stored minutes after they happened, inside the overlap (later than the lag): the next window finds them.
+    done_until = datetime.fromisoformat(outcomes[-1]["streams"][0]["done_until"])
+    make.add_events(generate_events(15, done_until - timedelta(minutes=6), done_until - timedelta(seconds=1),
+                                    seed=50), published=False)
+    clock.advance()
+    make.publish_pending()
+    clock.advance()
+    assert stack.invoke("MakeCollector")["status"] == "ok"
+    result = check_archive(stack, "make", make.ground_truth())
+    archived = {r["event_id"] for r in stack.archived_records("make")}
+    assert (result.duplicates, result.unexpected) == (0, 0), result
+    assert set(make.ground_truth()) - archived == {entry["uuid"] for entry in hours_late}  # the reconciliation's
+
+
+@pytest.mark.parametrize("day_zone", [timedelta(hours=-10), timedelta(0), timedelta(hours=14)])
+def test_entries_stored_after_their_window_are_found_by_a_later_window(day_zone: timedelta, stack: LocalStack,
+                                                                       make: MakeSimulator, clock: Clock) -> None:
+    """Make filters dateFrom/dateTo by createdAt (the default): an entry stored later than its window was read,
+    on the next UTC day, is still in the next window's query (dateTo is the day after tomorrow), and that window's
+    overlap reaches back to when it happened. One stored an hour late is past every overlap: a late event, for
+    the reconciliation."""
+    switch(make, {"day_zone": day_zone})
+    midnight = at_time_of_day(clock, 0) + timedelta(days=1)
+    clock.advance(midnight - timedelta(minutes=3) - clock.now())
+    make.add_events(generate_events(300, midnight - timedelta(days=1), midnight - timedelta(minutes=20), seed=51))
+    stored_late = {**generate_events(1, midnight - timedelta(minutes=6), midnight - timedelta(minutes=5), seed=52,
+                                     late_rate=0)[0], "createdAt": to_iso(midnight + timedelta(minutes=4))}
+    hour_late = {**generate_events(1, midnight - timedelta(minutes=9), midnight - timedelta(minutes=8), seed=53,
+                                   late_rate=0)[0], "createdAt": to_iso(midnight + timedelta(hours=1))}
+    make.add_events([stored_late, hour_late])
+    assert stack.invoke("MakeCollector")["status"] == "ok"  # at 23:57: neither is stored yet
+    assert stored_late["uuid"] not in {r["event_id"] for r in stack.archived_records("make")}
+    for _ in range(3):  # 00:02, 00:07, 00:12
+        clock.advance()
+        assert stack.invoke("MakeCollector")["status"] == "ok"
+    archived = {r["event_id"] for r in stack.archived_records("make")}
+    assert stored_late["uuid"] in archived
+    clock.advance(timedelta(hours=1))
+    assert stack.invoke("MakeCollector")["status"] == "ok"
+    archived = {r["event_id"] for r in stack.archived_records("make")}
+    assert set(make.ground_truth()) - archived == {hour_late["uuid"]}
+    result = check_archive(stack, "make", make.ground_truth())
+    assert (result.duplicates, result.unexpected) == (0, 0), result
+
+
+def test_an_idle_tick_is_one_request_with_ties_around_the_next_windows_start(stack: LocalStack, make: MakeSimulator,
+                                                                            clock: Clock) -> None:
+    """Bursts of 15 entries in each second around where the next window starts, in an order of each query's own
+    (the default): the hint counts the entries older than that instant, which no order changes. (The overlap's
+    entries, read again by every tick, fit in one page.)"""
+    now = clock.now()
+    make.add_events(generate_events(600, now - timedelta(days=1), now - timedelta(minutes=15), seed=54))
+    around = (now - timedelta(minutes=12)).replace(microsecond=0)
+    make.add_events([{**entry, "triggeredAt": to_millis(around) + (n // 15 - 3) * 1000 + n % 15}
+                     for n, entry in enumerate(generate_events(90, around, around + timedelta(seconds=1), seed=55,
+                                                               late_rate=0))])
+    first = stack.invoke("MakeCollector")
+    assert first["status"] == "ok"
+    next_start = datetime.fromisoformat(first["streams"][0]["done_until"]) - timedelta(minutes=10)
+    assert abs(next_start - around) < timedelta(seconds=5), "the next window starts among the bursts"
+    for _ in range(3):
+        clock.advance()
+        since = len(make.requests_log)
+        idle = stack.invoke("MakeCollector")
+        assert idle["status"] == "ok" and len(logs_requests(make, since)) == 1
+        assert idle["streams"][0]["out_of_window"] == 0
+    assert_exactly_once(stack, make)
+
+
+def test_a_rate_limit_lower_than_documented(stack: LocalStack, make: MakeSimulator, clock: Clock) -> None:
+    """A shared organization: 429s long before 1,000 a minute, without Retry-After. Runs back off, give up, and
+    the next ones go on from what is archived."""
+    make.rate_limit_per_minute = 6
+    now = clock.now()
+    make.add_events(generate_events(1500, now - timedelta(days=3), now - timedelta(minutes=10), seed=56))
+    for _ in range(20):
+        clock.advance()
+        try:
+            if stack.invoke("MakeCollector")["status"] == "ok":
+                break
+        except Exception as exc:  # a run that gives up on 429s; the next tick goes on
+            assert "Requests limit for organization exceeded" in str(exc)
+    else:
+        raise AssertionError("not caught up")
+    assert make.stats()["rate_limited"] > 0
     assert_exactly_once(stack, make)

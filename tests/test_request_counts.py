@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 from conftest import Clock, check_archive
-from worlds import VENDORS, World, pages_then_empty_page, pages_then_end, world_of
+from worlds import PAGE, VENDORS, World, pages_then_empty_page, pages_then_end, world_of
 
 from auditlake.timeutil import parse_time
 from auditlake_local.simulators import clickup
@@ -36,8 +36,10 @@ def test_a_clean_backfill_takes_the_fewest_requests(events: int, stack: LocalSta
 
     assert summary["status"] == "ok", "one invocation collects it all"
     assert summary["http"]["requests"] == world.backfill_requests()
-    if world.vendor == "make":  # a short page ends the window: the full pages, then one more
-        assert summary["http"]["requests"] == pages_then_end(events)
+    if world.vendor == "make":  # the page that reaches pg.totalCount ends the window: no request to confirm it
+        full = max(0, events - PAGE)
+        # After the first page, each brings at most 98 new entries (one proves the offset, one at least is re-read).
+        assert summary["http"]["requests"] >= 1 + -(-full // 98)
     if world.vendor == "asana":  # only an empty page ends the window
         assert summary["http"]["requests"] == pages_then_empty_page(events)
     if world.vendor == "ashby":  # moreDataAvailable: false ends it, after a full last page on an empty page

@@ -13,7 +13,8 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from auditlake import http
-from auditlake_local.simulators import SimulatorAdapter, VendorSimulator, clickup
+from auditlake.timeutil import parse_event_time, to_millis
+from auditlake_local.simulators import SimulatorAdapter, VendorSimulator, clickup, make
 from auditlake_local.stack import LocalStack
 from auditlake_local.vendors import VENDORS as LOCAL_VENDORS
 from auditlake_local.vendors import LocalVendor
@@ -85,6 +86,35 @@ def clickup_backfill_requests(simulator: VendorSimulator) -> int:
     return sum(keyset_pages(sorted(times, reverse=True), cap) for times in per_class.values())
 
 
+def make_backfill_requests(simulator: VendorSimulator) -> int:
+    """Make: offset pages over one query, ascending by triggeredAt, until offset + rows reaches pg.totalCount. The
+    first page asks for PAGE entries; each next one starts one entry before the first entry of the previous page's
+    last instant (that entry proves the offset whatever order ties come in, and the instant is read whole again)
+    and asks for PAGE + 1, which the default cap serves as 100 and echoes, so from then on it asks for 100: a page
+    brings 99 - (entries of its last instant) new ones. With the default `page_cap`/`total_count` (or no cap)."""
+    assert isinstance(simulator, make.MakeSimulator)
+    if simulator.page_cap not in ("silent", "none") or not simulator.total_count:
+        raise ValueError("counted for a silent cap or none, with pg.totalCount")
+    times = sorted(to_millis(parse_event_time(event["triggeredAt"], "triggeredAt"))
+                   for event in simulator.ground_truth().values())
+    cap = simulator.max_limit if simulator.page_cap == "silent" else None
+    requests, at, served = 0, 0, None
+    while True:
+        requests += 1
+        sentinel = 1 if at else 0
+        ask = PAGE + sentinel if served is None else min(PAGE + sentinel, served)
+        rows = ask if cap is None else min(ask, cap)
+        if rows < ask:
+            served = rows  # echoed: never asked for more again
+        fresh = times[at: at - sentinel + rows]
+        if at + len(fresh) >= len(times):
+            return requests
+        older = fresh.index(fresh[-1])
+        if older == 0:
+            raise ValueError("one instant fills a page; the collector then asks for larger pages")
+        at += older
+
+
 TRAITS: dict[str, Traits] = {
     # Asana's stream never ends by itself: the window ends on an empty page (a short page is not documented as the
     # end), so ceil(N / 100) pages of events and the empty page: ceil(N / 100) + 1, as before the engine's End.
@@ -100,10 +130,11 @@ TRAITS: dict[str, Traits] = {
     # (`keyset_pages`). Before the exact walk: events // 100 + 1 per class, pages of 100 ended by a short page.
     "clickup": Traits(streams=len(clickup.APPLICABILITIES), cursors_expire=False, says_when_to_retry=True,
                       backfill_requests=clickup_backfill_requests, idle_requests=len(clickup.APPLICABILITIES)),
-    # Make pages by offset (no cursor to expire) and documents no rate-limit header. Each page after the first
-    # starts on the anchor and asks for one entry more, and a window starts where the last one left a hint.
+    # Make pages by offset (no cursor to expire) and documents no rate-limit header. Pages overlap by the last
+    # instant and one entry (`make_backfill_requests`); the window ends on the page that reaches pg.totalCount, and
+    # a window starts where the last one left a hint.
     "make": Traits(streams=1, cursors_expire=False, says_when_to_retry=False,
-                   backfill_requests=lambda sim: pages_then_end(len(sim.ground_truth())), idle_requests=1),
+                   backfill_requests=make_backfill_requests, idle_requests=1),
 }
 VENDORS = list(TRAITS)
 

@@ -1,50 +1,67 @@
 """Make audit logs: `GET https://{zone}/api/v2/audit-logs/organization/{organizationId}`.
 
-What Make documents, and what this adapter does about it:
+What Make documents, what it leaves open, and what this adapter does about it:
 - API token as `Authorization: Token …`; the caller must be the organization's Admin or Owner (else 403) and audit
-  logs are Enterprise-only. Each organization lives in one zone (eu1, eu2, us1, us2 on make.com; eu1, us1 on
+  logs are Enterprise-only. A plan without them answers 403 SC403, or (a third-party client's report) 402: both are
+  AuditLogsUnavailable. Each organization lives in one zone (eu1, eu2, us1, us2 on make.com; eu1, us1 on
   make.celonis.com) and another zone answers 400 "User has no organization in the zone": the secret names the
   zone, and an unknown zone is refused before any request.
-- Entries come newest first unless asked otherwise; offset paging over a list whose head grows would repeat and
-  skip entries, so every request asks for `pg[sortBy]=triggeredAt&pg[sortDir]=asc` (and a page that is not
-  ascending is refused rather than trusted).
-- `dateFrom`/`dateTo` are whole days (time zone and dateTo's inclusiveness undocumented): the query spans the UTC
-  day of the window's start to the day after its end, and the engine drops what lies outside the window.
-- Paging is `pg[offset]`/`pg[limit]` with no "has more" flag: a page with fewer entries than asked for is the
-  last, and so is one that reaches the window's end. An offset is only a position: an entry published late or
-  expired before it shifts every entry after it. Each next page therefore starts one entry early, at the last
-  entry already read (the anchor), and asks for one entry more than the page size, so it still brings a whole
-  page of new entries; when the anchor is no longer there, the offsets have shifted and the adapter raises
-  CursorExpired, so the engine resumes the window from what it has archived. `pg[limit]` has no documented
-  maximum (Make's SDK describes 10,000), so the page size is kept below it.
-- A window that starts in the middle of a day would re-read the whole day before its start on every tick. So a
-  window's final page leaves a resume hint (see the engine): for the UTC day of the next window's earliest start,
-  the offset, uuid and triggeredAt of the last entry before that start. The next window, if it starts in that
-  day and after that entry, reads from there with that entry as its anchor: an idle tick is one request. Every
-  entry at or after the window's start sorts after the anchor, so nothing before it is needed; if the anchor
-  has moved (entries inserted or expired before it) the engine drops the hint and the day is read from its
-  first entry.
-- `uuid` identifies an entry; `triggeredAt` (an integer, epoch ms assumed; Make's SDK types it as an ISO string,
-  both are read) is when it happened, `createdAt` when it was stored (used only when triggeredAt is absent).
-- Entries are kept 12 months: the first run starts two days inside that, since its first day is read whole and
-  entries expiring under an offset-paged query would shift it.
+- Entries come newest first unless asked otherwise: every request asks for `pg[sortBy]=triggeredAt&pg[sortDir]=asc`
+  (a page that says or shows another order is refused rather than trusted).
+- `dateFrom`/`dateTo` are whole days; which time they filter (triggeredAt, or createdAt, which the docs' example
+  shows 35 days later) and in which zone is undocumented. A window's query runs from the day before its start's
+  UTC day (covering that day in any zone) to the day after tomorrow (covering whatever is stored until tomorrow
+  ends): an entry stored later than it happened is still in the query of every window whose overlap reaches it.
+  One stored after every overlap has passed is a late event, for the reconciliation.
+- Paging is `pg[offset]`/`pg[limit]` with no "has more" flag, no documented maximum for pg[limit] (the docs' example
+  echoes `"limit": 100`) and no documented order among entries with equal triggeredAt, which are many when
+  triggeredAt comes in whole seconds (the docs' example, "2024-04-19T12:05:22Z"; the spec says integer: epoch ms
+  and seconds are read too). So a page's offset is proved by time, never by position or id: a page after the first
+  starts one entry before the first entry of the previous page's last instant, and that entry must be older than
+  the instant and the next one not. That holds iff exactly that many entries of the query are older than the
+  instant, whatever order ties come in; the instant is read whole again and its entries already passed on are
+  dropped. When the check fails, entries were inserted (published late) or expired before the offset: the adapter
+  raises CursorExpired and the engine resumes the window from what it archived.
+- A window ends only on what the API states: offset + entries reaching `pg.totalCount` (asked for with
+  `pg[returnTotalCount]=true`), an entry at or past the window's end, or an empty page. A page shorter than asked
+  is never an end: without a count, the next request looks past its last instant (and falls back to reading that
+  instant whole if it goes on there, a cap having cut it).
+- Every response's `pg` is read back: a `limit` below the one asked, a short page the count says is not the end, a
+  short page followed by more entries, or a 400 naming pg[limit] show how many entries a page the API serves, and
+  the adapter never asks for more again (in this run, the window's cursor and the hint). A page larger than asked
+  is data. An echoed `offset` earlier than asked is followed; one that does not reach the asked offset is an error.
+  When one instant's entries fill a page, larger pages are asked for, up to what the API has shown it serves (or
+  1,000); an instant with more entries than that stops the run with an error naming the instant.
+- A window's final page leaves a resume hint (see the engine): the query and how many of its entries are older
+  than the next window's earliest start. The next window starts there when the hint covers it, with the same time
+  check: an idle tick is one request. Once a day the query would stop covering tomorrow; the hint then moves to
+  the next window's fresh query, its offset less the difference of the two queries' counts (every entry the newer
+  query leaves out is older than the aimed instant): one request more, once a day.
+- `uuid` identifies an entry; `triggeredAt` is when it happened, `createdAt` when it was stored (used only when
+  triggeredAt is absent).
+- Entries are kept 12 months: the first run starts three days inside that, since its query starts a day earlier
+  and entries expiring under an offset-paged query would shift it.
 - Errors: `{"detail", "message", "code", "suberrors"?}`; 429 says "Requests limit for organization exceeded,
-  please try again later." (1,000 requests per minute per Enterprise organization) with no rate headers and no
-  Retry-After documented: requests are paced under 1,000/min, and after a 429 the HTTP client's backoff applies.
+  please try again later." (1,000 requests per minute per Enterprise organization; an organization shared with
+  other integrations gets less) with no rate headers and no Retry-After documented: requests are paced under
+  1,000/min (or RATE_LIMIT_PER_MINUTE), and after a 429 the HTTP client's backoff applies.
 - Entries carry no IP address or user agent.
 """
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, NoReturn
 
-from auditlake.errors import CursorExpired, MalformedResponse, SecretError, VendorError
+from auditlake import timeutil
+from auditlake.errors import AuditLogsUnavailable, CursorExpired, MalformedResponse, SecretError, VendorError
 from auditlake.http import HttpClient
 from auditlake.lambda_handler import make_handler
 from auditlake.records import Normalised, text
-from auditlake.timeutil import parse_event_time, to_millis
+from auditlake.timeutil import from_millis, parse_event_time, to_iso, to_millis
 from auditlake.vendor import End, Order, Page, VendorAdapter, Window
 
 # The API's zones (the OpenAPI document's servers), each serving `/api/v2`: the make.com zones by the names Make
@@ -60,6 +77,11 @@ ZONES = {
 ZONE_HOSTS = frozenset(ZONES.values())
 # pg[limit]'s largest value in Make's SDK (the API documents none); a page asks for up to one more than its size.
 MAX_LIMIT = 10_000
+# When the entries of one instant fill a page, larger pages are asked for, up to this (the SDK's default pg[limit]);
+# it also bounds the ids a cursor carries.
+GROW_LIMIT = 1_000
+# dateTo is this many days after today (UTC): the query covers whatever is stored until tomorrow ends, in any zone.
+QUERY_DAYS_AHEAD = 2
 # Offsets that keep shifting under every attempt mean the log is being rewritten faster than it can be read, or
 # the API ignores `pg[offset]`: stop and say so rather than re-reading the boundary day for ever.
 MAX_CONSECUTIVE_SHIFTS = 10
@@ -72,14 +94,15 @@ class Make(VendorAdapter):
     order = Order.OLDEST_FIRST
     retention = timedelta(days=365)
     rate_limit_per_minute = 1000  # developers.make.com rate-limiting page: per organization, Enterprise plan
-    retention_margin = timedelta(days=2)
+    retention_margin = timedelta(days=3)
     audit_log_requirement = ("Make's audit logs need the Enterprise plan, and a token of an Admin or Owner of the "
                              "organization")
 
     def __init__(self, secret: Mapping[str, str], http: HttpClient, page_size: int) -> None:
-        # A page after the first asks for the anchor and a whole page more.
+        # A page after the first asks for the entry that proves its offset and a whole page more.
         super().__init__(secret, http, min(page_size, MAX_LIMIT - 1))
         self._shifts = 0
+        self._served: int | None = None  # the most entries a page the API has shown it serves, in this run
 
     @classmethod
     def base_url(cls, secret: Mapping[str, str]) -> str:
@@ -122,85 +145,212 @@ class Make(VendorAdapter):
         return [organization_id]
 
     def fetch_page(self, stream: str, window: Window, cursor: Any | None) -> Page:
-        day = _utc_day(window.start)
-        aim = _Aim(window.next_start or window.end)
-        if cursor is None:
-            resume = _hint_start(window, day)
-            offset, anchor = (resume[0] + 1, resume[1]) if resume else (0, None)
-            mark = _Mark.fresh(same_day=aim.day == day)
-        else:
-            offset, anchor = int(cursor["offset"]), cursor.get("anchor")
-            mark = _Mark.resume(cursor, same_day=aim.day == day)
-        first = offset - 1 if anchor else offset
-        limit = self.page_size + 1 if anchor else self.page_size
-        params = {
-            "dateFrom": day,
-            # The day after the window's end: right whether dateTo's own day is included or not.
-            "dateTo": _utc_day(window.end + timedelta(days=1)),
-            "pg[sortBy]": "triggeredAt",
-            "pg[sortDir]": "asc",
-            "pg[offset]": first,
-            "pg[limit]": limit,
-        }
-        body = self.http.get(f"/audit-logs/organization/{stream}", params)
+        now = timeutil.now()
+        aim = to_millis(window.next_start or window.end)
+        at = self._start(window, now) if cursor is None else _Cursor.load(cursor)
+        if self._served is not None:
+            at.served = min(at.served or self._served, self._served)
+        sentinel = 1 if at.at > 0 else 0  # the entry just before the boundary, which proves the offset
+        ask = at.want + sentinel
+        if at.served is not None:
+            ask = min(ask, at.served)
+        if ask <= sentinel:
+            raise VendorError(self.vendor, f"the API serves {at.served} entry a page, too few to page with the "
+                                           "entry that proves an offset", code="page_too_small")
+        offset = at.at - sentinel
+        body, ask = self._get(stream, at, offset, ask, sentinel)
+        rows, times, pg = self._read(body)
+        base = self._follow_offset(pg, offset)
+        echo, total = _integer(pg.get("limit")), _integer(pg.get("totalCount"))
+        if echo is not None and echo < ask:
+            self._learn(at, echo)  # the API said it served fewer than asked: never ask it for more again
+        served_count = len(rows) - (offset - base)
+        first = at.at - base
+        if base < offset and first >= len(rows):
+            raise VendorError(self.vendor, f"asked for pg[offset]={offset}, got a page at offset {base} that does not "
+                                           "reach it: the API does not page by pg[offset]", code="offset_ignored")
+        if not self._boundary_holds(at, times, first, sentinel):
+            # The short page the probe looked past was cut by a cap, inside the entries of its last instant: read
+            # that instant again from its first entry, never asking for more than was served.
+            self._learn(at, at.probe["served"])  # type: ignore[index]
+            return Page(events=[], cursor=at.fall_back().dump())
+        fresh, fresh_times = rows[first:], times[first:]
+        if at.known and not fresh:
+            self._shifted(at.at)  # entries at the boundary were read before: they cannot have gone
+        if sentinel:
+            self._shifts = 0  # an offset was proved
+        if at.probe is not None and fresh:
+            self._learn(at, at.probe["served"])  # entries follow a short page: it was cut by a cap
+        at.probe = None
+        if at.aim is None and (at.boundary is None or at.boundary <= aim):
+            at.aim = next((at.at + index for index, moment in enumerate(fresh_times) if moment >= aim), None)
+
+        kept = [(row, moment) for row, moment in zip(fresh, fresh_times, strict=True)
+                if not (moment == at.taken and row["uuid"] in at.taken_ids)]  # passed on by an earlier page
+        events = [row for row, _ in kept]
+        reached = at.at + len(fresh)  # entries of the query up to the last one read
+        if any(moment >= to_millis(window.end) for _, moment in kept):
+            return self._final(stream, at, End.PAST_WINDOW, events, reached, total, aim, now)
+        if total is not None and reached >= total:
+            return self._final(stream, at, End.COUNT, events, reached, total, aim, now)
+        if not fresh:
+            if total is not None:  # the count says more follows, yet none was served: neither an end nor a page
+                raise VendorError(self.vendor, f"pg.totalCount is {total}, yet no entry was served at offset "
+                                               f"{at.at}", code="inconsistent_count")
+            return self._final(stream, at, End.EMPTY, events, reached, total, aim, now)
+
+        # Full: as many entries as the API says it serves for this request (a page larger than asked is data).
+        full = served_count >= (min(ask, echo) if echo is not None else ask)
+        if not full and total is not None and base == offset:
+            self._learn(at, served_count)  # short, and the count says more follows: a cap
+            full = True
+        return Page(events=events, cursor=self._next(at, fresh, fresh_times, full, ask, sentinel, reached,
+                                                     served_count).dump())
+
+    def _boundary_holds(self, at: _Cursor, times: list[int], first: int, sentinel: int) -> bool:
+        """The boundary check: the entry at `at - 1` is older than the boundary and the one at `at` is not.
+        Whatever order the API gives entries of equal triggeredAt, that holds iff exactly `at` entries of the query
+        are older than the boundary: no entry was inserted before it, none expired since it was set. A failure
+        means the offsets shifted (CursorExpired), or, when probing past a short page, that the page's last
+        instant goes on (False)."""
+        if sentinel and (first - 1 >= len(times) or times[first - 1] >= at.boundary):  # type: ignore[operator]
+            self._shifted(at.at)
+        if first < len(times) and at.boundary is not None and times[first] < at.boundary:
+            if at.probe is not None and times[first] == at.boundary - 1:
+                return False
+            self._shifted(at.at)
+        return True
+
+    def _next(self, at: _Cursor, fresh: list[dict[str, Any]], fresh_times: list[int], full: bool, ask: int,
+              sentinel: int, reached: int, served_count: int) -> _Cursor:
+        """Where the page after one that did not end the window starts."""
+        newest = fresh_times[-1]
+        older = bisect_left(fresh_times, newest)  # entries read before the page's last instant
+        group = [row["uuid"] for row, moment in zip(fresh, fresh_times, strict=True) if moment == newest]
+        if at.taken == newest:
+            group = list(dict.fromkeys([*at.taken_ids, *group]))
+        if full and older:
+            # The entries of the last instant may go on past the page: the next page starts at that instant's first
+            # entry and reads it whole; those already passed on are dropped.
+            return at.moved(at.at + older, newest, group, self.page_size)
+        if full:
+            ceiling = at.served if at.served is not None else max(GROW_LIMIT, self.page_size + 1)
+            if ask >= ceiling:
+                raise VendorError(self.vendor, f"at least {len(group)} entries share triggeredAt "
+                                               f"{to_iso(from_millis(newest))}, and the API serves at most {ceiling} "
+                                               "a page (pg[limit]): offset paging cannot pass that instant exactly",
+                                  code="tie_group_too_large")
+            # One instant fills the page: ask for a larger one, from the same place.
+            return at.moved(at.at, at.boundary, group, min(ceiling, ask * 2) - sentinel, taken=newest)
+        # Fewer entries than asked, and nothing says whether it is the end or a cap: look past the last instant. If
+        # that instant goes on there, the page was cut by a cap (then the instant is read whole).
+        return at.probing(reached, newest, older, group, served_count, self.page_size)
+
+    def _start(self, window: Window, now: datetime) -> _Cursor:
+        """Where a window starts reading: at the hint the previous window left, when it applies (its query still
+        covers this window, and its boundary is not after the window's start), else at the query's first entry."""
+        date_from = _utc_day(window.start - timedelta(days=1))
+        hint = window.hint
+        if isinstance(hint, dict) and _Hint.applies(hint, date_from, _utc_day(now + timedelta(days=1)),
+                                                    to_millis(window.start)):
+            served = hint.get("served")
+            return _Cursor(hint["from"], hint["to"], hint["at"], hint["t"], self.page_size,
+                           served if isinstance(served, int) and served > 0 else None)
+        return _Cursor(date_from, _utc_day(now + timedelta(days=QUERY_DAYS_AHEAD)), 0, None, self.page_size, None)
+
+    def _get(self, stream: str, at: _Cursor, offset: int, ask: int, sentinel: int) -> tuple[Any, int]:
+        """The page; a 400 naming pg[limit] is the API's maximum said aloud: ask for less, and remember it."""
+        while True:
+            try:
+                return self.http.get(f"/audit-logs/organization/{stream}",
+                                     _params(at.date_from, at.date_to, offset, ask)), ask
+            except VendorError as exc:
+                if exc.status != 400 or isinstance(exc, AuditLogsUnavailable) or "limit" not in exc.message.lower():
+                    raise
+                lower = self.page_size if ask > self.page_size else ask // 2
+                if lower <= sentinel:
+                    raise
+                self._learn(at, lower)
+                ask = lower
+
+    def _read(self, body: Any) -> tuple[list[dict[str, Any]], list[int], dict[str, Any]]:
+        """The page's entries, their times in epoch ms, and its `pg`; MalformedResponse for an unreadable entry or
+        a page that is not oldest first."""
         if not isinstance(body, dict) or not isinstance(body.get("auditLogs"), list):
             raise MalformedResponse(self.vendor, "audit-logs response has no 'auditLogs' list")
         rows: list[Any] = body["auditLogs"]
+        pg = body.get("pg") if isinstance(body.get("pg"), dict) else {}
+        if pg.get("sortDir") not in (None, "asc") or pg.get("sortBy") not in (None, "triggeredAt"):
+            raise MalformedResponse(self.vendor, f"asked for pg[sortDir]=asc, got sortDir={pg.get('sortDir')!r} "
+                                                 f"by {pg.get('sortBy')!r}")
+        times: list[int] = []
         for index, row in enumerate(rows):
             if not isinstance(row, dict):
                 raise MalformedResponse(self.vendor, f"'auditLogs' entry #{index} is a {type(row).__name__}, not an "
                                                      "object")
-        if anchor:
-            if rows:
-                self._check_readable(rows[0])
-            if not rows or rows[0].get("uuid") != anchor:
-                self._shifts += 1
-                if self._shifts > MAX_CONSECUTIVE_SHIFTS:
-                    raise VendorError(self.vendor, f"the audit log's offsets shifted {self._shifts} times in a row; "
-                                                   "paging cannot make progress", code="offsets_unstable")
-                raise CursorExpired(f"make entries were inserted or expired before offset {first}; the offsets "
-                                    "have shifted")
-            self._shifts = 0
-        times = self._ascending_times(rows, body.get("pg"))
-        mark.observe(first, rows, times, aim)
-        fresh = rows[1:] if anchor else rows
-        newest = max((moment for moment in times if moment is not None), default=None)
-        if not fresh:
-            return Page(events=fresh, end=End.EMPTY, hint=mark.hint(aim))
-        if newest is not None and newest >= to_millis(window.end):
-            return Page(events=fresh, end=End.PAST_WINDOW, hint=mark.hint(aim))
-        return Page(events=fresh, cursor={"offset": first + len(rows), "anchor": fresh[-1].get("uuid"),
-                                          **mark.dump()})
-
-    def _check_readable(self, anchor_row: dict[str, Any]) -> None:
-        """The anchor is not passed on (it was archived or dropped before), but it is held to the same rules as
-        every entry: an unreadable one is the vendor's error, not a sign that the offsets shifted."""
-        try:
-            self.event_id(anchor_row)
-            self.event_time(anchor_row)
-        except (KeyError, TypeError, ValueError, AttributeError) as exc:
-            raise MalformedResponse(self.vendor, f"event #0 of a page is unreadable ({type(exc).__name__}: "
-                                                 f"{exc})") from exc
-
-    def _ascending_times(self, rows: list[dict[str, Any]], pg: Any) -> list[int | None]:
-        """Each entry's time in epoch ms (None where unreadable: the engine refuses the page naming the entry);
-        MalformedResponse when the page is not oldest first."""
-        if isinstance(pg, dict) and pg.get("sortDir") not in (None, "asc"):
-            raise MalformedResponse(self.vendor, f"asked for pg[sortDir]=asc, got sortDir={pg.get('sortDir')!r}")
-        times: list[int | None] = []
-        newest: int | None = None
-        for index, row in enumerate(rows):
             try:
-                moment: int | None = to_millis(self.event_time(row))
-            except (KeyError, TypeError, ValueError, AttributeError):
-                moment = None
-            if moment is not None:
-                if newest is not None and moment < newest:
-                    raise MalformedResponse(self.vendor, f"entry #{index} of a page is older than the one before "
-                                                         "it: entries are not in ascending triggeredAt order")
-                newest = moment
+                self.event_id(row)
+                moment = to_millis(self.event_time(row))
+            except (KeyError, TypeError, ValueError, AttributeError, OverflowError) as exc:
+                raise MalformedResponse(self.vendor, f"event #{index} of a page is unreadable ({type(exc).__name__}: "
+                                                     f"{exc})") from exc
+            if times and moment < times[-1]:
+                raise MalformedResponse(self.vendor, f"entry #{index} of a page is older than the one before it: "
+                                                     "entries are not in ascending triggeredAt order")
             times.append(moment)
-        return times
+        return rows, times, pg
+
+    def _follow_offset(self, pg: dict[str, Any], offset: int) -> int:
+        """The offset the page starts at, as the API echoes it. An earlier one is followed (its first entries are
+        read again); a later one would skip entries."""
+        echoed = _integer(pg.get("offset"))
+        if echoed is None:
+            return offset
+        if echoed > offset:
+            raise MalformedResponse(self.vendor, f"asked for pg[offset]={offset}, got a page at offset {echoed}")
+        return echoed
+
+    def _learn(self, at: _Cursor, served: int) -> None:
+        """The most entries a page the API has shown it serves: never ask for more, in this run and this window."""
+        at.served = min(at.served or served, served)
+        self._served = min(self._served or served, served)
+
+    def _shifted(self, offset: int) -> NoReturn:
+        self._shifts += 1
+        if self._shifts > MAX_CONSECUTIVE_SHIFTS:
+            raise VendorError(self.vendor, f"the audit log's offsets shifted {self._shifts} times in a row; paging "
+                                           "cannot make progress", code="offsets_unstable")
+        raise CursorExpired(f"make entries were inserted or expired before offset {offset}; the offsets have "
+                            "shifted")
+
+    def _final(self, stream: str, at: _Cursor, end: End, events: list[dict[str, Any]], reached: int,
+               total: int | None, aim: int, now: datetime) -> Page:
+        """The window's last page, with the hint for the next window: the offset in a query of the entries older
+        than the next window's earliest start."""
+        if at.aim is None and end is not End.PAST_WINDOW and (at.boundary is None or at.boundary <= aim):
+            at.aim = reached  # every entry of the query was read, all older than the aim
+        return Page(events=events, end=end, hint=self._hint(stream, at, total, aim, now))
+
+    def _hint(self, stream: str, at: _Cursor, total: int | None, aim: int, now: datetime) -> dict[str, Any] | None:
+        if at.aim is None:
+            return None
+        date_from, date_to, offset = at.date_from, at.date_to, at.aim
+        if date_to < _utc_day(now + timedelta(days=QUERY_DAYS_AHEAD)):
+            # The query would soon stop covering what is stored today: the hint moves to the query the next window
+            # would start afresh. Every entry it leaves out is older than the aim (its days end before the aim's
+            # day begins, in any zone), so the offset shrinks by the difference of the two counts.
+            date_from = _utc_day(from_millis(aim) - timedelta(days=1))
+            date_to = _utc_day(now + timedelta(days=QUERY_DAYS_AHEAD))
+            other = self._count(stream, date_from, date_to) if total is not None else None
+            if other is None or offset - (total - other) < 0:  # type: ignore[operator]
+                return None
+            offset -= total - other  # type: ignore[operator]
+        return {"from": date_from, "to": date_to, "at": offset, "t": aim, "served": at.served}
+
+    def _count(self, stream: str, date_from: str, date_to: str) -> int | None:
+        body = self.http.get(f"/audit-logs/organization/{stream}", _params(date_from, date_to, 0, 1))
+        pg = body.get("pg") if isinstance(body, dict) else None
+        return _integer(pg.get("totalCount")) if isinstance(pg, dict) else None
 
     def event_id(self, event: dict[str, Any]) -> str:
         uuid = event["uuid"]
@@ -250,72 +400,81 @@ def _utc_day(moment: datetime) -> str:
     return moment.astimezone(UTC).strftime("%Y-%m-%d")
 
 
-class _Aim:
-    """The earliest instant the next window can start, its UTC day, and that day's first instant (epoch ms)."""
-
-    def __init__(self, moment: datetime) -> None:
-        self.millis = to_millis(moment)
-        self.day = _utc_day(moment)
-        self.day_start = to_millis(datetime.fromisoformat(self.day).replace(tzinfo=UTC))
+def _integer(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else None
 
 
-def _hint_start(window: Window, day: str) -> tuple[int, str] | None:
-    """(offset, uuid) of the entry the previous window's hint says this window can start reading at, when the hint
-    applies: the same `dateFrom` day, and an entry older than the window's start (every entry from the start on
-    then sorts after it, whatever order Make gives entries with equal triggeredAt). None: read the day whole."""
-    hint = window.hint
-    if not isinstance(hint, dict) or hint.get("day") != day:
-        return None
-    offset, uuid, moment = hint.get("offset"), hint.get("uuid"), hint.get("triggeredAt")
-    if not isinstance(offset, int) or offset < 0 or not isinstance(uuid, str) or not uuid \
-            or not isinstance(moment, int) or moment >= to_millis(window.start):
-        return None
-    return offset, uuid
+def _params(date_from: str, date_to: str, offset: int, limit: int) -> dict[str, Any]:
+    return {"dateFrom": date_from, "dateTo": date_to, "pg[sortBy]": "triggeredAt", "pg[sortDir]": "asc",
+            "pg[offset]": offset, "pg[limit]": limit, "pg[returnTotalCount]": "true"}
 
 
-class _Mark:
-    """Follows, page by page, the last entry before the next window's earliest start that lies in that instant's
-    UTC day, at its offset among that day's entries (what a query with that `dateFrom` would number it).
+class _Hint:
+    """The hint a window leaves: `{"from", "to"}` the query, `at` how many of its entries are older than `t` (epoch
+    ms, the next window's earliest start), `served` the most entries a page the API has shown it serves."""
 
-    A query numbers entries from its own `dateFrom` day. When that is an earlier day, the entries of the aimed day
-    begin at `base`: the offset of the first entry read in it (everything read before it is older, since a query
-    is read from its first entry or from an anchor older than the window's start). A cursor stored before hints
-    existed does not say whether that entry was already passed, so such a window leaves no hint."""
+    @staticmethod
+    def applies(hint: dict[str, Any], date_from: str, date_to: str, start: int) -> bool:
+        at, moment = hint.get("at"), hint.get("t")
+        return isinstance(hint.get("from"), str) and isinstance(hint.get("to"), str) \
+            and hint["from"] <= date_from and hint["to"] >= date_to \
+            and _integer(at) is not None and _integer(moment) is not None and moment <= start
 
-    def __init__(self, base: int | None, mark: list[Any] | None, *, known: bool) -> None:
-        self.base = base
-        self.mark = mark
-        self.known = known
+
+@dataclass
+class _Cursor:
+    """Where a window's paging stands, in one query (`date_from`, `date_to`, ascending by triggeredAt).
+
+    Exactly `at` entries of the query are older than `boundary` (epoch ms; None only at the query's first entry):
+    the next page starts there, asking for `want` entries after the one at `at - 1`, which proves it. `taken_ids`
+    are the entries at `taken` (an instant) already passed on. `known`: entries at or after the boundary were
+    read (a page that finds none means the offsets shifted). `aim`: how many entries of the query are older than
+    the next window's earliest start, once known. `probe`: where to fall back to when a look past a short page
+    finds its last instant going on.
+    """
+
+    date_from: str
+    date_to: str
+    at: int
+    boundary: int | None
+    want: int
+    served: int | None
+    taken: int | None = None
+    taken_ids: list[str] = field(default_factory=list)
+    known: bool = False
+    aim: int | None = None
+    probe: dict[str, Any] | None = None
 
     @classmethod
-    def fresh(cls, *, same_day: bool) -> _Mark:
-        return cls(0 if same_day else None, None, known=True)
-
-    @classmethod
-    def resume(cls, cursor: dict[str, Any], *, same_day: bool) -> _Mark:
-        if "mark" not in cursor:  # a cursor of an earlier version
-            return cls(0 if same_day else None, None, known=same_day)
-        return cls(cursor.get("base"), cursor.get("mark"), known=True)
-
-    def observe(self, first: int, rows: list[dict[str, Any]], times: list[int | None], aim: _Aim) -> None:
-        if not self.known:
-            return
-        for index, (row, moment) in enumerate(zip(rows, times, strict=True)):
-            if moment is None or moment < aim.day_start:
-                continue
-            if self.base is None:
-                self.base = first + index
-            if moment < aim.millis and isinstance(row.get("uuid"), str):
-                self.mark = [first + index - self.base, row["uuid"], moment]
+    def load(cls, cursor: Any) -> _Cursor:
+        try:
+            loaded = cls(**cursor)
+            valid = loaded.at >= 0 and (loaded.boundary is not None or loaded.at == 0) and loaded.want > 0
+        except TypeError:
+            valid = False
+        if not valid:  # a cursor of an earlier version: resume from what is archived
+            raise CursorExpired("make cursor of an earlier version; the window resumes from what is archived")
+        return loaded
 
     def dump(self) -> dict[str, Any]:
-        return {"base": self.base, "mark": self.mark} if self.known else {}
+        return asdict(self)
 
-    def hint(self, aim: _Aim) -> dict[str, Any] | None:
-        if not self.known or self.mark is None:
-            return None
-        offset, uuid, moment = self.mark
-        return {"day": aim.day, "offset": offset, "uuid": uuid, "triggeredAt": moment}
+    def moved(self, at: int, boundary: int | None, group: list[str], want: int, *, taken: int | None = None
+              ) -> _Cursor:
+        return replace(self, at=at, boundary=boundary, want=want, taken=taken if taken is not None else boundary,
+                       taken_ids=group, known=True, probe=None)
+
+    def probing(self, reached: int, newest: int, older: int, group: list[str], served: int, page_size: int
+                ) -> _Cursor:
+        fall_back = {"at": self.at + older, "t": newest, "ids": group, "served": served}
+        return replace(self, at=reached, boundary=newest + 1, want=page_size, taken=None, taken_ids=[], known=False,
+                       probe=fall_back)
+
+    def fall_back(self) -> _Cursor:
+        assert self.probe is not None
+        probe = self.probe
+        return replace(self, at=probe["at"], boundary=probe["t"], taken=probe["t"], taken_ids=probe["ids"],
+                       known=True, probe=None)
 
 
 handler = make_handler(Make)

@@ -54,10 +54,32 @@ RETENTION = timedelta(days=365)  # Help Center: "Audit logs are stored for 12 mo
 ENTERPRISE_REQUESTS_PER_MINUTE = 1000  # rate-limiting page: per organization, Enterprise plan
 
 # "pg[limit]: The maximum number of entities you want to get in the response" — no maximum and no default are
-# documented ("default value varies with different resources"). Docs are silent: 1..10,000 with a default of 1,000,
-# as Make's TypeScript SDK describes them; anything else is a 400.
+# documented ("default value varies with different resources"). Validation follows Make's TypeScript SDK: 1..10,000
+# with a default of 1,000, anything else a 400. What the API then serves is the `page_cap` switch (PAGE_CAPS).
 DEFAULT_LIMIT = 1000
 MAX_LIMIT = 10_000
+# Docs are silent on a maximum page; the docs' example response echoes `"limit": 100`. The switch `page_cap`:
+#   "silent" (default): at most `max_limit` entries, and pg.limit echoes what was served (the cap);
+#   "lying": at most `max_limit` entries, and pg.limit echoes what was asked;
+#   "reject": a 400 for pg[limit] above `max_limit`;
+#   "ignore": `max_limit` entries whatever was asked (more than asked, when less was asked), pg.limit echoing them;
+#   "none": what was asked.
+PAGE_CAPS = ("silent", "lying", "reject", "ignore", "none")
+DEFAULT_PAGE_CAP = 100  # the docs' example echo; at or below what a collector asks with a boundary entry
+# Docs: the spec types triggeredAt as an integer (unit unstated), the docs' example shows "2024-04-19T12:05:22Z".
+# The switch `time_format`: "iso_seconds" (default: the example's whole seconds, so entries of one second tie),
+# "iso_ms", "epoch_ms", "epoch_s". The API keeps and sorts by what it serves: ties are entries of one second.
+TIME_FORMATS = ("iso_seconds", "iso_ms", "epoch_ms", "epoch_s")
+# Docs are silent on the order of entries with equal triggeredAt. The switch `tie_order`: "unstable" (default: a
+# database without a tie-breaker orders them differently for every query, deterministically from its dateFrom,
+# dateTo, offset and limit) or "stable" (by uuid, on every request).
+TIE_ORDERS = ("unstable", "stable")
+# Docs are silent on which time dateFrom/dateTo filter (the docs' example shows createdAt 35 days after
+# triggeredAt) and in which zone a day is. The switches: `date_filter` "createdAt" (default: when the entry was
+# stored, which may be later than when it happened) or "triggeredAt"; `day_zone` the offset of the days (default
+# UTC-10, far from UTC; timedelta(0) for UTC days).
+DATE_FILTERS = ("createdAt", "triggeredAt")
+DEFAULT_DAY_ZONE = timedelta(hours=-10)
 SORT_BY = ("createdAt", "triggeredAt", "eventName", "organization", "team", "actor", "targetId")
 SORT_DIRS = ("asc", "desc")
 DEFAULT_SORT_DIR = "desc"  # "sorted by the `triggeredAt` property in descending order by default"
@@ -75,10 +97,10 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _DAY_MS = 86_400_000
 _DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 
-# A stored entry's place in the log: (triggeredAt in epoch ms, uuid). Docs are silent on the order of entries
-# with the same triggeredAt: they are ordered by uuid, ascending (and the reverse when descending), and that order
-# is stable between requests.
+# A stored entry's place in the log: (triggeredAt in epoch ms at the precision served, uuid). Entries with equal
+# triggeredAt are stored by uuid; how a query orders them is the `tie_order` switch.
 _Key = tuple[int, str]
+_MAX_UUID = "\U0010ffff"
 
 
 
@@ -92,13 +114,25 @@ def _iso_ms(millis: int) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(millis // 1000)) + f".{millis % 1000:03d}Z"
 
 
+def _iso_seconds(millis: int) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(millis // 1000))
+
+
 def _triggered_ms(value: Any) -> int:
-    """triggeredAt as the spec types it (integer, epoch ms) or, as Make's SDK types it, an ISO 8601 string."""
+    """triggeredAt as given to `add_events`: epoch ms (integer) or an ISO 8601 string."""
     if isinstance(value, int) and not isinstance(value, bool):
         return value
     if isinstance(value, str):
         return _to_ms(datetime.fromisoformat(value))
     raise ValueError(f"triggeredAt must be epoch milliseconds or ISO 8601, got {value!r}")
+
+
+def _served_time(millis: int, time_format: str) -> tuple[int, Any]:
+    """(the instant the API keeps, in epoch ms; triggeredAt as it serves it) for `time_format`."""
+    if time_format in ("iso_seconds", "epoch_s"):
+        kept = millis - millis % 1000
+        return kept, (_iso_seconds(kept) if time_format == "iso_seconds" else kept // 1000)
+    return millis, (_iso_ms(millis) if time_format == "iso_ms" else millis)
 
 
 class _ApiError(Exception):
@@ -121,12 +155,14 @@ class _ApiError(Exception):
 
 class _Stored(NamedTuple):  # a tuple: a million of them must be cheap to build
     key: _Key
-    event: dict[str, Any]
+    event: dict[str, Any]  # as served
     event_name: str | None
     team_id: str | None
     team_name: str | None
     actor_id: str | None
     actor_name: str | None
+    created: int  # createdAt, epoch ms: when Make stored it
+    stored: int  # from when it can be retrieved: createdAt, and never before it happened
 
 
 @dataclass(frozen=True)
@@ -170,8 +206,14 @@ class MakeSimulator(VendorSimulator):
     """One Make organization (in one zone) with its audit log, served to one API token.
 
     Knobs for what the docs name but a test must choose: `caller_role` (the token's user's organization role),
-    `enterprise` (audit logs are Enterprise-only), `date_to_inclusive` (how `dateTo` bounds a day),
-    `retry_after_header` (whether a 429 carries Retry-After) and `rate_limit_per_minute`.
+    `enterprise` (audit logs are Enterprise-only), `retry_after_header` (whether a 429 carries Retry-After) and
+    `rate_limit_per_minute`.
+
+    Switches for what the docs leave open (vendors.md §7), each defaulting to the least friendly alternative the
+    docs allow: `page_cap`/`max_limit` (PAGE_CAPS), `total_count` (pg[returnTotalCount] honoured, as documented, or
+    pg.totalCount omitted), `time_format` (TIME_FORMATS), `tie_order` (TIE_ORDERS), `date_filter` and `day_zone`
+    (DATE_FILTERS), `date_to_inclusive` (whether dateTo's own day is included), `no_audit_logs_status` (what a
+    plan without audit logs gets: 402, as a third-party client reports, or 403 SC403).
 
     Test hooks: `add_events`, `publish_pending`, `expire_cursors`, `ground_truth`, `generate_events`, and the
     base class's `faults`, `requests_log`, `on_request` and `stats()`.
@@ -182,13 +224,23 @@ class MakeSimulator(VendorSimulator):
 
     def __init__(self, token: str, organization_id: int | str = DEFAULT_ORGANIZATION_ID, *,
                  zone: str = "eu1.make.com", now: Callable[[], datetime] = utc_now, caller_role: str = "admin",
-                 enterprise: bool = True, date_to_inclusive: bool = True, retry_after_header: bool = False,
+                 enterprise: bool = True, date_to_inclusive: bool = False, retry_after_header: bool = False,
                  team_admin_of: Collection[int] = (), rate_limit_per_minute: int | None = None,
+                 page_cap: str = "silent", max_limit: int = DEFAULT_PAGE_CAP, total_count: bool = True,
+                 time_format: str = "iso_seconds", tie_order: str = "unstable", date_filter: str = "createdAt",
+                 day_zone: timedelta = DEFAULT_DAY_ZONE, no_audit_logs_status: int = 402,
                  faults: FaultPlan | None = None, on_request: Callable[[RequestRecord], None] | None = None,
                  fault_retry_after: int = 1) -> None:
         super().__init__(faults=faults, on_request=on_request, fault_retry_after=fault_retry_after)
         if zone not in ZONES:
             raise ValueError(f"zone must be one of {', '.join(ZONES)}")
+        for name, value, options in (("page_cap", page_cap, PAGE_CAPS), ("time_format", time_format, TIME_FORMATS),
+                                     ("tie_order", tie_order, TIE_ORDERS), ("date_filter", date_filter,
+                                                                            DATE_FILTERS)):
+            if value not in options:
+                raise ValueError(f"{name} must be one of {', '.join(options)}")
+        if no_audit_logs_status not in (402, 403) or not 1 <= max_limit <= MAX_LIMIT:
+            raise ValueError("no_audit_logs_status must be 402 or 403, max_limit 1..10,000")
         self._token = token
         self.organization_id = str(organization_id)
         self.zone = zone
@@ -196,31 +248,48 @@ class MakeSimulator(VendorSimulator):
         self.caller_role = caller_role
         self.enterprise = enterprise
         # `dateTo`: "entries until the specified date or older". Docs are silent on whether that includes the day
-        # itself, and on the day's time zone: UTC days, dateTo's day included. False = dateTo's day excluded.
+        # itself: excluded by default (the least friendly reading); True = dateTo's day included.
         self.date_to_inclusive = date_to_inclusive
         # Docs are silent on rate-limit headers (none are documented; Make's SDK honours Retry-After "if present"):
         # a 429 carries none, unless this is set.
         self.retry_after_header = retry_after_header
         self.team_admin_of = frozenset(str(team) for team in team_admin_of)
         self.rate_limit_per_minute = rate_limit_per_minute  # Make: 1,000 per minute per organization (Enterprise)
-        self._entries: list[_Stored] = []  # visible entries, sorted by key
+        self.page_cap = page_cap
+        self.max_limit = max_limit
+        self.total_count = total_count
+        self.time_format = time_format  # fixed for the simulator's life: entries are rendered when added
+        self.tie_order = tie_order
+        self.date_filter = date_filter
+        self.day_zone = day_zone
+        self.no_audit_logs_status = no_audit_logs_status
+        self._entries: list[_Stored] = []  # stored (published) entries, sorted by key
+        self._stored_times: list[int] = []  # their `stored` instants, sorted: how many are retrievable at an instant
         self._pending: dict[str, _Stored] = {}  # captured but not yet published (late events)
         self._uuids: set[str] = set()  # of both, to keep uuids unique
+        self._delay = (0, 0)  # the least and the most createdAt - triggeredAt of a stored entry, in ms
+        self._version = 0  # bumped by every insert: a query's cached matches are stale
+        self._matches_cache: dict[tuple[Any, ...], list[_Stored]] = {}
+        self._seconds: dict[str, int] = {}  # createdAt's second -> epoch ms
         self._recent_requests = SlidingMinuteLimit()
 
     # --- test hooks ---------------------------------------------------------------------------------------------
 
     @staticmethod
-    def generate_events(count: int, start: datetime, end: datetime, seed: int, *, burst_rate: float = 0.05,
+    def generate_events(count: int, start: datetime, end: datetime, seed: int, *, burst_rate: float = 0.02,
+                        late_rate: float = 0.01,
                         organization_id: int = DEFAULT_ORGANIZATION_ID) -> list[dict[str, Any]]:
         """Realistic entries to `add_events()`; see the module-level `generate_events`."""
-        return generate_events(count, start, end, seed, burst_rate=burst_rate, organization_id=organization_id)
+        return generate_events(count, start, end, seed, burst_rate=burst_rate, late_rate=late_rate,
+                               organization_id=organization_id)
 
     def add_events(self, events: Iterable[dict[str, Any]], *, published: bool = True) -> None:
         """Captures audit log entries. Unpublished ones stay invisible until `publish_pending()`: a late event,
-        which then lands in the middle of the order and shifts every offset after it.
+        which then lands in the middle of the order and shifts every offset after it. A published entry can be
+        retrieved from its createdAt on (an entry stored after it happened is a late one too).
 
-        Entries are served as given (treat them as read-only afterwards). uuids must be unique.
+        `triggeredAt` may be epoch ms or ISO 8601; it is served in the simulator's `time_format`, so the entries
+        served (and `ground_truth()`) are copies of those given. uuids must be unique.
         """
         new: list[_Stored] = []
         batch: set[str] = set()
@@ -230,10 +299,7 @@ class MakeSimulator(VendorSimulator):
                 if not isinstance(uuid, str) or not uuid or uuid in self._uuids or uuid in batch:
                     raise ValueError(f"event uuid must be a unique string, got {uuid!r}")
                 batch.add(uuid)
-                team, actor = event.get("team") or {}, event.get("actor") or {}
-                new.append(_Stored((_triggered_ms(event["triggeredAt"]), uuid), event, event.get("eventName"),
-                                   _text(team.get("id")), team.get("name"), _text(actor.get("id")),
-                                   actor.get("name")))
+                new.append(self._stored(event, uuid))
             self._uuids |= batch  # only once the whole batch is valid: a refused batch leaves no trace
             if published:
                 self._insert(new)
@@ -241,10 +307,19 @@ class MakeSimulator(VendorSimulator):
                 self._pending.update((entry.key[1], entry) for entry in new)
 
     def publish_pending(self, uuids: Iterable[str] | None = None) -> int:
-        """Makes late entries visible (all of them, or those with these uuids); returns how many."""
+        """Makes late entries visible (all of them, or those with these uuids); returns how many. They are stored
+        now: their createdAt becomes now when it was earlier."""
         with self._lock:
             chosen = list(self._pending) if uuids is None else [uuid for uuid in uuids if uuid in self._pending]
-            self._insert([self._pending.pop(uuid) for uuid in chosen])
+            now_ms = _to_ms(self.now())
+            published = []
+            for uuid in chosen:
+                entry = self._pending.pop(uuid)
+                if entry.created < now_ms:
+                    event = {**entry.event, "createdAt": _iso_ms(now_ms)}
+                    entry = entry._replace(event=event, created=now_ms, stored=max(now_ms, entry.stored))
+                published.append(entry)
+            self._insert(published)
             return len(chosen)
 
     def expire_cursors(self) -> None:
@@ -252,11 +327,34 @@ class MakeSimulator(VendorSimulator):
         once entries are inserted before it or expire, which is the hazard offset paging has instead)."""
 
     def ground_truth(self) -> dict[str, dict[str, Any]]:
-        """uuid -> entry for every entry a client can currently retrieve: published, triggered not after now and
-        not yet deleted by the 12-month retention."""
+        """uuid -> entry (as served) for every entry a client can currently retrieve: published, stored and
+        triggered not after now and not yet deleted by the 12-month retention."""
         with self._lock:
-            low, high = self._visible_range(_to_ms(self.now()))
-            return {entry.key[1]: entry.event for entry in self._entries[low:high]}
+            now_ms = _to_ms(self.now())
+            low, high = self._visible_range(now_ms)
+            return {entry.key[1]: entry.event for entry in self._entries[low:high] if entry.stored <= now_ms}
+
+    def _created_ms(self, created_at: str) -> int:
+        """createdAt in epoch ms; the generated `YYYY-MM-DDTHH:MM:SS.mmmZ` parsed once per second (a million
+        entries must be quick to add)."""
+        if len(created_at) != 24 or created_at[19] != "." or created_at[23] != "Z":
+            return _to_ms(datetime.fromisoformat(created_at))
+        second = self._seconds.get(created_at[:19])
+        if second is None:
+            if len(self._seconds) > 64:
+                self._seconds.clear()
+            second = self._seconds[created_at[:19]] = _to_ms(datetime.fromisoformat(created_at[:19] + "+00:00"))
+        return second + int(created_at[20:23])
+
+    def _stored(self, event: dict[str, Any], uuid: str) -> _Stored:
+        triggered = _triggered_ms(event["triggeredAt"])
+        kept, served = _served_time(triggered, self.time_format)
+        created_at = event.get("createdAt")
+        created = self._created_ms(created_at) if isinstance(created_at, str) else triggered
+        team, actor = event.get("team") or {}, event.get("actor") or {}
+        return _Stored((kept, uuid), {**event, "triggeredAt": served}, event.get("eventName"),
+                       _text(team.get("id")), team.get("name"), _text(actor.get("id")), actor.get("name"),
+                       created, max(created, triggered))
 
     # --- the endpoints ------------------------------------------------------------------------------------------
 
@@ -310,8 +408,12 @@ class MakeSimulator(VendorSimulator):
 
     def _enterprise_only(self) -> None:
         # Help Center: "Audit Logs are available on the Enterprise plan only." Docs are silent on the answer to
-        # another plan: a 403 in the usual envelope.
+        # another plan: `no_audit_logs_status`, 402 Payment Required (a third-party client's report) by default, or
+        # 403 SC403 in the usual envelope.
         if not self.enterprise:
+            if self.no_audit_logs_status == 402:
+                raise _ApiError(402, "Audit logs are available on the Enterprise plan only.", "Payment Required",
+                                "SC402")
             raise _ApiError(403, "Audit logs are available on the Enterprise plan only.", "Permission denied",
                             "SC403")
 
@@ -319,47 +421,96 @@ class MakeSimulator(VendorSimulator):
         query = self._query(request, team_endpoint=team is not None)
         if team is not None:
             query = replace(query, teams=frozenset({team}))
+        asked = query.limit
+        if self.page_cap == "reject" and asked > self.max_limit:
+            raise _ApiError.invalid(f"pg[limit]: must be between 1 and {self.max_limit}, got {asked}")
+        served = asked
+        if self.page_cap in ("silent", "lying"):
+            served = min(asked, self.max_limit)
+        elif self.page_cap == "ignore":
+            served = self.max_limit
         with self._lock:
-            rows, total = self._page(query)
-        pg: dict[str, Any] = {"sortBy": query.sort_by, "sortDir": query.sort_dir, "limit": query.limit,
-                              "offset": query.offset}
-        if query.return_total_count:
+            rows, total = self._page(query, served)
+        pg: dict[str, Any] = {"sortBy": query.sort_by, "sortDir": query.sort_dir,
+                              "limit": asked if self.page_cap == "lying" else served, "offset": query.offset}
+        if query.return_total_count and self.total_count:
             pg["totalCount"] = total
         self.counters["pages_with_data" if rows else "empty_pages"] += 1
         self.counters["events_served"] += len(rows)
         return SimResponse.of_json(200, {"auditLogs": [entry.event for entry in rows], "pg": pg})
 
-    def _page(self, query: _Query) -> tuple[list[_Stored], int]:
-        """The page at `pg[offset]` of the sorted matches, and how many entries match in all."""
-        low, high = self._visible_range(_to_ms(self.now()))
+    def _page(self, query: _Query, limit: int) -> tuple[list[_Stored], int]:
+        """`limit` entries at `pg[offset]` of the query's matches in the order asked, and how many match in all."""
+        matched = self._matches(query)
+        total = len(matched)
+        start, stop = query.offset, min(total, query.offset + limit)
+        if start >= stop:
+            return [], total
+        ordered: Sequence[_Stored] = matched if query.sort_dir == "asc" else _Reversed(matched)
+        if query.sort_by != "triggeredAt" or self.tie_order == "stable":
+            return [ordered[index] for index in range(start, stop)], total
+        # Unstable ties: each group of entries with the same triggeredAt that the page touches comes in an order of
+        # this query's own (its dates, offset and limit), so a group cut by a page boundary is cut differently by
+        # the next query.
+        low, high = start, stop
+        while low > 0 and ordered[low - 1].key[0] == ordered[start].key[0]:
+            low -= 1
+        while high < total and ordered[high].key[0] == ordered[stop - 1].key[0]:
+            high += 1
+        span = [ordered[index] for index in range(low, high)]
+        seed = f"{query.date_from}|{query.date_to}|{query.offset}|{query.limit}"
+        first = 0
+        while first < len(span):
+            last = first + 1
+            while last < len(span) and span[last].key[0] == span[first].key[0]:
+                last += 1
+            if last - first > 1:
+                group = span[first:last]
+                Random(f"{seed}|{span[first].key[0]}").shuffle(group)
+                span[first:last] = group
+            first = last
+        return span[start - low: stop - low], total
+
+    def _matches(self, query: _Query) -> list[_Stored]:
+        """The entries the query matches, retrievable now, ascending by its sort; cached until that set changes."""
+        now_ms = _to_ms(self.now())
+        low, high = self._visible_range(now_ms)
+        stored = bisect_right(self._stored_times, now_ms)
+        cache_key = (query.date_from, query.date_to, query.events, query.teams, query.authors, query.sort_by, low,
+                     stored, self._version)
+        cached = self._matches_cache.get(cache_key)
+        if cached is not None:
+            return cached
         key = attrgetter("key")
+        by_created = self.date_filter == "createdAt"
+        least, most = self._delay if by_created else (0, 0)
+        # The filtered time is triggeredAt, or createdAt within [least, most] ms of it: bound the entries to look at.
         if query.date_from is not None:
-            low = max(low, bisect_left(self._entries, (query.date_from,), key=key))
+            low = max(low, bisect_left(self._entries, (query.date_from - most,), key=key))
         if query.date_to is not None:
-            high = min(high, bisect_left(self._entries, (query.date_to,), key=key))
-        high = max(low, high)
-        end = query.offset + query.limit
-        if query.sort_by == "triggeredAt" and not query.filtered:
-            # The stored order is the default sort: a page is a slice, whatever the log's size.
-            total = high - low
-            if query.sort_dir == "asc":
-                return self._entries[low + query.offset: min(high, low + end)], total
-            stop = high - query.offset
-            return (self._entries[max(low, high - end): stop][::-1] if stop > low else []), total
-        matched = [entry for entry in self._entries[low:high] if query.matches(entry)]
+            high = min(high, bisect_left(self._entries, (query.date_to - least,), key=key))
+        date_from = query.date_from if query.date_from is not None else -(1 << 62)
+        date_to = query.date_to if query.date_to is not None else 1 << 62
+        matched = [entry for entry in self._entries[low:high]
+                   if entry.stored <= now_ms and date_from <= (entry.created if by_created else entry.key[0]) < date_to
+                   and (not query.filtered or query.matches(entry))]
         if query.sort_by != "triggeredAt":
             matched.sort(key=_sort_value(query.sort_by))  # stable: ties keep the triggeredAt order
-        if query.sort_dir == "desc":
-            matched.reverse()
-        return matched[query.offset: end], len(matched)
+        if len(self._matches_cache) >= 8:
+            self._matches_cache.clear()
+        self._matches_cache[cache_key] = matched
+        return matched
 
     def _filters(self) -> SimResponse:
         """`/filters`: the users, teams and events the organization's entries can be filtered by."""
         with self._lock:
-            low, high = self._visible_range(_to_ms(self.now()))
+            now_ms = _to_ms(self.now())
+            low, high = self._visible_range(now_ms)
             users: dict[int, dict[str, Any]] = {}
             teams: dict[int, dict[str, Any]] = {}
             for entry in self._entries[low:high]:
+                if entry.stored > now_ms:
+                    continue
                 actor, team = entry.event.get("actor") or {}, entry.event.get("team")
                 if "email" in actor:
                     users.setdefault(actor["id"], {key: actor[key] for key in ("id", "name", "email")})
@@ -427,15 +578,16 @@ class MakeSimulator(VendorSimulator):
     def _date(self, raw: str | None, name: str, problems: list[str], *, upper: bool) -> int | None:
         """A bound in epoch ms: inclusive for dateFrom, exclusive for dateTo.
 
-        Documented: "Specify the date in the YYYY-MM-DD format." The rendered docs' examples are date-times
-        (`2021-09-23T00:00:00.000Z`). Docs are silent on date-times: accepted, as instants (dateFrom: entries at or
-        after it; dateTo: at or before it); without an offset they are UTC.
+        Documented: "Specify the date in the YYYY-MM-DD format." A day is taken in the `day_zone` switch's zone.
+        The rendered docs' examples are date-times (`2021-09-23T00:00:00.000Z`). Docs are silent on date-times:
+        accepted, as instants (dateFrom: entries at or after it; dateTo: at or before it); without an offset they
+        are UTC.
         """
         if raw is None or raw == "":
             return None
         try:
             if _DATE.fullmatch(raw):
-                day = _to_ms(datetime.combine(date.fromisoformat(raw), datetime.min.time(), UTC))
+                day = _to_ms(datetime.combine(date.fromisoformat(raw), datetime.min.time(), UTC) - self.day_zone)
                 if not upper:
                     return day
                 return day + _DAY_MS if self.date_to_inclusive else day
@@ -485,11 +637,12 @@ class MakeSimulator(VendorSimulator):
     # --- storage ------------------------------------------------------------------------------------------------
 
     def _visible_range(self, now_ms: int) -> tuple[int, int]:
-        """Index range of entries a client can see now: triggered within the last 12 months and not after now."""
+        """Index range of entries triggered within the last 12 months and not after now (of which those stored
+        after now are not retrievable yet)."""
         floor = now_ms - RETENTION // timedelta(milliseconds=1)
         key = attrgetter("key")
         return (bisect_left(self._entries, (floor,), key=key),
-                bisect_right(self._entries, (now_ms, "\U0010ffff"), key=key))
+                bisect_right(self._entries, (now_ms, _MAX_UUID), key=key))
 
     def _insert(self, new: list[_Stored]) -> None:
         if not new:
@@ -499,6 +652,26 @@ class MakeSimulator(VendorSimulator):
         self._entries.extend(new)
         if not appending:
             self._entries.sort(key=attrgetter("key"))  # two sorted runs: timsort merges them in linear time
+        self._stored_times.extend(entry.stored for entry in new)
+        self._stored_times.sort()
+        delays = [self._delay[0], self._delay[1], *(entry.created - entry.key[0] for entry in new)]
+        self._delay = (min(delays), max(delays))
+        self._version += 1
+
+
+class _Reversed(Sequence[_Stored]):
+    """A list seen from its end, without copying it."""
+
+    def __init__(self, items: list[_Stored]) -> None:
+        self.items = items
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, index: Any) -> Any:
+        if isinstance(index, slice):
+            raise TypeError("index one entry at a time")
+        return self.items[len(self.items) - 1 - index]
 
 
 def _text(value: Any) -> str | None:
@@ -668,13 +841,15 @@ _UUID_CLEAR = ~((0xF000 << 64) | (0xC000 << 48))
 _UUID_SET = (0x4000 << 64) | (0x8000 << 48)
 
 
-def generate_events(count: int, start: datetime, end: datetime, seed: int, *, burst_rate: float = 0.05,
-                    organization_id: int = DEFAULT_ORGANIZATION_ID) -> list[dict[str, Any]]:
+def generate_events(count: int, start: datetime, end: datetime, seed: int, *, burst_rate: float = 0.02,
+                    late_rate: float = 0.01, organization_id: int = DEFAULT_ORGANIZATION_ID) -> list[dict[str, Any]]:
     """`count` realistic audit log entries triggered in [start, end), ascending, deterministic from `seed`.
 
-    About `burst_rate` of them share the millisecond of the entry before (bulk changes, imports), so pages end
-    inside groups of identical triggeredAt and tie-breaking is exercised. `createdAt` (when Make stored the entry)
-    follows `triggeredAt` by up to 1.5 s. Linear in `count`.
+    Bulk changes and imports come in bursts: about `burst_rate` of the entries start one, 2 to 40 entries in one
+    second (some in one millisecond), so many entries share a second and pages end inside groups of equal
+    triggeredAt. `createdAt` (when Make stored the entry) follows `triggeredAt` by up to 1.5 s, and for about
+    `late_rate` of them (stored late) by 2 to 5 minutes: more than a collector's lag, less than its overlap. An
+    entry can be retrieved from its createdAt on. Linear in `count`.
     """
     if count < 0 or end <= start:
         raise ValueError("count must be >= 0 and start < end")
@@ -686,12 +861,24 @@ def generate_events(count: int, start: datetime, end: datetime, seed: int, *, bu
     seconds: dict[int, str] = {}
     with gc_paused():
         times = sorted(start_ms + int(draw() * span) for _ in range(count))
+        burst = 0
         for index in range(1, count):
-            if draw() < burst_rate:
-                times[index] = times[index - 1]
+            if burst == 0:
+                if draw() < burst_rate:  # this entry starts a burst at its own time
+                    burst = 1 + int(draw() * 39)
+            else:
+                burst -= 1
+                before = times[index - 1]
+                if draw() < 0.3:  # the same millisecond
+                    times[index] = before
+                else:  # later in the same second
+                    times[index] = min(end_ms - 1, before + int(draw() * (1000 - before % 1000)))
+        times.sort()
         kinds = rng.choices(_CATALOGUE, cum_weights=_CUM_WEIGHTS, k=count)
         for triggered_ms, (event_name, _, _, make) in zip(times, kinds, strict=True):
             created_ms = triggered_ms + 5 + int(draw() * 1500)
+            if draw() < late_rate:
+                created_ms = triggered_ms + 120_000 + int(draw() * 180_000)
             second = created_ms // 1000
             prefix = seconds.get(second)
             if prefix is None:  # formatting once per second keeps a million entries fast
@@ -715,4 +902,3 @@ def generate_events(count: int, start: datetime, end: datetime, seed: int, *, bu
                 event["version"] = version
             events.append(event)
     return events
-
