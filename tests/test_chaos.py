@@ -18,8 +18,8 @@ from auditlake.state import StateStore
 from auditlake_local import chaos
 from auditlake_local.simulators import Fault
 
-SEEDS = (1, 3, 13)  # between them, every kind of fault below is injected, and each meets every outcome (re-picked
-# after ClickUp's generator began repeating failed logins: its draws moved every seed's)
+SEEDS = (2, 11, 13)  # between them, every kind of fault below is injected, and each meets every outcome (re-picked
+# after the simulators' least friendly defaults moved every seed's draws; seeds 1-16 all keep every invariant)
 TICKS = 12
 
 
