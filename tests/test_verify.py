@@ -12,6 +12,7 @@ import contextlib
 import gzip
 import hashlib
 import json
+import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -211,7 +212,7 @@ class TestOneArchive:
 
     def test_an_object_no_digest_lists_is_unlisted(self, built: Built) -> None:
         entry = built.listed_object(built.streams["clickup:user-activity"])
-        key = entry["key"].replace("_p000001.json.gz", "_p000999.json.gz")
+        key = re.sub(r"_p\d{6}\.json\.gz$", "_p000999.json.gz", entry["key"])  # a part no run wrote
         assert key != entry["key"]
         added = built.s3.put_object(Bucket=built.stack.bucket, Key=key, IfNoneMatch="*",
                                     Body=gzip.compress(b'{"event_id":"planted"}\n'))
