@@ -462,8 +462,8 @@ class _StreamRun:
                 return False
             page = self.adapter.fetch_page(self.stream, query, part.cursor)
             self.result.pages_fetched += 1
+            self._add_page(part, window, page.events)  # first: an unreadable event is named as such
             self._check_end(page, window)
-            self._add_page(part, window, page.events)
             if page.end is not None:
                 self.result.empty_pages += not page.events
                 part.cursor = None
