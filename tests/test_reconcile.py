@@ -15,6 +15,8 @@ import pytest
 from conftest import MATRIX, Clock, check_archive, context, verify_archive
 from worlds import VENDORS, World, world_of
 
+from auditlake.archive import Archive
+from auditlake.engine import Collector
 from auditlake.reconcile import ArchivedIds
 from auditlake.state import StateStore
 from auditlake.timeutil import parse_time
@@ -195,3 +197,40 @@ def test_archived_ids_are_read_a_day_at_a_time_and_at_most_two_days_are_held() -
     for day in reversed(days):  # newest first, as Ashby and ClickUp read
         assert archived.holds(f"{day}-0", datetime(day.year, day.month, day.day, tzinfo=UTC))
     assert archive.reads == days + list(reversed(days))[2:]  # the two days still held are not read again
+
+
+class SimulatedCrash(BaseException):
+    """The process dies here: nothing after it runs, not even the lease release."""
+
+
+def test_a_reconciliation_that_dies_after_writing_still_reports_what_it_found(
+        stack: LocalStack, world: World, clock: Clock, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The run dies after its objects are written, before its commit: the next run reads them back (skipping
+    their events) and reports them as found, since the run that died never did, and the alarm must hear of them."""
+    miss_late_events(stack, world, clock)
+    real_put, real_finish = Archive.put, Collector._finish
+    crashes = {"left": 1}
+
+    def put(self: Archive, obj: Any) -> str | None:
+        version = real_put(self, obj)
+        if "-reconcile_" in obj.key and crashes["left"]:
+            crashes["left"] -= 1
+            raise SimulatedCrash(obj.key)
+        return version
+
+    def finish(self: Collector, state: Any, result: Any, failure: BaseException | None) -> None:
+        if not isinstance(failure, SimulatedCrash):  # a dead process commits nothing and releases nothing
+            real_finish(self, state, result, failure)
+
+    monkeypatch.setattr(Archive, "put", put)
+    monkeypatch.setattr(Collector, "_finish", finish)
+    with pytest.raises(SimulatedCrash):
+        stack.invoke(world.function_id, RECONCILE)
+    monkeypatch.setattr(Archive, "put", real_put)  # not undo(): that would also take the test's clock away
+    monkeypatch.setattr(Collector, "_finish", real_finish)
+    clock.advance(timedelta(minutes=10))  # the dead run's lease expires
+    summaries = collect_until_caught_up(stack, world, clock, RECONCILE)
+    assert found(summaries) == LATE
+    result = check_archive(stack, world.vendor, world.simulator.ground_truth())
+    assert (result.missing, result.duplicates, result.unexpected) == (0, 0, 0), result
+    assert verify_archive(stack).clean

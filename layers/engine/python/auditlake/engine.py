@@ -342,6 +342,7 @@ class _StreamRun:
         self.adapter = collector.adapter
         self.settings = collector.settings
         # A backfill or a reconciliation reads a fixed span of the past: history is not late, so no overlap.
+        self.kind = kind
         self.spanned = kind is not Kind.LIVE
         self.overlap = timedelta(0) if self.spanned else collector.settings.overlap
         self.archived: ArchivedIds | None = None  # a reconciliation's: what the archive already holds
@@ -646,7 +647,10 @@ class _StreamRun:
         self.state.intent = None
         # The stored cursor is still the one before the part: its pages are read again, the written events skipped.
         self._remember(window, recovered, contiguous=written == len(intent.keys))
-        self.result.events_archived -= len(recovered)  # archived by the run that died, not by this one
+        if self.kind is not Kind.RECONCILE:
+            self.result.events_archived -= len(recovered)  # archived by the run that died, not by this one
+        # A reconciliation counts them here: the run that died never reported what it found, and each one is an
+        # event the live collection missed, which the alarm must hear of.
         self.c.save(self.state)
 
 
