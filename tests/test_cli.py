@@ -3,6 +3,7 @@ moto) and against a "deployed" stack found by name in moto's CloudFormation."""
 
 from __future__ import annotations
 
+import contextlib
 import fnmatch
 import gzip
 import io
@@ -22,12 +23,14 @@ import requests
 from botocore.client import BaseClient
 from botocore.response import StreamingBody
 from botocore.stub import Stubber
+from botocore.validate import validate_parameters
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from moto.athena.models import athena_backends
+from moto.sns.models import sns_backends
 from worlds import world_of
 
-from auditlake_local import athena, cli, demo, workspace
+from auditlake_local import athena, cli, demo, doctor, workspace
 from auditlake_local.simulators import serve
 from auditlake_local.stack import ACCOUNT, REGION, LambdaContext, LocalStack
 from auditlake_local.vendors import VENDORS
@@ -175,7 +178,8 @@ def test_commands_without_a_workspace_say_so_in_one_sentence(capsys: pytest.Capt
 
 
 def test_help_everywhere(capsys: pytest.CaptureFixture[str]) -> None:
-    for argv in ([], ["demo"], ["status"], ["backfill"], ["reconcile"], ["query"], ["secret"], ["secret", "set"]):
+    for argv in ([], ["demo"], ["status"], ["backfill"], ["reconcile"], ["query"], ["secret"], ["secret", "set"],
+                 ["doctor"]):
         with pytest.raises(SystemExit) as exit_:
             cli.main([*argv, "--help"])
         assert exit_.value.code == 0
@@ -447,23 +451,38 @@ def test_verify_refuses_bad_options_in_one_sentence(capsys: pytest.CaptureFixtur
 # -- a deployed stack (moto) ---------------------------------------------------------------------------------
 
 
-@pytest.fixture
-def deployed(stack: LocalStack) -> Iterator[tuple[LocalStack, str]]:
-    """The template's resources on moto, and a CloudFormation stack whose outputs name them, as `sam deploy`
-    would leave it (moto's CloudFormation skips most of the real resources, so the outputs are literal)."""
-    athena = boto3.client("athena")
-    athena.create_work_group(Name="auditlake-analysts")
-    outputs = {"StateTableName": stack.table, "ArchiveBucketName": stack.bucket, "GlueDatabase": "auditlake",
-               "GlueEventsTable": "events", "AthenaWorkGroup": "auditlake-analysts",
-               "DigestSigningKeyArn": stack.functions_env("DIGEST_SIGNING_KEY_ARN")}
+def deploy(stack: LocalStack, name: str, parameters: dict[str, str] | None = None) -> str:
+    """A CloudFormation stack whose outputs name the template's resources on moto, as `sam deploy` would leave it
+    (moto's CloudFormation skips most of the real resources, so the outputs are literal; it does create the
+    collectors' roles and the alarm topic). Returns the stack's id."""
+    outputs: dict[str, Any] = {
+        "StateTableName": stack.table, "ArchiveBucketName": stack.bucket, "GlueDatabase": "auditlake",
+        "GlueEventsTable": "events", "AthenaWorkGroup": "auditlake-analysts",
+        "ArchiveKeyArn": stack.functions_env("ARCHIVE_KMS_KEY_ARN"),
+        "DigestSigningKeyArn": stack.functions_env("DIGEST_SIGNING_KEY_ARN")}
+    resources: dict[str, Any] = {"AlarmTopic": {"Type": "AWS::SNS::Topic"}}
     for local in VENDORS.values():
         title = local.function_id.removesuffix("Collector")
         outputs[f"{title}TokenSecretArn"] = stack.functions[local.function_id].environment["SECRET_ID"]
         outputs[f"{title}CollectorFunctionName"] = stack.refs[local.function_id]
-    template = {"Resources": {"Topic": {"Type": "AWS::SNS::Topic"}},
-                "Outputs": {key: {"Value": value} for key, value in outputs.items()}}
-    created = boto3.client("cloudformation").create_stack(StackName="auditlake-prod", TemplateBody=json.dumps(template))
-    stack.refs["AWS::StackId"] = created["StackId"]
+        resources[f"{local.function_id}Role"] = {"Type": "AWS::IAM::Role", "Properties": {
+            "AssumeRolePolicyDocument": stack.resource(f"{local.function_id}Role")["Properties"][
+                "AssumeRolePolicyDocument"]}}
+    template = {"Parameters": {key: {"Type": "String", "Default": stack.parameters[key]}
+                               for key in ("ScheduleRateMinutes", "ReconcileIntervalHours")},
+                "Resources": resources,
+                "Outputs": {**{key: {"Value": value} for key, value in outputs.items()},
+                            "AlarmTopicArn": {"Value": {"Ref": "AlarmTopic"}}}}
+    created = boto3.client("cloudformation").create_stack(
+        StackName=name, TemplateBody=json.dumps(template),
+        Parameters=[{"ParameterKey": k, "ParameterValue": v} for k, v in (parameters or {}).items()])
+    return str(created["StackId"])
+
+
+@pytest.fixture
+def deployed(stack: LocalStack) -> Iterator[tuple[LocalStack, str]]:
+    boto3.client("athena").create_work_group(Name="auditlake-analysts")
+    stack.refs["AWS::StackId"] = deploy(stack, "auditlake-prod")
     yield stack, "auditlake-prod"
 
 
@@ -698,3 +717,222 @@ def test_progress_redraws_one_line_on_a_terminal() -> None:
     assert "\n" not in first and second.endswith("\n")
     assert second.startswith(f"[{'#' * cli.Progress.WIDTH}] 100.0%  asana  done")
     assert len(second.rstrip("\n")) >= len(first)  # the longer line before is overwritten whole
+
+
+# -- doctor (a deployed stack on moto; the IAM policy simulator, which moto lacks, answered from the template) --
+
+
+def _fake_policy_simulator(monkeypatch: pytest.MonkeyPatch, stack: LocalStack, name: str,
+                           change: Any = lambda role, statements: statements) -> list[dict[str, Any]]:
+    """Answers iam:SimulatePrincipalPolicy (every other call goes to moto) from the template's own collector
+    policies, resolved, so `doctor`'s list of calls must agree with what the template grants: a call the list has
+    and the policy lacks is denied here. `change(role logical id, statements)` plants a defect. The requests are
+    checked against the IAM API's model, and recorded."""
+    iam = boto3.client("iam")
+    roles: dict[str, list[dict[str, Any]]] = {}
+    for local in VENDORS.values():
+        logical = f"{local.function_id}Role"
+        stack.attrs[(f"{local.function_id}LogGroup", "Arn")] = \
+            f"arn:aws:logs:{REGION}:{ACCOUNT}:log-group:/auditlake/{name}/{local.vendor}-collector:*"
+        physical = next(r["PhysicalResourceId"] for r in boto3.client("cloudformation").list_stack_resources(
+            StackName=name)["StackResourceSummaries"] if r["LogicalResourceId"] == logical)
+        arn = iam.get_role(RoleName=physical)["Role"]["Arn"]
+        policy = stack._resolve(stack.resource(f"{local.function_id}Policy")["Properties"]["PolicyDocument"])
+        roles[arn] = change(logical, policy["Statement"])
+    requests: list[dict[str, Any]] = []
+    real_call = BaseClient._make_api_call
+
+    def call(self: BaseClient, operation: str, params: dict[str, Any]) -> Any:
+        if operation != "SimulatePrincipalPolicy":
+            return real_call(self, operation, params)
+        validate_parameters(params, self.meta.service_model.operation_model(operation).input_shape)
+        requests.append(params)
+        context = {entry["ContextKeyName"].lower(): entry["ContextKeyValues"]
+                   for entry in params.get("ContextEntries", [])}
+        results = []
+        for action in params["ActionNames"]:
+            for resource in params["ResourceArns"]:
+                allowed = any(_grants(s, action, resource, context) for s in roles[params["PolicySourceArn"]])
+                results.append({"EvalActionName": action, "EvalResourceName": resource,
+                                "EvalDecision": "allowed" if allowed else "implicitDeny"})
+        return {"EvaluationResults": results, "IsTruncated": False}
+
+    monkeypatch.setattr(BaseClient, "_make_api_call", call)
+    return requests
+
+
+def _grants(statement: dict[str, Any], action: str, resource: str, context: dict[str, list[str]]) -> bool:
+    """Whether one Allow statement grants the request, for the condition operators the collector policies use
+    (an operator it does not know fails the test, rather than being ignored)."""
+    def listed(value: Any) -> list[str]:
+        return [str(v) for v in (value if isinstance(value, list) else [value])]
+
+    assert statement["Effect"] == "Allow", statement
+    if not any(fnmatch.fnmatchcase(action.lower(), a.lower()) for a in listed(statement["Action"])):
+        return False
+    if not any(fnmatch.fnmatchcase(resource, r) for r in listed(statement["Resource"])):
+        return False
+    for operator, entries in statement.get("Condition", {}).items():
+        for key, expected in entries.items():
+            values = context.get(key.lower())
+            if values is None:
+                return False
+            if operator == "StringEquals":
+                matched = all(v in listed(expected) for v in values)
+            elif operator in {"StringLike", "ForAllValues:StringLike"}:
+                matched = all(any(fnmatch.fnmatchcase(v, p) for p in listed(expected)) for v in values)
+            else:
+                raise AssertionError(f"the test's policy check does not know the condition operator {operator}")
+            if not matched:
+                return False
+    return True
+
+
+def _schedule(function: str, purpose: str, state: str = "ENABLED") -> None:
+    """A collector's schedule as SAM's ScheduleV2 event makes it (moto's CloudFormation cannot)."""
+    boto3.client("scheduler").create_schedule(
+        Name=f"auditlake-prod-{function}-{purpose}", ScheduleExpression="rate(5 minutes)", State=state,
+        FlexibleTimeWindow={"Mode": "OFF"},
+        Target={"Arn": f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:{function}",
+                "RoleArn": f"arn:aws:iam::{ACCOUNT}:role/scheduler", "Input": '{"reconcile": {}}'
+                if purpose == "reconcile" else "{}"})
+
+
+def _checks(out: str) -> dict[str, str]:
+    """Each check's line, by its name: `ok       secret asana: ...` -> {"secret asana": "ok ..."}."""
+    lines = {}
+    for line in out.splitlines()[1:-1]:
+        verdict, _, rest = line.partition(" ")
+        name, _, text = rest.strip().partition(": ")
+        lines[name] = f"{verdict} {text}"
+    return lines
+
+
+def test_doctor_on_a_healthy_stack_says_every_check_is_ok(
+        capsys: pytest.CaptureFixture[str], stack: LocalStack, monkeypatch: pytest.MonkeyPatch) -> None:
+    name = "auditlake-prod"
+    stack.refs["AWS::StackId"] = deploy(stack, name)
+    requests = _fake_policy_simulator(monkeypatch, stack, name)
+    with contextlib.ExitStack() as servers:
+        for local in VENDORS.values():
+            stack.put_secret(local.function_id, local.secret(servers.enter_context(serve(local.start()))))
+            assert stack.invoke(local.function_id, environment=workspace.QUIET)["status"] == "ok"
+            for purpose in ("collect", "reconcile"):
+                _schedule(stack.refs[local.function_id], purpose)
+        _schedule("someone-elses-function", "collect", state="DISABLED")  # not the stack's: not looked at
+        topic = cli.StackTarget(name, REGION).output("AlarmTopicArn")
+        boto3.client("sns").subscribe(TopicArn=topic, Protocol="email", Endpoint="oncall@example.com")
+        result = run(capsys, "doctor", "--stack", name, "--region", REGION)
+
+    assert result.code == 0, result.out + result.err
+    checks = _checks(result.out)
+    assert set(checks) == {f"{check} {vendor}" for check in ("secret", "runs", "permissions") for vendor in VENDORS} \
+        | {f"schedule {vendor} {purpose}" for vendor in VENDORS for purpose in ("collect", "reconcile")} \
+        | {"alarm topic"}
+    assert all(line.startswith("ok ") for line in checks.values()), checks
+    assert checks["secret make"].startswith("ok filled, and Make accepted the token for organization_id")
+    assert "oncall@example.com" in checks["alarm topic"]
+    assert result.out.strip().endswith("no problems: the deployment is ready")
+    assert not any(local.token in result.out + result.err for local in VENDORS.values())
+    # Each role was asked about every call of the one list, on this deployment's resources.
+    role_of = {r["PolicySourceArn"]: next(f"{local.function_id}Role" for local in VENDORS.values()
+                                          if f"-{local.function_id}Role-" in r["PolicySourceArn"]) for r in requests}
+    asked = {(role_of[r["PolicySourceArn"]], action) for r in requests for action in r["ActionNames"]}
+    assert asked == {(local.function_id + "Role", action) for local in VENDORS.values()
+                     for call in doctor.COLLECTOR_CALLS for action in call.actions}
+    listing = next(r for r in requests if r["ActionNames"] == ["s3:ListBucket"] and "AsanaCollectorRole"
+                   in r["PolicySourceArn"])
+    assert listing["ResourceArns"] == [f"arn:aws:s3:::{stack.bucket}"]
+    assert listing["ContextEntries"][0]["ContextKeyValues"][0].startswith("events/vendor=asana/dt=")
+
+
+def test_doctor_names_each_problem_with_its_fix(
+        capsys: pytest.CaptureFixture[str], stack: LocalStack, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A stack as an operator may leave it: a placeholder secret, a wrong token, a plan without audit logs, a
+    collector failing, an unconfirmed subscription, a disabled schedule, reconciliations off, and the issue's
+    missing KMS-through-DynamoDB permission planted in one role."""
+    name = "auditlake-stage"
+    stack.refs["AWS::StackId"] = deploy(stack, name, {"ReconcileIntervalHours": "0"})
+
+    def without_dynamodb_kms(role: str, statements: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        return [s for s in statements if not (role == "AsanaCollectorRole" and s.get("Sid") == "ArchiveKeyForDynamoDB")]
+
+    _fake_policy_simulator(monkeypatch, stack, name, without_dynamodb_kms)
+    clickup, make = VENDORS["clickup"], VENDORS["make"]
+    with serve(VENDORS["asana"].start()) as asana_origin, serve(clickup.start()) as clickup_origin, \
+            serve(make_simulator := make.start()) as make_origin:
+        stack.put_secret("AsanaCollector", VENDORS["asana"].secret(asana_origin))
+        stack.invoke("AsanaCollector", environment=workspace.QUIET)
+        stack.put_secret("ClickUpCollector", {**clickup.secret(clickup_origin), "token": "pk_revoked_0000"})
+        stack.put_secret("MakeCollector", make.secret(make_origin))
+        make_simulator.enterprise = False  # the organization left the Enterprise plan
+        # The ClickUp collector's failed runs, as Lambda counts them (they fail before writing any state).
+        boto3.client("cloudwatch").put_metric_data(Namespace="AWS/Lambda", MetricData=[
+            {"MetricName": metric, "Value": value, "Unit": "Count",
+             "Dimensions": [{"Name": "FunctionName", "Value": stack.refs["ClickUpCollector"]}]}
+            for metric, value in (("Invocations", 12.0), ("Errors", 12.0))])
+        for local in VENDORS.values():
+            function = stack.refs[local.function_id]
+            _schedule(function, "collect", state="DISABLED" if local.vendor == "make" else "ENABLED")
+            _schedule(function, "reconcile", state="DISABLED")
+        topic = cli.StackTarget(name, REGION).output("AlarmTopicArn")
+        boto3.client("sns").subscribe(TopicArn=topic, Protocol="email", Endpoint="oncall@example.com")
+        # moto confirms at once; SNS lists an email subscription not yet confirmed so.
+        for subscription in sns_backends[ACCOUNT][REGION].subscriptions.values():
+            subscription.arn = "PendingConfirmation"
+        result = run(capsys, "doctor", "--stack", name, "--region", REGION)
+
+    assert result.code == 1
+    checks = _checks(result.out)
+    assert checks["secret asana"].startswith("ok ")
+    assert checks["secret ashby"].startswith("problem ") and "still holds the placeholder" in checks["secret ashby"]
+    assert f"`auditlake secret set ashby --stack {name}`" in checks["secret ashby"]
+    assert checks["secret clickup"].startswith("problem ClickUp refused it") and "401" in checks["secret clickup"]
+    assert "pk_revoked_0000" not in result.out + result.err
+    requirement = workspace.adapter_class("make").audit_log_requirement
+    assert checks["secret make"].startswith("problem Make answered that this account cannot read audit logs")
+    assert requirement in checks["secret make"] and "administrator of the Make account" in checks["secret make"]
+    assert checks["runs asana"].startswith("ok last run ")
+    assert checks["runs ashby"].startswith("problem no run is recorded")
+    assert checks["runs clickup"].startswith("problem 12 of 12 invocation(s) in the last hour failed")
+    assert f"/auditlake/{name}/clickup-collector" in checks["runs clickup"]
+    assert checks["alarm topic"].startswith("problem the subscription of oncall@example.com is pending")
+    assert checks["schedule make collect"].startswith("problem ") and "DISABLED" in checks["schedule make collect"]
+    assert all(checks[f"schedule {v} reconcile"].startswith("ok ") and "ReconcileIntervalHours=0"
+               in checks[f"schedule {v} reconcile"] for v in VENDORS)
+    assert checks["schedule asana collect"].startswith("ok ")
+    denied = checks["permissions asana"]
+    assert denied.startswith("problem role ") and "may not call kms:Decrypt on " in denied
+    assert "use the state table's key through DynamoDB" in denied and "Fix: deploy the current template" in denied
+    assert "kms:GenerateDataKey" in denied and "kms:Sign" not in denied
+    assert all(checks[f"permissions {v}"].startswith("ok ") for v in ("ashby", "clickup", "make"))
+    problems = sum(line.startswith("problem ") for line in checks.values())
+    assert result.out.strip().endswith(f"{problems} problem(s)") and problems == 9
+    for line in result.out.splitlines()[1:-1]:  # every problem says what to do, in one line
+        assert line.startswith("ok ") or ". Fix: " in line, line
+
+
+def test_doctor_says_when_an_scp_denies_what_the_template_grants(
+        capsys: pytest.CaptureFixture[str], deployed: tuple[LocalStack, str], monkeypatch: pytest.MonkeyPatch) -> None:
+    """The simulator's answer for a call the role's policy allows but the organization's SCP denies."""
+    _, name = deployed
+    real_call = BaseClient._make_api_call
+
+    def call(self: BaseClient, operation: str, params: dict[str, Any]) -> Any:
+        if operation != "SimulatePrincipalPolicy":
+            return real_call(self, operation, params)
+        denied = "kms:Sign" in params["ActionNames"] and "MakeCollectorRole" in params["PolicySourceArn"]
+        return {"IsTruncated": False, "EvaluationResults": [
+            {"EvalActionName": action, "EvalResourceName": resource,
+             "EvalDecision": "explicitDeny" if denied else "allowed",
+             "OrganizationsDecisionDetail": {"AllowedByOrganizations": not denied}}
+            for action in params["ActionNames"] for resource in params["ResourceArns"]]}
+
+    monkeypatch.setattr(BaseClient, "_make_api_call", call)
+    target = cli.StackTarget(name, REGION)
+    checks = {check.name: check for check in doctor.Doctor(target).run() if check.name.startswith("permissions")}
+    assert [n for n, c in checks.items() if not c.ok] == ["permissions make"]
+    make = checks["permissions make"]
+    assert "may not call kms:Sign on " + target.output("DigestSigningKeyArn") in make.text
+    assert make.fix.startswith("ask your AWS administrator to exempt role ")
+    assert "an SCP of the organization" in make.fix

@@ -8,6 +8,8 @@
     auditlake secret set VENDOR                      prompts for the token and scope, checks them, stores them
     auditlake verify [--stream S] [--since T]        the digests' signatures and chains, every object's hash,
                                                      no unlisted object, no gap in the time covered
+    auditlake doctor --stack NAME                    after `sam deploy`: secrets, last runs, alarm subscription,
+                                                     schedules, the collectors' permissions; what to fix
 
 Without `--stack`, every command works on the demo workspace that `auditlake demo` saved (`--workspace DIR`).
 """
@@ -37,8 +39,7 @@ from auditlake.errors import AuditlakeError
 from auditlake.secrets import PLACEHOLDER, parse_secret
 from auditlake.state import Kind, StateStore, StreamState, kind_of, live_key
 from auditlake.timeutil import parse_time
-from auditlake.vendor import Window
-from auditlake_local import athena, demo, workspace
+from auditlake_local import athena, demo, doctor, workspace
 from auditlake_local.vendors import VENDORS
 from auditlake_local.verify import Report, Verifier, VerifyError, load_public_key
 from auditlake_local.workspace import Workspace, WorkspaceError
@@ -232,6 +233,9 @@ class StackTarget:
                     from None
             raise
         self.outputs = {o["OutputKey"]: o["OutputValue"] for o in described.get("Outputs", [])}
+        self.stack_id = str(described["StackId"])
+        self.parameters = {p["ParameterKey"]: str(p.get("ResolvedValue", p.get("ParameterValue", "")))
+                           for p in described.get("Parameters", [])}
 
     def output(self, key: str) -> str:
         if key not in self.outputs:
@@ -808,10 +812,7 @@ def check_secret(vendor: str, secret: dict[str, str]) -> None:
     """One cheap request with these values: one page of a one-minute window of the first stream."""
     cls = workspace.adapter_class(vendor)
     try:
-        checked = parse_secret(vendor, "(new value)", json.dumps(secret), cls.secret_fields)
-        adapter = workspace.build_adapter(vendor, checked)
-        end = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=5)
-        adapter.fetch_page(adapter.streams()[0], Window(end - timedelta(minutes=1), end), None)
+        workspace.probe_vendor(vendor, parse_secret(vendor, "(new value)", json.dumps(secret), cls.secret_fields))
     except AuditlakeError as exc:
         raise CliError(f"{_title(vendor)} did not accept these values ({exc}); nothing was stored") from None
 
@@ -876,6 +877,20 @@ def _instant(text: str | None, option: str) -> datetime | None:
         return parse_time(text)
     except ValueError:
         raise CliError(f"{option} takes a day (YYYY-MM-DD) or an ISO 8601 time, not {text!r}") from None
+
+
+# -- doctor ----------------------------------------------------------------------------------------------------
+
+
+def cmd_doctor(args: argparse.Namespace) -> int:
+    stack = StackTarget(args.stack, args.region)
+    print(f"checking {stack.name} in {stack.session.region_name}")
+    problems = 0
+    for check in doctor.Doctor(stack).run():
+        print(check.line(), flush=True)  # each line as it is known: the vendors' requests take a moment
+        problems += not check.ok
+    print(f"{problems} problem(s)" if problems else "no problems: the deployment is ready")
+    return EXIT_ERROR if problems else 0
 
 
 # -- the command line ------------------------------------------------------------------------------------------
@@ -994,6 +1009,16 @@ def parser() -> argparse.ArgumentParser:
     verify.add_argument("--public-key", type=Path, metavar="FILE",
                         help="the signing key's public key (PEM or DER): signatures are checked without KMS")
     verify.set_defaults(handler=cmd_verify)
+
+    check = commands.add_parser(
+        "doctor", help="check a deployed stack and say what to fix",
+        description="After `sam deploy`: each vendor's secret (filled, and accepted by the vendor with one request), "
+                    "each collector's last run and outcome, a confirmed subscription to the alarm topic, the "
+                    "schedules enabled, and (IAM policy simulator) that each collector's role may make every call "
+                    "the collector makes. One line per check; exits 1 on any problem.")
+    check.add_argument("--stack", metavar="NAME", required=True, help="the deployed auditlake stack")
+    check.add_argument("--region", help="the stack's AWS region (default: your AWS configuration)")
+    check.set_defaults(handler=cmd_doctor)
     return top
 
 

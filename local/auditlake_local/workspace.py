@@ -34,7 +34,7 @@ import threading
 import time
 from collections.abc import Collection, Iterator
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -386,6 +386,17 @@ def build_adapter(vendor: str, secret: dict[str, str], *, seconds: float = 60.0,
     http = HttpClient(vendor, cls.base_url(secret), headers=cls.auth_headers(secret),
                       error_details=cls.error_details, deadline=Deadline(remaining_ms, timedelta(0)),
                       timeout=min(15.0, seconds), max_attempts=max_attempts, secrets=secret.values(),
-                      session=requests.Session())
+                      session=requests.Session(), lacks_audit_logs=cls.lacks_audit_logs,
+                      audit_log_requirement=cls.audit_log_requirement)
     return cls(secret, http, 100)
+
+
+def probe_vendor(vendor: str, secret: dict[str, str]) -> None:
+    """One cheap request with a parsed secret, as a collector would make it: one page of a one-minute window of
+    the first stream. Raises the adapter's error (AuditLogsUnavailable for a plan without audit logs)."""
+    from auditlake.vendor import Window  # noqa: PLC0415 - see adapter_class
+
+    adapter = build_adapter(vendor, secret)
+    end = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=5)
+    adapter.fetch_page(adapter.streams()[0], Window(end - timedelta(minutes=1), end), None)
 
