@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
-from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -33,18 +32,19 @@ class Call:
         return f"{self.principal} {self.service}:{self.operation}"
 
 
-_PRINCIPAL: ContextVar[tuple[str, Any] | None] = ContextVar("principal", default=None)
+# A plain stack, not a ContextVar: verify reads objects in worker threads, which a ContextVar would not reach.
+_PRINCIPAL: list[tuple[str, Any]] = []
 CALLS: list[Call] = []
 _WORKGROUP: dict[str, str] = {}
 
 
 @contextmanager
 def as_principal(principal: str, stack: Any) -> Iterator[None]:
-    token = _PRINCIPAL.set((principal, stack))
+    _PRINCIPAL.append((principal, stack))
     try:
         yield
     finally:
-        _PRINCIPAL.reset(token)
+        _PRINCIPAL.pop()
 
 
 _HINTS = {("cloudformation", "DescribeStacks"): lambda r: {"StackId": r["Stacks"][0]["StackId"]},
@@ -57,9 +57,9 @@ def recording() -> Iterator[None]:
     real = BaseClient._make_api_call
 
     def record(client: BaseClient, operation: str, params: dict[str, Any]) -> Any:
-        who = _PRINCIPAL.get()
-        if who is None:
+        if not _PRINCIPAL:
             return real(client, operation, params)
+        who = _PRINCIPAL[-1]
         service = client.meta.service_model.service_name
         call = Call(who[0], who[1], service, operation, dict(params),
                     secure_transport=str(client.meta.endpoint_url).startswith("https://"))
