@@ -9,11 +9,14 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import aws_calls
 import boto3
+import iam_model
 import pytest
 
 from auditlake import http, secrets, timeutil
 from auditlake.state import StateStore
+from auditlake_local import cli
 from auditlake_local.simulators import AsanaSimulator, SimulatorAdapter
 from auditlake_local.stack import LambdaContext, LocalStack
 from auditlake_local.verify import Report, Verifier, load_public_key
@@ -99,6 +102,54 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
+# --- every AWS call, authorised against the translated template ---------------------------------------------------
+# Each call the code makes through botocore is recorded with the principal that makes it in AWS (tests/aws_calls.py)
+# and, after each test, authorised as AWS would (tests/iam_model.py): a call AWS would refuse, or one the model cannot
+# decide, fails the test that made it.
+
+CURRENT_STACK: list[LocalStack] = []
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _record_aws_calls() -> Iterator[None]:
+    create, invoke, main = LocalStack._create_resources, LocalStack.invoke, cli.main
+
+    def creating(self: LocalStack) -> None:
+        CURRENT_STACK[:] = [self]
+        create(self)
+
+    def invoking(self: LocalStack, function_id: str, *args: Any, **kwargs: Any) -> dict[str, Any]:
+        with aws_calls.as_principal(f"{function_id}Role", self):
+            return invoke(self, function_id, *args, **kwargs)
+
+    def operating(argv: list[str] | None = None) -> int:
+        if argv and "--stack" in argv and CURRENT_STACK:
+            principal = iam_model.AUDITOR if argv[0] == "verify" else iam_model.OPERATOR
+            with aws_calls.as_principal(principal, CURRENT_STACK[0]):
+                return main(argv)
+        return main(argv)
+
+    with pytest.MonkeyPatch.context() as patch, aws_calls.recording():
+        patch.setattr(LocalStack, "_create_resources", creating)
+        patch.setattr(LocalStack, "invoke", invoking)
+        patch.setattr(cli, "main", operating)
+        yield
+
+
+@pytest.fixture(autouse=True)
+def _authorise_aws_calls() -> Iterator[list[aws_calls.Call]]:
+    """The calls this test made, each authorised after the test."""
+    start = len(aws_calls.CALLS)
+    recorded: list[aws_calls.Call] = []
+    yield recorded
+    recorded += aws_calls.CALLS[start:]
+    del aws_calls.CALLS[start:]
+    problems = aws_calls.problems(aws_calls.check(recorded))
+    if problems:
+        pytest.fail("AWS would refuse (or the permission model cannot decide) these calls:\n  "
+                    + "\n  ".join(sorted(set(problems))), pytrace=False)
+
+
 @pytest.fixture
 def stack() -> Iterator[LocalStack]:
     with LocalStack.start() as local:
@@ -155,11 +206,12 @@ def verify_archive(stack: LocalStack, clock: Clock | None = None, **selection: A
     """`auditlake verify` over the stack's whole archive (or `streams`, `since`, `until`), with the signing key's
     public key from KMS and the streams' state, as an auditor with the AuditorPolicy runs it; the chains' age is
     judged by `clock`, else by the engine's clock."""
-    public = boto3.client("kms").get_public_key(KeyId=stack.functions_env("DIGEST_SIGNING_KEY_ARN"))["PublicKey"]
-    verifier = Verifier(boto3.client("s3"), stack.bucket, load_public_key(public, "the signing key"),
-                        states=StateStore(boto3.client("dynamodb"), stack.table).scan,
-                        now=clock.now if clock else timeutil.now)  # the engine's clock: the test's, if it set one
-    return verifier.run(**selection)
+    with aws_calls.as_principal(iam_model.AUDITOR, stack):
+        public = boto3.client("kms").get_public_key(KeyId=stack.functions_env("DIGEST_SIGNING_KEY_ARN"))["PublicKey"]
+        verifier = Verifier(boto3.client("s3"), stack.bucket, load_public_key(public, "the signing key"),
+                            states=StateStore(boto3.client("dynamodb"), stack.table).scan,
+                            now=clock.now if clock else timeutil.now)  # the engine's clock: the test's, if it set one
+        return verifier.run(**selection)
 
 
 MATRIX: dict[str, ArchiveCheck] = {}

@@ -17,7 +17,9 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import aws_calls
 import boto3
+import iam_model
 import pytest
 import requests
 from botocore.client import BaseClient
@@ -495,61 +497,20 @@ def test_an_auditor_with_the_auditor_policy_can_verify_a_deployed_stack(
     with world_of("clickup", stack, clock.now) as world:
         world.seed(300, clock.now() - timedelta(days=2), clock.now() - timedelta(minutes=5), seed=5)
         stack.invoke(world.function_id, environment=workspace.QUIET)
-    calls: list[tuple[str, str, dict[str, Any]]] = []
-    real_call = BaseClient._make_api_call
-
-    def recording(self: BaseClient, operation: str, params: dict[str, Any]) -> Any:
-        calls.append((self.meta.service_model.service_name, operation, params))
-        return real_call(self, operation, params)
-
-    monkeypatch.setattr(BaseClient, "_make_api_call", recording)
+    start = len(aws_calls.CALLS)
     result = run(capsys, "verify", "--stack", name, "--region", REGION)
-    monkeypatch.setattr(BaseClient, "_make_api_call", real_call)
     assert result.code == 0 and result.out.strip().endswith("no findings"), result.out
     assert "6 chain(s)" in result.out
 
-    policy = stack._resolve(stack.resource("AuditorPolicy")["Properties"]["PolicyDocument"])
-    requests = {_iam_request(service, operation, params, stack) for service, operation, params in calls}
-    assert {action for action, _, _ in requests} >= {"cloudformation:DescribeStacks", "s3:ListBucketVersions",
-                                                    "s3:GetObjectVersion", "kms:GetPublicKey", "dynamodb:Scan"}
-    denied = [request for request in requests if not _allowed(policy["Statement"], *request)]
-    assert denied == []
-
-
-def _iam_request(service: str, operation: str, params: dict[str, Any], stack: LocalStack
-                 ) -> tuple[str, str, str | None]:
-    """(IAM action, resource ARN, s3:prefix) of one API call, as IAM authorizes it."""
-    if service == "s3":
-        bucket = f"arn:aws:s3:::{params['Bucket']}"
-        if operation in ("ListObjectVersions", "ListObjectsV2"):
-            action = "s3:ListBucketVersions" if operation == "ListObjectVersions" else "s3:ListBucket"
-            return action, bucket, params.get("Prefix", "")
-        if operation in ("GetObject", "HeadObject"):
-            return ("s3:GetObjectVersion" if params.get("VersionId") else "s3:GetObject"), \
-                f"{bucket}/{params['Key']}", None
-    if service == "kms" and operation == "GetPublicKey":
-        return "kms:GetPublicKey", params["KeyId"], None
-    if service == "dynamodb" and operation == "Scan":
-        return "dynamodb:Scan", f"arn:aws:dynamodb:{REGION}:{ACCOUNT}:table/{params['TableName']}", None
-    if service == "cloudformation" and operation == "DescribeStacks":
-        return "cloudformation:DescribeStacks", stack.refs["AWS::StackId"], None
-    raise AssertionError(f"verify called {service}:{operation}, which the test cannot map to IAM")
-
-
-def _allowed(statements: list[dict[str, Any]], action: str, resource: str, prefix: str | None) -> bool:
-    for statement in statements:
-        actions = [a.lower() for a in statement["Action"]] if isinstance(statement["Action"], list) \
-            else [statement["Action"].lower()]
-        resources = statement["Resource"] if isinstance(statement["Resource"], list) else [statement["Resource"]]
-        if statement["Effect"] != "Allow" or action.lower() not in actions:
-            continue
-        if not any(fnmatch.fnmatchcase(resource, pattern) for pattern in resources):
-            continue
-        prefixes = statement.get("Condition", {}).get("StringLike", {}).get("s3:prefix")
-        if prefixes is not None and not any(fnmatch.fnmatchcase(prefix or "", p) for p in prefixes):
-            continue
-        return True
-    return False
+    # The permission model (tests/iam_model.py) authorises each call as AWS would, with the AuditorPolicy, the
+    # bucket policy and the keys' policies (KMS through S3 and DynamoDB included).
+    calls = aws_calls.CALLS[start:]
+    assert calls and {call.principal for call in calls} == {iam_model.AUDITOR}
+    checked = aws_calls.check(calls)
+    assert aws_calls.problems(checked) == []
+    assert {action for _, action, _, _ in aws_calls.table(checked)} >= {
+        "cloudformation:DescribeStacks", "s3:ListBucketVersions", "s3:GetObjectVersion", "kms:GetPublicKey",
+        "dynamodb:Scan", "kms:Decrypt via s3", "kms:Decrypt via dynamodb"}
 
 
 def test_status_of_a_deployed_stack(capsys: pytest.CaptureFixture[str], deployed: tuple[LocalStack, str]) -> None:
