@@ -384,7 +384,7 @@ def test_collector_function_settings(logical_id: str) -> None:
     assert props["Tracing"] == "Active"
     assert props["MemorySize"] == 512
     assert props["CodeUri"].rstrip("/") == f"functions/{vendor}"
-    assert props["Handler"] == f"{vendor}_collector.handler"
+    assert props["Handler"] == f"{vendor}_lambda.handler"
     assert (PROJECT_ROOT / props["CodeUri"] / f"{vendor}_collector.py").is_file()
     assert {"Ref": "EngineLayer"} in props["Layers"]
     assert props["Timeout"] < min(schedule_rates()) * 60, "a run must end before the next tick"

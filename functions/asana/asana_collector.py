@@ -33,7 +33,6 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from auditlake.errors import CursorExpired, MalformedResponse, VendorError
-from auditlake.lambda_handler import make_handler
 from auditlake.records import Normalised, text
 from auditlake.timeutil import floor_millis, parse_event_time, parse_time, to_iso
 from auditlake.vendor import End, Order, Page, VendorAdapter, Window
@@ -44,6 +43,7 @@ EXPIRED_OFFSET_STATUSES = frozenset({400, 410})  # 400: what other endpoints ans
 
 class Asana(VendorAdapter):
     vendor = "asana"
+    title = "Asana"
     default_base_url = "https://app.asana.com/api/1.0"
     secret_fields = ("token", "workspace_gid")
     order = Order.OLDEST_FIRST
@@ -169,6 +169,3 @@ class Asana(VendorAdapter):
             # Asana logs what happened; failures are their own event types (e.g. user_login_failed).
             outcome="failure" if event_type and event_type.endswith("_failed") else "success",
         )
-
-
-handler = make_handler(Asana)

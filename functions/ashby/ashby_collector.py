@@ -49,7 +49,6 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from auditlake.errors import AuditLogsUnavailable, CursorExpired, MalformedResponse, VendorError
-from auditlake.lambda_handler import make_handler
 from auditlake.records import Normalised, text
 from auditlake.timeutil import MILLISECOND, parse_event_time, to_iso
 from auditlake.vendor import End, Order, Page, VendorAdapter, Window
@@ -70,6 +69,7 @@ log = logging.getLogger("auditlake")
 
 class Ashby(VendorAdapter):
     vendor = "ashby"
+    title = "Ashby"
     default_base_url = "https://api.ashbyhq.com"
     secret_fields = ("token",)
     order = Order.NEWEST_FIRST
@@ -202,6 +202,3 @@ def _code_in(errors: list[str]) -> str | None:
 
 def _object(value: Any) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
-
-
-handler = make_handler(Ashby)

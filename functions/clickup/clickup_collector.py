@@ -64,7 +64,6 @@ from datetime import datetime
 from typing import Any
 
 from auditlake.errors import CursorExpired, MalformedResponse, VendorError
-from auditlake.lambda_handler import make_handler
 from auditlake.records import Normalised, text
 from auditlake.timeutil import from_millis, parse_event_time, to_iso, to_millis
 from auditlake.vendor import End, Order, Page, VendorAdapter, Window
@@ -102,6 +101,7 @@ class _Row(dict[str, Any]):
 
 class ClickUp(VendorAdapter):
     vendor = "clickup"
+    title = "ClickUp"
     default_base_url = "https://api.clickup.com/api/v3"
     secret_fields = ("token", "workspace_id")
     order = Order.NEWEST_FIRST
@@ -420,6 +420,3 @@ class _Walk:
 
 def _digest(key: str) -> str:
     return hashlib.sha256(key.encode()).hexdigest()[:16]  # short: the state item stays small
-
-
-handler = make_handler(ClickUp)

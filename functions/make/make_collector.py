@@ -59,7 +59,6 @@ from typing import Any, NoReturn
 from auditlake import timeutil
 from auditlake.errors import AuditLogsUnavailable, CursorExpired, MalformedResponse, SecretError, VendorError
 from auditlake.http import HttpClient
-from auditlake.lambda_handler import make_handler
 from auditlake.records import Normalised, text
 from auditlake.timeutil import from_millis, parse_event_time, to_iso, to_millis
 from auditlake.vendor import End, Order, Page, VendorAdapter, Window
@@ -89,6 +88,7 @@ MAX_CONSECUTIVE_SHIFTS = 10
 
 class Make(VendorAdapter):
     vendor = "make"
+    title = "Make"
     default_base_url = "https://eu1.make.com/api/v2"
     secret_fields = ("token", "organization_id", "zone")
     order = Order.OLDEST_FIRST
@@ -475,6 +475,3 @@ class _Cursor:
         probe = self.probe
         return replace(self, at=probe["at"], boundary=probe["t"], taken=probe["t"], taken_ids=probe["ids"],
                        known=True, probe=None)
-
-
-handler = make_handler(Make)

@@ -24,12 +24,10 @@ from __future__ import annotations
 import base64
 import contextlib
 import gzip
-import importlib
 import json
 import os
 import shutil
 import signal
-import sys
 import threading
 import time
 from collections.abc import Collection, Iterator
@@ -41,10 +39,10 @@ from typing import Any
 import boto3
 import requests
 
+import auditlake_vendors
 from auditlake.digest import DIGESTS_PREFIX
 from auditlake_local.simulators import VendorSimulator, serve
 from auditlake_local.stack import LambdaContext, LocalStack
-from auditlake_local.template import PROJECT_ROOT, load_template
 from auditlake_local.vendors import VENDORS
 
 DEFAULT_DIRECTORY = Path(".auditlake/demo")
@@ -341,35 +339,8 @@ def _write_bytes(path: Path, data: bytes, *, private: bool = False) -> None:
 
 
 def adapter_class(vendor: str) -> type[Any]:
-    """The vendor's adapter class, imported from its function's code the way Lambda imports the handler: the
-    function's CodeUri and the engine layer on sys.path, then the handler's module."""
-    from auditlake.vendor import VendorAdapter  # noqa: PLC0415 - the layer is on sys.path only once it is added
-
-    template = load_template()
-    resources = template["Resources"]
-    function = resources[VENDORS[vendor].function_id]["Properties"]
-    defaults = template.get("Globals", {}).get("Function", {})
-    layers = [resources[layer["Ref"]]["Properties"]["ContentUri"] for layer in
-              function.get("Layers", defaults.get("Layers", [])) if isinstance(layer, dict) and "Ref" in layer]
-    # A layer's code is its python/ folder (a makefile-built layer's ContentUri is the folder above it).
-    layer_dirs = [PROJECT_ROOT / str(uri) for uri in layers]
-    for path in (PROJECT_ROOT / str(function.get("CodeUri", defaults.get("CodeUri"))),
-                 *(layer if layer.name == "python" else layer / "python" for layer in layer_dirs)):
-        if str(path) not in sys.path:
-            sys.path.insert(0, str(path))
-    module_name = str(function.get("Handler", defaults.get("Handler"))).rpartition(".")[0]
-    saved = dict(os.environ)
-    os.environ.update(QUIET)  # the handler's logger is built at import: only warnings, as in every invocation
-    try:
-        module = importlib.import_module(module_name)
-    finally:
-        os.environ.clear()
-        os.environ.update(saved)
-    for candidate in vars(module).values():
-        if isinstance(candidate, type) and issubclass(candidate, VendorAdapter) and candidate is not VendorAdapter \
-                and getattr(candidate, "vendor", None) == vendor:
-            return candidate
-    raise LookupError(f"{module_name} defines no adapter for {vendor}")
+    """The vendor's adapter class, from the vendors' registry."""
+    return auditlake_vendors.adapter(vendor)
 
 
 def build_adapter(vendor: str, secret: dict[str, str], *, seconds: float = 60.0, max_attempts: int = 2) -> Any:

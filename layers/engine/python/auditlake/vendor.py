@@ -73,7 +73,8 @@ class Page:
 
 
 class VendorAdapter(ABC):
-    vendor: ClassVar[str]
+    vendor: ClassVar[str]  # the stream keys' and the records' vendor: lower case, stable forever
+    title: ClassVar[str]  # as the vendor writes its name; the template's `<title>Collector`, `<title>Secret`, ...
     default_base_url: ClassVar[str]
     secret_fields: ClassVar[tuple[str, ...]]
     order: ClassVar[Order]
@@ -87,6 +88,11 @@ class VendorAdapter(ABC):
     rate_limit_per_minute: ClassVar[int | None] = None
     # What the vendor requires for its audit-log API (plan, feature, role), said when an error shows it is missing.
     audit_log_requirement: ClassVar[str]
+
+    @classmethod
+    def function_id(cls) -> str:
+        """The collector function's logical id in template.yaml, which the stack's outputs are named after."""
+        return f"{cls.title}Collector"
 
     def __init__(self, secret: Mapping[str, str], http: HttpClient, page_size: int) -> None:
         self.secret = secret
