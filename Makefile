@@ -12,11 +12,11 @@ export PATH := $(dir $(PYTHON313)):$(PATH)
 
 .PHONY: setup tools demo test bench chaos lint check-template clean
 
-$(VENV)/.installed: pyproject.toml
+$(VENV)/.installed: pyproject.toml local/pyproject.toml
 	@test -n "$(PYTHON313)" || { echo "python3.13 is required (Lambda's runtime); install it and retry" >&2; exit 1; }
 	$(PYTHON313) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[dev,cli]'
+	$(PY) -m pip install --quiet -e '.[cli,lambda,dev]' -e ./local
 	touch $@
 
 setup: $(VENV)/.installed

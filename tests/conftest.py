@@ -16,10 +16,10 @@ import pytest
 
 from auditlake import http, secrets, timeutil
 from auditlake.state import StateStore
-from auditlake_local import cli
+from auditlake_cli import main as cli
+from auditlake_cli.verify import Report, Verifier, load_public_key
 from auditlake_local.simulators import AsanaSimulator, SimulatorAdapter
 from auditlake_local.stack import LambdaContext, LocalStack
-from auditlake_local.verify import Report, Verifier, load_public_key
 
 ASANA_TOKEN = "asana-sa-token-4f1d0c9e7b2a"
 ASANA_WORKSPACE = "1200000000000001"

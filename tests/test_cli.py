@@ -32,9 +32,14 @@ from moto.athena.models import athena_backends
 from moto.sns.models import sns_backends
 from worlds import world_of
 
-from auditlake_local import athena, cli, demo, doctor, workspace
+import auditlake_vendors
+from auditlake_cli import doctor, errors, main, output, target
+from auditlake_cli.commands import backfill
+from auditlake_cli.probe import build_adapter
+from auditlake_local import athena, demo, workspace
 from auditlake_local.simulators import serve
 from auditlake_local.stack import ACCOUNT, REGION, LambdaContext, LocalStack
+from auditlake_local.template import resolve
 from auditlake_local.vendors import VENDORS
 
 EVENTS = 400  # per vendor, over DAYS; the demo collects LOOKBACK days and leaves the rest for backfill
@@ -51,7 +56,7 @@ class Run:
 
 def run(capsys: pytest.CaptureFixture[str], *argv: str | Path) -> Run:
     capsys.readouterr()
-    code = cli.main([str(a) for a in argv])
+    code = main.main([str(a) for a in argv])
     captured = capsys.readouterr()
     return Run(code, captured.out, captured.err)
 
@@ -90,7 +95,7 @@ def canonical(event: Any) -> str:
 def archive_against_truth(directory: Path, vendor: str, since: datetime) -> dict[str, int]:
     """The vendor's archive (as the workspace puts it back) against its simulator's events from `since` on."""
     with workspace.open(directory, vendors=[vendor]) as ws:
-        adapter = workspace.build_adapter(vendor, json.loads(ws.secret(vendor)))
+        adapter = build_adapter(vendor, json.loads(ws.secret(vendor)))
         truth = ws.simulators[vendor].ground_truth().values()
         expected = Counter(canonical(e) for e in truth if adapter.event_time(e) >= since)
         older = sum(1 for e in truth if adapter.event_time(e) < since)
@@ -183,7 +188,7 @@ def test_help_everywhere(capsys: pytest.CaptureFixture[str]) -> None:
     for argv in ([], ["demo"], ["status"], ["backfill"], ["reconcile"], ["query"], ["secret"], ["secret", "set"],
                  ["doctor"]):
         with pytest.raises(SystemExit) as exit_:
-            cli.main([*argv, "--help"])
+            main.main([*argv, "--help"])
         assert exit_.value.code == 0
         assert "usage: auditlake" in capsys.readouterr().out
 
@@ -192,7 +197,7 @@ def test_usage_errors_exit_2(capsys: pytest.CaptureFixture[str], tmp_path: Path)
     for argv in (["backfill", "notavendor", "--since", "2026-01-01"], ["backfill", "asana"], ["query"],
                  ["query", "SELECT 1", "--saved", "x"], ["secret", "set", "asana", "--bogus"]):
         with pytest.raises(SystemExit) as exit_:
-            cli.main([*argv, "--workspace", str(tmp_path)])
+            main.main([*argv, "--workspace", str(tmp_path)])
         assert exit_.value.code == 2, argv
         assert "usage:" in capsys.readouterr().err
 
@@ -226,14 +231,14 @@ def test_backfill_is_exactly_once_and_resumes_after_a_stop_and_an_interrupt(
 
     monkeypatch.setattr(workspace.Workspace, "invoke", interrupted)
     interrupt = run(capsys, *args)
-    assert interrupt.code == cli.EXIT_INTERRUPTED and "interrupted" in interrupt.err
+    assert interrupt.code == errors.EXIT_INTERRUPTED and "interrupted" in interrupt.err
     monkeypatch.setattr(workspace.Workspace, "invoke", real_invoke)
 
     finished = run(capsys, *args)
     assert finished.code == 0, finished.err
     assert "backfill complete" in finished.out
     lines = [line for line in finished.out.splitlines() if line.startswith("[")]
-    assert len(lines) >= 2 and lines[-1].startswith(f"[{'#' * cli.Progress.WIDTH}] 100.0%")  # one line per update
+    assert len(lines) >= 2 and lines[-1].startswith(f"[{'#' * output.Progress.WIDTH}] 100.0%")  # one line per update
 
     check = archive_against_truth(ws_dir, "asana", since_instant)
     assert check["older_than_since"] > 0 and check["expected"] > 0
@@ -289,7 +294,7 @@ def test_backfill_loop_waits_for_busy_streams_and_finishes_an_earlier_span_first
     """The loop alone, fed summaries: a busy stream is waited for; when the collector first finishes an
     unfinished earlier backfill (a later `since`), one more round reaches back to the date asked for."""
     waits: list[float] = []
-    monkeypatch.setattr(cli, "sleep", waits.append)
+    monkeypatch.setattr(target, "sleep", waits.append)
 
     def summary(status: str, since: str | None, done: str | None, stream_status: str = "ok") -> dict[str, Any]:
         span = {"since": since, "until": "2026-11-10T00:00:00.000Z", "done_until": done} if since else None
@@ -309,9 +314,9 @@ def test_backfill_loop_waits_for_busy_streams_and_finishes_an_earlier_span_first
         events.append(event)
         return next(answers)
 
-    report = cli.run_backfill(invoke, "asana", datetime(2026, 11, 1).date(), cli.Progress(out))
+    report = backfill.run_backfill(invoke, "asana", datetime(2026, 11, 1).date(), output.Progress(out))
     assert report.complete and report.invocations == 4 and report.events == 20
-    assert waits == [cli.BUSY_WAIT_SECONDS]
+    assert waits == [target.BUSY_WAIT_SECONDS]
     assert events == [{"backfill": {"since": "2026-11-01"}}] * 4
     assert [line.split("]")[1].split("%")[0].strip() for line in out.getvalue().splitlines()] == \
         ["100.0", "40.0", "100.0", "100.0"]
@@ -470,6 +475,9 @@ def deploy(stack: LocalStack, name: str, parameters: dict[str, str] | None = Non
         resources[f"{local.function_id}Role"] = {"Type": "AWS::IAM::Role", "Properties": {
             "AssumeRolePolicyDocument": stack.resource(f"{local.function_id}Role")["Properties"][
                 "AssumeRolePolicyDocument"]}}
+        group = stack.resource(f"{local.function_id}LogGroup")["Properties"]["LogGroupName"]
+        resources[f"{local.function_id}LogGroup"] = {"Type": "AWS::Logs::LogGroup", "Properties": {
+            "LogGroupName": resolve(group, {"AWS::StackName": name})}}
     template = {"Parameters": {key: {"Type": "String", "Default": stack.parameters[key]}
                                for key in ("ScheduleRateMinutes", "ReconcileIntervalHours")},
                 "Resources": resources,
@@ -540,14 +548,14 @@ def test_backfill_of_a_deployed_stack_drives_the_collector_until_done(
         stack.invoke(world.function_id, environment={**workspace.QUIET, "INITIAL_LOOKBACK_DAYS": "2"})
         served = world.simulator.counters
 
-        def invoke(self: cli.StackTarget, vendor: str, event: dict[str, Any]) -> dict[str, Any]:
+        def invoke(self: target.StackTarget, vendor: str, event: dict[str, Any]) -> dict[str, Any]:
             assert self.output("AshbyCollectorFunctionName") == stack.refs["AshbyCollector"]
             start = served["requests"]
             context = LambdaContext(function_name=vendor, timeout_seconds=280,
                                     remaining_ms=lambda: int((280 - 100 * (served["requests"] - start)) * 1000))
             return stack.invoke("AshbyCollector", event, context=context, environment=workspace.QUIET)
 
-        monkeypatch.setattr(cli.StackTarget, "invoke", invoke)
+        monkeypatch.setattr(target.StackTarget, "invoke", invoke)
         since = (clock.now() - timedelta(days=30)).date()
         result = run(capsys, "backfill", "ashby", "--since", since.isoformat(), "--stack", name, "--region", REGION)
         assert result.code == 0, result.err
@@ -562,26 +570,26 @@ def test_lambda_invocation_waits_while_a_scheduled_run_holds_the_function(
     """The Lambda API itself (moto cannot run the code): botocore's Stubber answers throttled, then a summary."""
     _, name = deployed
     waits: list[float] = []
-    monkeypatch.setattr(cli, "sleep", waits.append)
-    target = cli.StackTarget(name, REGION)
+    monkeypatch.setattr(target, "sleep", waits.append)
+    where = target.StackTarget(name, REGION)
     summary = {"vendor": "make", "status": "ok", "streams": []}
 
     def payload(value: Any) -> StreamingBody:
         data = json.dumps(value).encode()
         return StreamingBody(io.BytesIO(data), len(data))
 
-    function = target.output("MakeCollectorFunctionName")
+    function = where.output("MakeCollectorFunctionName")
     expected = {"FunctionName": function, "InvocationType": "RequestResponse",
                 "Payload": json.dumps({"backfill": {"since": "2026-01-01"}}).encode()}
-    with Stubber(target.lambda_client) as stub:
+    with Stubber(where.lambda_client) as stub:
         stub.add_client_error("invoke", "TooManyRequestsException", "Rate Exceeded.", 429, expected_params=expected)
         stub.add_response("invoke", {"StatusCode": 200, "Payload": payload(summary)}, expected)
         stub.add_response("invoke", {"StatusCode": 200, "FunctionError": "Unhandled",
                                      "Payload": payload({"errorMessage": "make: 1 stream(s) failed"})}, expected)
-        assert target.invoke("make", {"backfill": {"since": "2026-01-01"}}) == summary
-        with pytest.raises(cli.CliError, match="the make collector failed: make: 1 stream"):
-            target.invoke("make", {"backfill": {"since": "2026-01-01"}})
-    assert waits == [cli.BUSY_WAIT_SECONDS]
+        assert where.invoke("make", {"backfill": {"since": "2026-01-01"}}) == summary
+        with pytest.raises(errors.CliError, match="the make collector failed: make: 1 stream"):
+            where.invoke("make", {"backfill": {"since": "2026-01-01"}})
+    assert waits == [target.BUSY_WAIT_SECONDS]
 
 
 def test_secret_set_on_a_deployed_stack(capsys: pytest.CaptureFixture[str], deployed: tuple[LocalStack, str],
@@ -612,7 +620,7 @@ def test_query_on_a_deployed_stack_runs_athena_and_prints_every_page(
     """moto's Athena runs no SQL: the result rows are queued through moto's API; what is checked is the request
     (workgroup, database, execution parameters) and how the answer is read and printed."""
     _, name = deployed
-    monkeypatch.setattr(cli, "sleep", lambda seconds: None)
+    monkeypatch.setattr(target, "sleep", lambda seconds: None)
     rows = [["vendor", "events"], ["asana", "1200"], ["make", "34"]]
     requests.post("http://motoapi.amazonaws.com/moto-api/static/athena/query-results", json={
         "account_id": ACCOUNT, "region": REGION, "results": [{
@@ -632,8 +640,12 @@ def test_query_on_a_deployed_stack_runs_athena_and_prints_every_page(
 
     # A saved query runs as deployed in the workgroup, its parameters passed as Athena's execution parameters.
     saved = athena.saved_query("failed-logins")
-    boto3.client("athena").create_named_query(Name=saved.name, Database="auditlake", QueryString=saved.sql,
-                                              WorkGroup="auditlake-analysts")
+    boto3.client("athena").create_named_query(Name=saved.name, Description=saved.description, Database="auditlake",
+                                              QueryString=saved.sql, WorkGroup="auditlake-analysts")
+    # What the stack deployed is what `--list` shows and `--saved` runs (an installed command has no template).
+    listed = run(capsys, "query", "--list", "--stack", name, "--region", REGION)
+    assert listed.code == 0, listed.err
+    assert listed.out.splitlines()[1].split()[:2] == ["failed-logins", "first_day,"], listed.out
     result = run(capsys, "query", "--saved", "failed-logins", "--param", "first_day=2026-11-01", "--param",
                  "last_day=2026-11-07", "--stack", name, "--region", REGION)
     assert result.code == 0, result.err
@@ -653,9 +665,9 @@ def test_aws_errors_are_one_sentence(capsys: pytest.CaptureFixture[str], deploye
 
 
 def test_durations_and_tables_read_well() -> None:
-    assert [cli.duration(s) for s in (0, 9.7, 250, 3600, 7500, 3 * 86_400 + 4 * 3600 + 59, None)] == \
+    assert [output.duration(s) for s in (0, 9.7, 250, 3600, 7500, 3 * 86_400 + 4 * 3600 + 59, None)] == \
         ["0s", "9s", "4m 10s", "1h", "2h 5m", "3d 4h", "-"]
-    text = cli.table(["vendor", "events", "newest"], [["asana", 1200, datetime(2026, 11, 2, 3, 4, 5, 6000)],
+    text = output.table(["vendor", "events", "newest"], [["asana", 1200, datetime(2026, 11, 2, 3, 4, 5, 6000)],
                                                       ["make", None, None], ["clickup", 34, "x" * 50]], max_width=12)
     assert text.splitlines() == ["VENDOR   EVENTS  NEWEST",
                                  "asana     1,200  2026-11-02T03:04:05.006Z",
@@ -670,13 +682,13 @@ class Terminal(io.StringIO):
 
 def test_progress_redraws_one_line_on_a_terminal() -> None:
     out = Terminal()
-    progress = cli.Progress(out)
+    progress = output.Progress(out)
     progress.update(0.25, "asana  a longer label first")
     progress.update(1.0, "asana  done")
     progress.close()
     first, second = out.getvalue().split("\r")[1:]
     assert "\n" not in first and second.endswith("\n")
-    assert second.startswith(f"[{'#' * cli.Progress.WIDTH}] 100.0%  asana  done")
+    assert second.startswith(f"[{'#' * output.Progress.WIDTH}] 100.0%  asana  done")
     assert len(second.rstrip("\n")) >= len(first)  # the longer line before is overwritten whole
 
 
@@ -781,7 +793,7 @@ def test_doctor_on_a_healthy_stack_says_every_check_is_ok(
             for purpose in ("collect", "reconcile"):
                 _schedule(stack.refs[local.function_id], purpose)
         _schedule("someone-elses-function", "collect", state="DISABLED")  # not the stack's: not looked at
-        topic = cli.StackTarget(name, REGION).output("AlarmTopicArn")
+        topic = target.StackTarget(name, REGION).output("AlarmTopicArn")
         boto3.client("sns").subscribe(TopicArn=topic, Protocol="email", Endpoint="oncall@example.com")
         result = run(capsys, "doctor", "--stack", name, "--region", REGION)
 
@@ -836,7 +848,7 @@ def test_doctor_names_each_problem_with_its_fix(
             function = stack.refs[local.function_id]
             _schedule(function, "collect", state="DISABLED" if local.vendor == "make" else "ENABLED")
             _schedule(function, "reconcile", state="DISABLED")
-        topic = cli.StackTarget(name, REGION).output("AlarmTopicArn")
+        topic = target.StackTarget(name, REGION).output("AlarmTopicArn")
         boto3.client("sns").subscribe(TopicArn=topic, Protocol="email", Endpoint="oncall@example.com")
         # moto confirms at once; SNS lists an email subscription not yet confirmed so.
         for subscription in sns_backends[ACCOUNT][REGION].subscriptions.values():
@@ -850,7 +862,7 @@ def test_doctor_names_each_problem_with_its_fix(
     assert f"`auditlake secret set ashby --stack {name}`" in checks["secret ashby"]
     assert checks["secret clickup"].startswith("problem ClickUp refused it") and "401" in checks["secret clickup"]
     assert "pk_revoked_0000" not in result.out + result.err
-    requirement = workspace.adapter_class("make").audit_log_requirement
+    requirement = auditlake_vendors.adapter("make").audit_log_requirement
     assert checks["secret make"].startswith("problem Make answered that this account cannot read audit logs")
     assert requirement in checks["secret make"] and "administrator of the Make account" in checks["secret make"]
     assert checks["runs asana"].startswith("ok last run ")
@@ -890,10 +902,10 @@ def test_doctor_says_when_an_scp_denies_what_the_template_grants(
             for action in params["ActionNames"] for resource in params["ResourceArns"]]}
 
     monkeypatch.setattr(BaseClient, "_make_api_call", call)
-    target = cli.StackTarget(name, REGION)
-    checks = {check.name: check for check in doctor.Doctor(target).run() if check.name.startswith("permissions")}
+    where = target.StackTarget(name, REGION)
+    checks = {check.name: check for check in doctor.Doctor(where).run() if check.name.startswith("permissions")}
     assert [n for n, c in checks.items() if not c.ok] == ["permissions make"]
     make = checks["permissions make"]
-    assert "may not call kms:Sign on " + target.output("DigestSigningKeyArn") in make.text
+    assert "may not call kms:Sign on " + where.output("DigestSigningKeyArn") in make.text
     assert make.fix.startswith("ask your AWS administrator to exempt role ")
     assert "an SCP of the organization" in make.fix

@@ -24,8 +24,8 @@ from auditlake.digest import DigestError, DigestWriter
 from auditlake.engine import Collector
 from auditlake.state import StateStore, StreamState
 from auditlake.timeutil import parse_time, to_iso
+from auditlake_cli.verify import load_public_key
 from auditlake_local.stack import LocalStack
-from auditlake_local.verify import load_public_key
 
 SMALL_PARTS = {"MAX_OBJECT_EVENTS": "120"}
 

@@ -26,8 +26,7 @@ from worlds import World, world_of
 
 from auditlake import digest, http, timeutil
 from auditlake.state import StateStore, StreamState
-from auditlake_local.stack import ACCOUNT, LocalStack
-from auditlake_local.verify import (
+from auditlake_cli.verify import (
     BAD_SIGNATURE,
     BROKEN,
     DELETED,
@@ -40,6 +39,7 @@ from auditlake_local.verify import (
     Verifier,
     load_public_key,
 )
+from auditlake_local.stack import ACCOUNT, LocalStack
 
 PARTS = {"MAX_OBJECT_EVENTS": "40"}  # several objects per stream and run
 

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import base64
 import json
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
@@ -27,6 +26,7 @@ import duckdb
 import sqlglot
 from sqlglot import exp
 
+from auditlake_cli.saved_queries import SavedQuery, find
 from auditlake_local.template import load_template, resolve
 
 if TYPE_CHECKING:
@@ -35,7 +35,6 @@ if TYPE_CHECKING:
 EVENTS_TABLE = "EventsTable"  # the logical id of the Glue table over the archive
 VIEW_PREFIX, VIEW_SUFFIX = "/* Presto View: ", " */"
 PLACEHOLDER_BUCKET = "archive-bucket"  # stands for the stack's bucket where only the key layout matters
-_PARAMETERS = re.compile(r"Parameters \(in order\): ([a-z_]+(?:, [a-z_]+)*)\.")
 _HIVE_TO_DUCKDB = {"string": "VARCHAR", "int": "INTEGER", "bigint": "BIGINT", "boolean": "BOOLEAN",
                    "timestamp": "TIMESTAMP", "double": "DOUBLE", "date": "DATE"}
 
@@ -91,15 +90,10 @@ class View:
 
 
 @dataclass(frozen=True)
-class SavedQuery:
-    """An AWS::Athena::NamedQuery of the template."""
+class TemplateQuery(SavedQuery):
+    """An AWS::Athena::NamedQuery of the template: the saved query the stack deploys, with where it runs."""
 
     logical_id: str
-    key: str  # the name as a command-line word: "Failed logins" -> failed-logins
-    name: str
-    description: str
-    sql: str
-    parameters: tuple[str, ...]  # names of the `?` placeholders, in order, from the description
     database: Any  # as the template states it (a Ref)
     workgroup: Any
 
@@ -166,27 +160,23 @@ def decode_view_text(text: str) -> dict[str, Any]:
 
 
 @cache
-def saved_queries() -> dict[str, SavedQuery]:
+def saved_queries() -> dict[str, TemplateQuery]:
     """Every saved query of the template, by key."""
-    found: dict[str, SavedQuery] = {}
+    found: dict[str, TemplateQuery] = {}
     for logical_id, props in _resources("AWS::Athena::NamedQuery").items():
-        name, description = str(props["Name"]), " ".join(str(props.get("Description", "")).split())
-        match = _PARAMETERS.search(description)
-        key = re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")
-        found[key] = SavedQuery(logical_id=logical_id, key=key, name=name, description=description,
-                                sql=str(props["QueryString"]).strip(),
-                                parameters=tuple(match[1].split(", ")) if match else (),
-                                database=props.get("Database"), workgroup=props.get("WorkGroup"))
+        query = SavedQuery.of(str(props["Name"]), str(props.get("Description", "")), str(props["QueryString"]))
+        found[query.key] = TemplateQuery(**vars(query), logical_id=logical_id, database=props.get("Database"),
+                                         workgroup=props.get("WorkGroup"))
     return found
 
 
-def saved_query(name: str) -> SavedQuery:
+def saved_query(name: str) -> TemplateQuery:
     """A saved query by key (failed-logins), name as in the console (Failed logins) or logical id."""
     queries = saved_queries()
-    for query in queries.values():
-        if name in (query.key, query.logical_id) or name.lower() == query.name.lower():
-            return query
-    raise UnknownQuery(f"no saved query {name!r}; there are: {', '.join(queries)}")
+    found = find(queries, name) or next((q for q in queries.values() if q.logical_id == name), None)
+    if found is None:
+        raise UnknownQuery(f"no saved query {name!r}; there are: {', '.join(queries)}")
+    return found
 
 
 def events_table_ddl(bucket: str = PLACEHOLDER_BUCKET) -> str:

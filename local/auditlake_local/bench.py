@@ -28,8 +28,9 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import auditlake_vendors
 from auditlake.settings import Settings
-from auditlake_local import packages, workspace
+from auditlake_local import packages
 from auditlake_local.bench_pacing import rate_limited_backfill
 from auditlake_local.vendors import VENDORS
 
@@ -117,7 +118,7 @@ def reconciliation(vendor: str) -> dict[str, Any]:
     start = end - timedelta(days=RECONCILE_DAYS, hours=1)
     run, archive = in_world(vendor, RECONCILE_PER_DAY * RECONCILE_DAYS, start, end, ("--reconcile",),
                             first_event=start.isoformat(), reconcile_days=RECONCILE_DAYS)
-    limit = workspace.adapter_class(vendor).rate_limit_per_minute
+    limit = auditlake_vendors.adapter(vendor).rate_limit_per_minute
     share = Settings.reconcile_rate_percent / 100  # the template's default share
     row = {
         "vendor": vendor,

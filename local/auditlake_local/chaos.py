@@ -68,10 +68,10 @@ from auditlake.engine import LEASE_GRACE_SECONDS, Collector
 from auditlake.records import COLUMNS
 from auditlake.state import StateStore
 from auditlake.timeutil import parse_time
+from auditlake_cli.verify import Verifier, load_public_key
 from auditlake_local.simulators import Fault, SimulatorAdapter, VendorSimulator, clickup
 from auditlake_local.stack import LambdaContext, LocalStack
 from auditlake_local.vendors import VENDORS, LocalVendor
-from auditlake_local.verify import Verifier, load_public_key
 
 TICK = timedelta(minutes=5)
 START = datetime(2026, 11, 2, 6, 0, tzinfo=UTC)  # a fixed start, so a seed replays exactly; the seed shifts it

@@ -18,6 +18,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from auditlake_cli.main import main as cli
+from auditlake_cli.probe import build_adapter
 from auditlake_local import workspace
 from auditlake_local.vendors import VENDORS
 from auditlake_local.workspace import Workspace
@@ -119,7 +121,7 @@ def _check(ws: Workspace, vendor: str, first_from: datetime, first_to: datetime)
     collector saw it, somewhere in [first_from, first_to]: events in that gap of a few milliseconds may or may
     not be collected, so they count neither as missing nor as unexpected."""
     secret = json.loads(ws.secret(vendor))
-    adapter = workspace.build_adapter(vendor, secret)
+    adapter = build_adapter(vendor, secret)
     truth_inside: Counter[str] = Counter()
     maybe: set[str] = set()
     older = 0
@@ -156,8 +158,6 @@ def _print_checks(checks: list[Check]) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     """`python -m auditlake_local.demo`: the same as `auditlake demo`."""
-    from auditlake_local.cli import main as cli  # noqa: PLC0415 - the command line imports this module
-
     raise SystemExit(cli(["demo", *(sys.argv[1:] if argv is None else argv)]))
 
 

@@ -29,18 +29,15 @@ import os
 import shutil
 import signal
 import threading
-import time
 from collections.abc import Collection, Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import boto3
-import requests
 
-import auditlake_vendors
 from auditlake.digest import DIGESTS_PREFIX
+from auditlake_cli.errors import CliError
 from auditlake_local.simulators import VendorSimulator, serve
 from auditlake_local.stack import LambdaContext, LocalStack
 from auditlake_local.vendors import VENDORS
@@ -53,7 +50,7 @@ FORMAT = 1
 QUIET = {"LOG_LEVEL": "CRITICAL", "POWERTOOLS_METRICS_DISABLED": "true"}
 
 
-class WorkspaceError(Exception):
+class WorkspaceError(CliError):
     """The workspace is missing or unusable; the message is one sentence for the operator."""
 
 
@@ -333,41 +330,3 @@ def _write_bytes(path: Path, data: bytes, *, private: bool = False) -> None:
     if private:
         partial.chmod(0o600)
     os.replace(partial, path)
-
-
-# -- the vendors' adapters, as the collectors load them ---------------------------------------------------------
-
-
-def adapter_class(vendor: str) -> type[Any]:
-    """The vendor's adapter class, from the vendors' registry."""
-    return auditlake_vendors.adapter(vendor)
-
-
-def build_adapter(vendor: str, secret: dict[str, str], *, seconds: float = 60.0, max_attempts: int = 2) -> Any:
-    """The vendor's adapter on the engine's HTTP client, as a collector builds it, for a short interactive use."""
-    from auditlake.deadline import Deadline  # noqa: PLC0415 - see adapter_class
-    from auditlake.http import HttpClient  # noqa: PLC0415
-
-    cls = adapter_class(vendor)
-    started = time.monotonic()
-
-    def remaining_ms() -> int:
-        return int((seconds - (time.monotonic() - started)) * 1000)
-
-    http = HttpClient(vendor, cls.base_url(secret), headers=cls.auth_headers(secret),
-                      error_details=cls.error_details, deadline=Deadline(remaining_ms, timedelta(0)),
-                      timeout=min(15.0, seconds), max_attempts=max_attempts, secrets=secret.values(),
-                      session=requests.Session(), lacks_audit_logs=cls.lacks_audit_logs,
-                      audit_log_requirement=cls.audit_log_requirement)
-    return cls(secret, http, 100)
-
-
-def probe_vendor(vendor: str, secret: dict[str, str]) -> None:
-    """One cheap request with a parsed secret, as a collector would make it: one page of a one-minute window of
-    the first stream. Raises the adapter's error (AuditLogsUnavailable for a plan without audit logs)."""
-    from auditlake.vendor import Window  # noqa: PLC0415 - see adapter_class
-
-    adapter = build_adapter(vendor, secret)
-    end = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=5)
-    adapter.fetch_page(adapter.streams()[0], Window(end - timedelta(minutes=1), end), None)
-

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from functools import cache
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import boto3
 import botocore
-from aws_lambda_powertools.utilities.parameters import SecretsProvider
+
+if TYPE_CHECKING:
+    from aws_lambda_powertools.utilities.parameters import SecretsProvider
 
 # The first release whose S3 model has PutObject's IfNoneMatch (botocore 1.35.1 has none; boto3 1.35.2 requires
 # botocore 1.35.2). Every archived object and digest is written with it, and the bucket policy denies uploads
@@ -38,6 +40,9 @@ def client(service: str) -> Any:
 
 @cache
 def secrets_provider() -> SecretsProvider:
+    # Imported here: the operator's command line parses secrets (auditlake.secrets) without Powertools installed.
+    from aws_lambda_powertools.utilities.parameters import SecretsProvider  # noqa: PLC0415
+
     return SecretsProvider(boto3_client=client("secretsmanager"))
 
 

@@ -12,6 +12,7 @@ template tests' to prove.
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -26,9 +27,8 @@ from auditlake.errors import AuditlakeError, AuditLogsUnavailable
 from auditlake.secrets import parse_secret
 from auditlake.state import Kind, StreamState, kind_of, state_key
 from auditlake.timeutil import parse_time
-from auditlake_local import workspace
-from auditlake_local.template import load_template, resolve
-from auditlake_local.vendors import VENDORS
+from auditlake_cli.probe import probe_vendor
+from auditlake_vendors import VENDORS, adapter
 
 STALE_PERIODS = 3  # a collector whose last run is older than this many schedule periods has stopped running
 METRIC_WINDOW = timedelta(hours=1)  # how far back the functions' Errors and Invocations metrics are read
@@ -37,7 +37,7 @@ EXAMPLE_STREAM = "doctor"  # a stream id for the keys of the simulated calls (th
 
 
 class Stack(Protocol):
-    """What the doctor needs of a deployed stack (cli.StackTarget)."""
+    """What the doctor needs of a deployed stack (target.StackTarget)."""
 
     stack: str
     session: Any
@@ -118,24 +118,11 @@ def _fill(text: str, names: dict[str, str]) -> str:
     return text.format(**names)
 
 
-# -- the stack's parts, as the template names them ----------------------------------------------------------------
+# -- the stack's parts ----------------------------------------------------------------------------------------------
 
 
 def _title(vendor: str) -> str:
-    return VENDORS[vendor].function_id.removesuffix("Collector")
-
-
-def role_logical_id(vendor: str) -> str:
-    """The collector's role, as its function's `Role: !GetAtt <Role>.Arn` names it."""
-    role = load_template()["Resources"][VENDORS[vendor].function_id]["Properties"]["Role"]
-    return str(role["Fn::GetAtt"][0])
-
-
-def log_group_name(vendor: str, stack_name: str) -> str:
-    function = load_template()["Resources"][VENDORS[vendor].function_id]["Properties"]
-    group = function["LoggingConfig"]["LogGroup"]["Ref"]
-    return str(resolve(load_template()["Resources"][group]["Properties"]["LogGroupName"],
-                       {"AWS::StackName": stack_name}))
+    return adapter(vendor).title
 
 
 @dataclass(frozen=True)
@@ -204,7 +191,7 @@ class Doctor:
 
     def secret(self, vendor: str) -> Check:
         name, title = f"secret {vendor}", _title(vendor)
-        cls = workspace.adapter_class(vendor)
+        cls = adapter(vendor)
         secret_id = self.stack.output(f"{title}TokenSecretArn")
         try:
             raw = self.client("secretsmanager").get_secret_value(SecretId=secret_id).get("SecretString")
@@ -219,7 +206,7 @@ class Doctor:
         except AuditlakeError as exc:  # its message names the field, never a value
             return Check(name, False, str(exc), self._fix_secret(vendor))
         try:
-            workspace.probe_vendor(vendor, value)
+            probe_vendor(vendor, value)
         except AuditLogsUnavailable as exc:
             return Check(name, False, f"{title} answered that this account cannot read audit logs: {exc}",
                          f"have an administrator of the {title} account give it what the message names, then run "
@@ -261,7 +248,7 @@ class Doctor:
 
     def runs(self, vendor: str, states: list[StreamState], metrics: dict[str, tuple[int, int]] | None) -> Check:
         name = f"runs {vendor}"
-        group = log_group_name(vendor, self.stack.stack)
+        group = self.resources.get(f"{adapter(vendor).function_id()}LogGroup", "of the collector")
         live = [s for s in states if s.key.partition("#")[0] == vendor and kind_of(s.key) is Kind.LIVE]
         failed = [s for s in live if (s.status or {}).get("last_outcome") == "error"]
         if failed:
@@ -381,27 +368,40 @@ class Doctor:
             "events_key": object_key(vendor, date(2026, 1, 1), EXAMPLE_STREAM,
                                      window_id(start, start + timedelta(minutes=5)), 0),
             "digest_key": digest_key(stream, 1),
-            "log_stream_arn": f"arn:{p}:logs:{r}:{a}:log-group:{log_group_name(vendor, self.stack.stack)}"
+            "log_stream_arn": f"arn:{p}:logs:{r}:{a}:log-group:{self.log_group(vendor)}"
                               ":log-stream:2026/01/01/[$LATEST]0",
         }
 
-    def role_arn(self, vendor: str) -> str:
-        logical = role_logical_id(vendor)
+    @functools.cached_property
+    def resources(self) -> dict[str, str]:
+        """The stack's resources: logical id -> physical id (a role's name, a log group's name)."""
         cloudformation = self.client("cloudformation")
-        for page in cloudformation.get_paginator("list_stack_resources").paginate(StackName=self.stack.stack_id):
-            for resource in page.get("StackResourceSummaries", []):
-                if resource["LogicalResourceId"] == logical:
-                    return str(self.client("iam").get_role(RoleName=resource["PhysicalResourceId"])["Role"]["Arn"])
-        raise LookupError(logical)
+        return {resource["LogicalResourceId"]: resource["PhysicalResourceId"]
+                for page in cloudformation.get_paginator("list_stack_resources").paginate(StackName=self.stack.stack_id)
+                for resource in page.get("StackResourceSummaries", [])}
+
+    def log_group(self, vendor: str) -> str:
+        """The collector's log group, the stack's `<Title>CollectorLogGroup`."""
+        logical = f"{adapter(vendor).function_id()}LogGroup"
+        if logical not in self.resources:
+            raise LookupError(logical)
+        return self.resources[logical]
+
+    def role_arn(self, vendor: str) -> str:
+        """The collector's role, the stack's `<Title>CollectorRole`."""
+        logical = f"{adapter(vendor).function_id()}Role"
+        if logical not in self.resources:
+            raise LookupError(logical)
+        return str(self.client("iam").get_role(RoleName=self.resources[logical])["Role"]["Arn"])
 
     def permissions(self, vendor: str) -> Check:
         name = f"permissions {vendor}"
         try:
             role = self.role_arn(vendor)
+            names = self.names(vendor)
         except LookupError as missing:
-            return Check(name, False, f"the stack has no role {missing}; is it deployed from the current template?",
-                         "deploy the current template with `sam deploy`")
-        names = self.names(vendor)
+            return Check(name, False, f"the stack has no resource {missing}; is it deployed from the current "
+                                      "template?", "deploy the current template with `sam deploy`")
         iam = self.client("iam")
         denied: list[str] = []
         blocked_by: set[str] = set()

@@ -1,0 +1,3 @@
+from auditlake_cli.main import main
+
+raise SystemExit(main())

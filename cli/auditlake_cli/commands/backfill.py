@@ -1,0 +1,69 @@
+"""`auditlake backfill VENDOR --since DATE`: history before the first collected window, exactly once."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+from auditlake_cli.output import Progress, moment
+from auditlake_cli.spans import BackfillProgress, BackfillReport, SpanJob, invoke_saving, past_date, run_spans
+from auditlake_cli.target import target
+from auditlake_vendors import VENDORS, adapter
+
+
+def add_parser(commands: Any, where: argparse.ArgumentParser) -> None:
+    backfill = commands.add_parser("backfill", parents=[where], help="collect history before the first window",
+                                   description="Extends the archive backwards, from DATE to where collection "
+                                               "began, within the vendor's retention, exactly once. Resumable: "
+                                               "run it again after an interruption.")
+    backfill.add_argument("vendor", choices=VENDORS, metavar="VENDOR", help=", ".join(VENDORS))
+    backfill.add_argument("--since", required=True, metavar="YYYY-MM-DD", help="the first day to collect (UTC)")
+    backfill.add_argument("--max-invocations", type=int, metavar="N",
+                          help="stop after N collector invocations (run again to continue)")
+    backfill.set_defaults(handler=cmd_backfill)
+
+
+def run_backfill(invoke: Callable[[dict[str, Any]], dict[str, Any]], vendor: str, since: date, progress: Progress,
+                 *, after_invocation: Callable[[], None] = lambda: None, max_invocations: int | None = None,
+                 oldest_available: datetime | None = None) -> BackfillReport:
+    """Invokes the collector in backfill mode until the history from `since` is archived (see run_spans)."""
+    asked = datetime(since.year, since.month, since.day, tzinfo=UTC)
+    target_since = max(asked, oldest_available) if oldest_available else asked
+
+    def was_earlier(_spans: list[dict[str, Any]], step: BackfillProgress) -> bool:
+        # An unfinished earlier backfill (from a later date) is finished first. An hour of tolerance absorbs the
+        # retention bound moving while this runs.
+        return step.since is not None and step.since - target_since > timedelta(hours=1)
+
+    job = SpanJob("backfill", {"backfill": {"since": since.isoformat()}}, was_earlier,
+                  "nothing to fetch before the first collected window", "events")
+    return run_spans(invoke, vendor, job, progress, after_invocation=after_invocation,
+                     max_invocations=max_invocations)
+
+
+def cmd_backfill(args: argparse.Namespace) -> int:
+    since = past_date(args.since)
+    cls = adapter(args.vendor)
+    now = datetime.now(UTC)
+    oldest = [b for b in ((now - cls.retention + cls.retention_margin) if cls.retention else None, cls.earliest)
+              if b is not None]
+    oldest_available = max(oldest) if oldest else None
+    asked = datetime(since.year, since.month, since.day, tzinfo=UTC)
+    if oldest_available is not None and asked < oldest_available:
+        print(f"{args.vendor} keeps its audit log back to {moment(oldest_available)}; the backfill starts there")
+    with target(args, vendors=[args.vendor]) as where:
+        print(f"backfilling {args.vendor} from {since.isoformat()} on {where.name}")
+        report = run_backfill(lambda event: invoke_saving(where, args.vendor, event), args.vendor, since,
+                              Progress(sys.stdout), after_invocation=where.save, max_invocations=args.max_invocations,
+                              oldest_available=oldest_available)
+    if report.complete:
+        print(f"backfill complete: {report.events:,} events archived in {report.invocations} invocation(s)")
+    else:
+        print(f"stopped after {report.invocations} invocation(s), {report.progress * 100:.0f}% done; run the same "
+              "command again to continue where it stopped")
+    return 0
+
+

@@ -1,0 +1,92 @@
+"""`auditlake status`: per stream, where its cursor is, how fresh the archive is, its last run and backlog; then the
+backfills, the reconciliations and the last errors."""
+
+from __future__ import annotations
+
+import argparse
+from datetime import UTC, datetime
+from typing import Any
+
+from auditlake.state import Kind, StreamState, kind_of, live_key
+from auditlake.timeutil import parse_time
+from auditlake_cli.output import duration, moment, table
+from auditlake_cli.target import target
+
+
+def add_parser(commands: Any, where: argparse.ArgumentParser) -> None:
+    status = commands.add_parser("status", parents=[where], help="per stream: cursor, freshness, last run, backlog",
+                                 description="Per stream: where its cursor is (done until), how old its newest "
+                                             "archived event is, its last run and outcome, and the backlog left.")
+    status.set_defaults(handler=cmd_status)
+
+def status_table(states: list[StreamState], now: datetime | None = None) -> str:
+    """The streams' table, then (if any) the backfills' table, then the last errors."""
+    now = now or datetime.now(UTC)
+    if not states:
+        return "no stream has been collected yet"
+    streams, backfills, reconciliations, notes = [], [], [], []
+    for state in states:
+        run = state.status or {}
+        last_run = parse_time(run["last_run_at"]) if run.get("last_run_at") else None
+        last = "-" if last_run is None else f"{moment(last_run)} ({duration((now - last_run).total_seconds())} ago)"
+        outcome = run.get("last_outcome", "-")
+        if kind_of(state.key) is Kind.RECONCILE:
+            reconciliations.append(reconciliation_row(state, now, outcome))
+        elif state.backfill is not None or kind_of(state.key) is Kind.BACKFILL:
+            span = state.backfill
+            if span is None:
+                backfills.append([state.key.removesuffix("#backfill"), "-", "-", "-", "-", last, outcome,
+                                  state.events_archived])
+            else:
+                done = state.done_until or span.since
+                total = (span.until - span.since).total_seconds()
+                fraction = run.get("backfill_progress")
+                if not isinstance(fraction, int | float):
+                    fraction = 1.0 if total <= 0 else min(1.0, (done - span.since).total_seconds() / total)
+                backfills.append([state.key.removesuffix("#backfill"), moment(span.since), moment(span.until),
+                                  moment(done), f"{fraction * 100:.0f}%", last, outcome, state.events_archived])
+        else:
+            position = moment(state.done_until)
+            if state.window is not None:
+                position += f" (window to {moment(state.window.end)} open)"
+            freshness = "-" if state.newest_event_time is None else \
+                duration((now - state.newest_event_time).total_seconds())
+            backlog = duration(run.get("backlog_seconds")) if run else "-"
+            streams.append([state.key, position, freshness, last, outcome, backlog, state.events_archived])
+        if run.get("last_error"):
+            notes.append(f"{state.key}: {run['last_error']}")
+    parts = []
+    if streams:
+        parts.append(table(["stream", "done until", "freshness", "last run", "outcome", "backlog", "archived"],
+                           streams))
+    if backfills:
+        parts.append("backfills:\n" + table(["stream", "since", "until", "done until", "progress", "last run",
+                                             "outcome", "archived"], backfills))
+    if reconciliations:
+        parts.append("reconciliations (events found are ones the live collection missed):\n" + table(
+            ["stream", "since", "until", "progress", "began", "completed", "found", "outcome"], reconciliations))
+    if notes:
+        parts.append("last errors:\n" + "\n".join(f"  {note}" for note in notes))
+    return "\n\n".join(parts)
+
+
+def reconciliation_row(state: StreamState, now: datetime, outcome: str) -> list[Any]:
+    """A reconciliation stream's last (or current) reconciliation: its span, how far it is, what it found."""
+    last = state.reconciliation or {}
+    began = parse_time(last["started_at"]) if last.get("started_at") else None
+    completed = parse_time(last["completed_at"]) if last.get("completed_at") else None
+    fraction = (state.status or {}).get("backfill_progress")
+    progress = "done" if completed else f"{fraction * 100:.0f}%" if isinstance(fraction, int | float) else "-"
+    return [live_key(state.key), last.get("since", "-")[:10] if last else "-",
+            last.get("until", "-")[:16].replace("T", " ") if last else "-", progress,
+            "-" if began is None else f"{moment(began)} ({duration((now - began).total_seconds())} ago)",
+            "-" if completed is None else moment(completed), last.get("found", 0), outcome]
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    with target(args) as where:
+        print(f"{where.name}, at {moment(datetime.now(UTC))}:\n")
+        print(status_table(where.states()))
+    return 0
+
+
