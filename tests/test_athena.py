@@ -267,7 +267,7 @@ def archive(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Archive]:
 # What the simulators' events say, read from the vendors' own fields (not through the collectors' adapters).
 
 def event_id(vendor: str, event: dict[str, Any]) -> str:
-    return str(event[{"asana": "gid", "ashby": "id", "clickup": "id", "make": "uuid"}[vendor]])
+    return str(event[VENDORS[vendor].id_field])
 
 
 def iso_or_ms(value: Any) -> datetime | None:

@@ -40,6 +40,7 @@ from auditlake_cli.verify import (
     load_public_key,
 )
 from auditlake_local.stack import ACCOUNT, LocalStack
+from auditlake_local.vendors import VENDORS
 
 PARTS = {"MAX_OBJECT_EVENTS": "40"}  # several objects per stream and run
 
@@ -102,7 +103,7 @@ def built() -> Iterator[Built]:
     with pytest.MonkeyPatch.context() as patch, LocalStack.start() as stack:
         patch.setattr(timeutil, "now", clock.now)
         patch.setattr(http, "pause", lambda _seconds: None)
-        for worlds in build(stack, clock, ("asana", "ashby", "make", "clickup")):
+        for worlds in build(stack, clock, tuple(VENDORS)):
             keys = [s.key for s in StateStore(boto3.client("dynamodb"), stack.table).scan()]
             streams = {key.partition("#")[0] if not key.startswith("clickup") else
                        f"clickup:{key.rpartition(':')[2]}": key for key in keys}

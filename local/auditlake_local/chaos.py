@@ -86,7 +86,6 @@ S3_ERRORS = ("InternalError", "SlowDown", "ServiceUnavailable", "RequestTimeout"
 # Where an AWS call can fail or the process can die: the call's name and the modes it can meet.
 AWS_MODES = ("error_before", "error_after")
 CRASH_MODES = ("crash_before", "crash_after")
-ID_FIELD = {"asana": "gid", "ashby": "id", "clickup": "id", "make": "uuid"}  # the simulators' ground-truth keys
 _deserialize = TypeDeserializer().deserialize
 
 
@@ -440,7 +439,8 @@ class _Run:
                 events = world.local.generate_events(hidden, now - TICK, now - timedelta(seconds=1),
                                                      self.rng.randrange(2**31))
                 world.simulator.add_events(events, published=False)
-                world.pending += [(str(event[ID_FIELD[world.vendor]]), world.time_of(event)) for event in events]
+                id_field = VENDORS[world.vendor].id_field
+                world.pending += [(str(event[id_field]), world.time_of(event)) for event in events]
             self.log(f"{world.vendor}: +{count} events, {hidden} unpublished")
 
     # -- one tick ------------------------------------------------------------------------------------------------

@@ -1,5 +1,8 @@
 """How each vendor is stood up locally: its simulator, its account, and the secret that points its collector at
-the simulator. The demo, the benchmark and the tests all start vendors from here.
+the simulator. The demo, the benchmark, chaos and the tests all start vendors from here.
+
+Everything else about a vendor (its name, secret fields, function) is its adapter's (`auditlake_vendors`); a vendor
+of the registry without an entry here is still collected and operated on a deployed stack, only not simulated.
 """
 
 from __future__ import annotations
@@ -9,6 +12,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+import auditlake_vendors
 from auditlake_local.simulators import VendorSimulator, asana, ashby, clickup, make
 
 Clock = Callable[[], datetime]
@@ -21,12 +25,17 @@ def _utc_now() -> datetime:
 @dataclass(frozen=True)
 class LocalVendor:
     vendor: str
-    function_id: str  # the collector's logical id in template.yaml
     token: str  # the simulator's own token, not a credential
     scope: dict[str, str]  # the secret's other fields
     api_path: str  # the API's base path on the vendor's host
     simulator: Callable[[LocalVendor, Clock], VendorSimulator]
     generate_events: Callable[..., list[dict[str, Any]]]
+    id_field: str  # the field of the simulator's events that holds the vendor's event id (the ground truth's key)
+
+    @property
+    def function_id(self) -> str:
+        """The collector's logical id in template.yaml."""
+        return auditlake_vendors.adapter(self.vendor).function_id()
 
     def start(self, now: Clock = _utc_now) -> VendorSimulator:
         return self.simulator(self, now)
@@ -38,29 +47,29 @@ class LocalVendor:
 
 VENDORS: dict[str, LocalVendor] = {
     "asana": LocalVendor(
-        vendor="asana", function_id="AsanaCollector", token="asana-sa-token-4f1d0c9e7b2a",  # noqa: S106
+        vendor="asana", token="asana-sa-token-4f1d0c9e7b2a",  # noqa: S106
         scope={"workspace_gid": "1200000000000001"}, api_path="/api/1.0",
         simulator=lambda v, now: asana.AsanaSimulator(token=v.token, workspace_gid=v.scope["workspace_gid"], now=now),
-        generate_events=asana.generate_events,
+        generate_events=asana.generate_events, id_field="gid",
     ),
     "ashby": LocalVendor(
-        vendor="ashby", function_id="AshbyCollector", token="ashby-api-key-6c1e93f0b27d",  # noqa: S106
+        vendor="ashby", token="ashby-api-key-6c1e93f0b27d",  # noqa: S106
         scope={}, api_path="",
         simulator=lambda v, now: ashby.AshbySimulator(token=v.token, now=now),
-        generate_events=ashby.generate_events,
+        generate_events=ashby.generate_events, id_field="id",
     ),
     "clickup": LocalVendor(
-        vendor="clickup", function_id="ClickUpCollector", token="pk_4417_0Q3ZB8XKQ1T6Y9W2",  # noqa: S106
+        vendor="clickup", token="pk_4417_0Q3ZB8XKQ1T6Y9W2",  # noqa: S106
         scope={"workspace_id": "9015243187"}, api_path="/api/v3",
         simulator=lambda v, now: clickup.ClickUpSimulator(token=v.token, workspace_id=v.scope["workspace_id"],
                                                           now=now),
-        generate_events=clickup.generate_events,
+        generate_events=clickup.generate_events, id_field="id",
     ),
     "make": LocalVendor(
-        vendor="make", function_id="MakeCollector", token="0f8c7e2a-5b1d-4c3e-9a6f-7d2e1b0c4a98",  # noqa: S106
+        vendor="make", token="0f8c7e2a-5b1d-4c3e-9a6f-7d2e1b0c4a98",  # noqa: S106
         scope={"organization_id": str(make.DEFAULT_ORGANIZATION_ID), "zone": "eu1.make.com"}, api_path="/api/v2",
         simulator=lambda v, now: make.MakeSimulator(v.token, v.scope["organization_id"], zone=v.scope["zone"],
                                                     now=now),
-        generate_events=make.generate_events,
+        generate_events=make.generate_events, id_field="uuid",
     ),
 }
