@@ -10,7 +10,7 @@ PY := $(VENV)/bin/python
 export SAM_CLI_TELEMETRY := 0
 export PATH := $(dir $(PYTHON313)):$(PATH)
 
-.PHONY: setup tools demo test bench chaos lint check-template clean
+.PHONY: setup tools demo test bench chaos lint check-template wheel clean
 
 $(VENV)/.installed: pyproject.toml local/pyproject.toml
 	@test -n "$(PYTHON313)" || { echo "python3.13 is required (Lambda's runtime); install it and retry" >&2; exit 1; }
@@ -57,3 +57,7 @@ chaos: setup
 
 clean:
 	rm -rf $(VENV) $(TOOLS) .aws-sam
+
+# The operator's command line as one wheel (see README, "Installing the command line").
+wheel: setup
+	rm -rf build dist && $(PY) -m pip wheel --quiet --no-deps -w dist .
