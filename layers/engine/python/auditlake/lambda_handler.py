@@ -8,8 +8,8 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
-from aws_lambda_powertools import Logger, Metrics, Tracer, single_metric
-from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools.metrics import EphemeralMetrics, MetricUnit
 
 from auditlake import aws, timeutil
 from auditlake.archive import Archive
@@ -175,11 +175,14 @@ def _publish_metrics(results: list[StreamResult], http: HttpClient, digests: Dig
         # published per stream so an operator sees which.
         metrics.add_metric(name="ReconciledEvents", unit=MetricUnit.Count,
                            value=sum(r.events_archived for r in results))
+        # One EMF document per stream, apart from the run's (whose dimensions are the vendor's only). Ephemeral
+        # metrics, unlike `single_metric`, honour POWERTOOLS_METRICS_DISABLED, as the run's metrics do.
+        per_stream = EphemeralMetrics(namespace=METRICS_NAMESPACE, service="auditlake")
         for result in results:
-            with single_metric(name="ReconciledEvents", unit=MetricUnit.Count, value=result.events_archived,
-                               namespace=METRICS_NAMESPACE,
-                               default_dimensions={"vendor": result.stream.partition("#")[0]}) as metric:
-                metric.add_dimension(name="stream", value=result.stream)
+            per_stream.add_dimension(name="vendor", value=result.stream.partition("#")[0])
+            per_stream.add_dimension(name="stream", value=result.stream)
+            per_stream.add_metric(name="ReconciledEvents", unit=MetricUnit.Count, value=result.events_archived)
+            per_stream.flush_metrics()
     if mode != "collect":
         return  # history: its times say nothing about how fresh the archive is
     now = timeutil.now()
