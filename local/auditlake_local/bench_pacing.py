@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import auditlake_vendors
 from auditlake import http, timeutil
 from auditlake_local.simulators import SimulatorAdapter
 from auditlake_local.stack import LambdaContext, LocalStack
@@ -33,11 +34,18 @@ QUIET = {"LOG_LEVEL": "WARNING", "POWERTOOLS_METRICS_DISABLED": "true"}
 # setting, PAGE_SIZE) make a three-minute backfill at 1,500 requests/min cost 45,000 events of CPU instead of 450,000.
 PAGE_SIZE = 10
 
-# The limit each simulator enforces, per minute. Asana, Make: their documented limits (the adapters believe the same).
-# ClickUp: its Business Plus limit, 1,000, and not Enterprise's 10,000: at 10,000/min a few minutes are millions of
-# events; the collector believes 10,000 and must learn 1,000 from X-RateLimit-Limit. Ashby: its adapter's assumed
-# limit (Ashby documents none).
-ENFORCED_PER_MINUTE = {"asana": 1500, "ashby": 300, "clickup": 1000, "make": 1000}
+# The limit each simulator enforces, per minute: the one its adapter believes (Asana's and Make's documented limits,
+# Ashby's assumed one, as Ashby documents none), except ClickUp's, its Business Plus limit of 1,000 and not
+# Enterprise's 10,000: at 10,000/min a few minutes are millions of events; the collector believes 10,000 and must
+# learn 1,000 from X-RateLimit-Limit.
+ENFORCED_PER_MINUTE = {"clickup": 1000}
+
+
+def enforced_limit(vendor: str) -> int:
+    limit = ENFORCED_PER_MINUTE.get(vendor) or auditlake_vendors.adapter(vendor).rate_limit_per_minute
+    if limit is None:
+        raise ValueError(f"{vendor}'s adapter documents no rate limit: give the benchmark one to enforce")
+    return limit
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -98,11 +106,11 @@ def rate_limited_backfill(local: LocalVendor, minutes: float = 3, *, enforced_pe
                           page_size: int = PAGE_SIZE, environment: dict[str, str] | None = None,
                           stack: LocalStack | None = None, max_invocations: int = 50) -> dict[str, Any]:
     """Backfills enough events to keep the collector busy `minutes` virtual minutes at the limit, against a
-    simulator that enforces `enforced_per_minute` (default: ENFORCED_PER_MINUTE). `environment` adds to the
+    simulator that enforces `enforced_per_minute` (default: enforced_limit()). `environment` adds to the
     collector's (e.g. RATE_LIMIT_PER_MINUTE). `stack`: an already started one whose archive and state hold
     nothing of this vendor yet (default: a stack of its own)."""
     started, cpu_started = time.perf_counter(), time.process_time()
-    limit = enforced_per_minute or ENFORCED_PER_MINUTE[local.vendor]
+    limit = enforced_per_minute or enforced_limit(local.vendor)
     clock = VirtualTime(datetime.now(UTC).replace(microsecond=0))
     simulator = local.start(clock.now)
     simulator.rate_limit_per_minute = limit  # type: ignore[attr-defined]  # every simulator has the knob
