@@ -61,8 +61,11 @@ def recording() -> Iterator[None]:
             return real(client, operation, params)
         who = _PRINCIPAL[-1]
         service = client.meta.service_model.service_name
-        call = Call(who[0], who[1], service, operation, dict(params),
-                    secure_transport=str(client.meta.endpoint_url).startswith("https://"))
+        endpoint = str(client.meta.endpoint_url)
+        # A stack on a moto server (LocalStack.serve) stands in for AWS's HTTPS endpoints: its plain HTTP on
+        # loopback is the test's, not the code's.
+        secure = endpoint.startswith("https://") or endpoint == getattr(who[1], "endpoint", None)
+        call = Call(who[0], who[1], service, operation, dict(params), secure_transport=secure)
         if service == "athena":
             # Athena authorizes a call on a query execution or a named query on the workgroup it belongs to, which
             # the call does not name: the workgroup this principal last named.

@@ -215,6 +215,8 @@ def verify_archive(stack: LocalStack, clock: Clock | None = None, **selection: A
 
 
 MATRIX: dict[str, ArchiveCheck] = {}
+# What a test measured for the record (the operator wheel's size, build and install times), after the results.
+MEASURED: list[str] = []
 
 
 def pytest_terminal_summary(terminalreporter: Any) -> None:
@@ -228,3 +230,7 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
         terminalreporter.section("exactly-once matrix (events / missing / duplicates)")
         for name, r in MATRIX.items():
             terminalreporter.write_line(f"{name:<34} {r.events:>6} {r.missing:>4} {r.duplicates:>4}")
+    if MEASURED:
+        terminalreporter.section("measured")
+        for line in MEASURED:
+            terminalreporter.write_line(line)

@@ -30,7 +30,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from moto.athena.models import athena_backends
 from moto.sns.models import sns_backends
-from worlds import world_of
+from worlds import deploy, world_of
 
 import auditlake_vendors
 from auditlake_cli import doctor, errors, main, output, target
@@ -39,7 +39,6 @@ from auditlake_cli.probe import build_adapter
 from auditlake_local import athena, demo, workspace
 from auditlake_local.simulators import serve
 from auditlake_local.stack import ACCOUNT, REGION, LambdaContext, LocalStack
-from auditlake_local.template import resolve
 from auditlake_local.vendors import VENDORS
 
 EVENTS = 400  # per vendor, over DAYS; the demo collects LOOKBACK days and leaves the rest for backfill
@@ -456,37 +455,6 @@ def test_verify_refuses_bad_options_in_one_sentence(capsys: pytest.CaptureFixtur
 
 
 # -- a deployed stack (moto) ---------------------------------------------------------------------------------
-
-
-def deploy(stack: LocalStack, name: str, parameters: dict[str, str] | None = None) -> str:
-    """A CloudFormation stack whose outputs name the template's resources on moto, as `sam deploy` would leave it
-    (moto's CloudFormation skips most of the real resources, so the outputs are literal; it does create the
-    collectors' roles and the alarm topic). Returns the stack's id."""
-    outputs: dict[str, Any] = {
-        "StateTableName": stack.table, "ArchiveBucketName": stack.bucket, "GlueDatabase": "auditlake",
-        "GlueEventsTable": "events", "AthenaWorkGroup": "auditlake-analysts",
-        "ArchiveKeyArn": stack.functions_env("ARCHIVE_KMS_KEY_ARN"),
-        "DigestSigningKeyArn": stack.functions_env("DIGEST_SIGNING_KEY_ARN")}
-    resources: dict[str, Any] = {"AlarmTopic": {"Type": "AWS::SNS::Topic"}}
-    for local in VENDORS.values():
-        title = local.function_id.removesuffix("Collector")
-        outputs[f"{title}TokenSecretArn"] = stack.functions[local.function_id].environment["SECRET_ID"]
-        outputs[f"{title}CollectorFunctionName"] = stack.refs[local.function_id]
-        resources[f"{local.function_id}Role"] = {"Type": "AWS::IAM::Role", "Properties": {
-            "AssumeRolePolicyDocument": stack.resource(f"{local.function_id}Role")["Properties"][
-                "AssumeRolePolicyDocument"]}}
-        group = stack.resource(f"{local.function_id}LogGroup")["Properties"]["LogGroupName"]
-        resources[f"{local.function_id}LogGroup"] = {"Type": "AWS::Logs::LogGroup", "Properties": {
-            "LogGroupName": resolve(group, {"AWS::StackName": name})}}
-    template = {"Parameters": {key: {"Type": "String", "Default": stack.parameters[key]}
-                               for key in ("ScheduleRateMinutes", "ReconcileIntervalHours")},
-                "Resources": resources,
-                "Outputs": {**{key: {"Value": value} for key, value in outputs.items()},
-                            "AlarmTopicArn": {"Value": {"Ref": "AlarmTopic"}}}}
-    created = boto3.client("cloudformation").create_stack(
-        StackName=name, TemplateBody=json.dumps(template),
-        Parameters=[{"ParameterKey": k, "ParameterValue": v} for k, v in (parameters or {}).items()])
-    return str(created["StackId"])
 
 
 @pytest.fixture

@@ -7,15 +7,20 @@ is stated here, next to the vendor's name, and nowhere in the scenarios.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
+
+import boto3
 
 from auditlake import http
 from auditlake.timeutil import parse_event_time, to_millis
 from auditlake_local.simulators import SimulatorAdapter, VendorSimulator, clickup, make
 from auditlake_local.stack import LocalStack
+from auditlake_local.template import resolve
 from auditlake_local.vendors import VENDORS as LOCAL_VENDORS
 from auditlake_local.vendors import LocalVendor
 
@@ -184,3 +189,34 @@ def world_of(vendor: str, stack: LocalStack, now: Callable[[], datetime]) -> Ite
         yield world
     finally:
         session.adapters.pop(f"{origin}/", None)
+
+
+def deploy(stack: LocalStack, name: str, parameters: dict[str, str] | None = None) -> str:
+    """A CloudFormation stack whose outputs name the template's resources on moto, as `sam deploy` would leave it
+    (moto's CloudFormation skips most of the real resources, so the outputs are literal; it does create the
+    collectors' roles and the alarm topic). Returns the stack's id."""
+    outputs: dict[str, Any] = {
+        "StateTableName": stack.table, "ArchiveBucketName": stack.bucket, "GlueDatabase": "auditlake",
+        "GlueEventsTable": "events", "AthenaWorkGroup": "auditlake-analysts",
+        "ArchiveKeyArn": stack.functions_env("ARCHIVE_KMS_KEY_ARN"),
+        "DigestSigningKeyArn": stack.functions_env("DIGEST_SIGNING_KEY_ARN")}
+    resources: dict[str, Any] = {"AlarmTopic": {"Type": "AWS::SNS::Topic"}}
+    for local in LOCAL_VENDORS.values():
+        title = local.function_id.removesuffix("Collector")
+        outputs[f"{title}TokenSecretArn"] = stack.functions[local.function_id].environment["SECRET_ID"]
+        outputs[f"{title}CollectorFunctionName"] = stack.refs[local.function_id]
+        resources[f"{local.function_id}Role"] = {"Type": "AWS::IAM::Role", "Properties": {
+            "AssumeRolePolicyDocument": stack.resource(f"{local.function_id}Role")["Properties"][
+                "AssumeRolePolicyDocument"]}}
+        group = stack.resource(f"{local.function_id}LogGroup")["Properties"]["LogGroupName"]
+        resources[f"{local.function_id}LogGroup"] = {"Type": "AWS::Logs::LogGroup", "Properties": {
+            "LogGroupName": resolve(group, {"AWS::StackName": name})}}
+    template = {"Parameters": {key: {"Type": "String", "Default": stack.parameters[key]}
+                               for key in ("ScheduleRateMinutes", "ReconcileIntervalHours")},
+                "Resources": resources,
+                "Outputs": {**{key: {"Value": value} for key, value in outputs.items()},
+                            "AlarmTopicArn": {"Value": {"Ref": "AlarmTopic"}}}}
+    created = boto3.client("cloudformation").create_stack(
+        StackName=name, TemplateBody=json.dumps(template),
+        Parameters=[{"ParameterKey": k, "ParameterValue": v} for k, v in (parameters or {}).items()])
+    return str(created["StackId"])

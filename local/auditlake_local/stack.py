@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import boto3
+import requests
 from cryptography.hazmat.primitives import serialization
 from moto import mock_aws
 from moto.kms.models import kms_backends
@@ -96,9 +97,16 @@ class LocalStack:
                 stack = cls(parameters)
                 stack.endpoint = endpoint
                 stack._create_resources()
+                _reset_engine_clients()  # a collector invoked in this process must reach this server, as in `start`
                 yield stack
         finally:
-            server.stop()
+            _reset_engine_clients()
+            # The server keeps the resources in this process's moto backends, which outlive it: they are forgotten
+            # (moto's reset API), as `mock_aws` forgets its own, so a later stack in this process starts empty.
+            try:
+                requests.post(f"{endpoint}/moto-api/reset", timeout=30).raise_for_status()
+            finally:
+                server.stop()
 
     # -- resources -----------------------------------------------------------------------------------------
 

@@ -14,9 +14,10 @@ QUERY_CELL_WIDTH = 60  # `query --full` shows whole values
 
 
 def add_parser(commands: Any, where: argparse.ArgumentParser) -> None:
-    query = commands.add_parser("query", parents=[where], help="SQL over the archive (Athena, or DuckDB locally)",
-                                description="Runs Athena SQL in the stack's workgroup (or on the demo's archive, "
-                                            "with DuckDB).")
+    # The help speaks of the stack only: an operator's installation has no demo (the local world's plugin
+    # answers the same SQL with DuckDB on the demo's archive).
+    query = commands.add_parser("query", parents=[where], help="Athena SQL over the archive",
+                                description="Runs Athena SQL in the stack's workgroup and database.")
     query.add_argument("sql", nargs="?", metavar="SQL", help="a query over the table `events`")
     query.add_argument("--saved", metavar="NAME", help="a saved query of the stack (see --list)")
     query.add_argument("--param", action="append", metavar="NAME=VALUE", help="a saved query's parameter")
