@@ -59,7 +59,7 @@ class Built:
 
     def digests(self, stream: str) -> list[tuple[str, dict[str, Any]]]:
         """(key, body) of the stream's digests in chain order."""
-        prefix = digest.stream_prefix(stream)
+        prefix = digest.stream_prefix(StreamKey.parse(stream))
         listing = self.s3.list_objects_v2(Bucket=self.stack.bucket, Prefix=prefix)["Contents"]
         return [(item["Key"], json.loads(self.s3.get_object(Bucket=self.stack.bucket, Key=item["Key"])["Body"]
                                          .read())) for item in sorted(listing, key=lambda i: i["Key"])]
