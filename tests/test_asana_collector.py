@@ -17,7 +17,7 @@ from conftest import ASANA_BASE, ASANA_TOKEN, ASANA_WORKSPACE, Clock, Pauses, ch
 from auditlake import http
 from auditlake.errors import SecretError
 from auditlake.records import COLUMNS
-from auditlake.state import StateStore
+from auditlake.state import StateStore, StreamKey
 from auditlake.timeutil import to_iso
 from auditlake_local.simulators import (
     AsanaSimulator,
@@ -40,7 +40,7 @@ def seed(simulator: AsanaSimulator, clock: Clock, count: int = 400) -> None:
 
 
 def stored_state(stack: LocalStack) -> Any:
-    return StateStore(boto3.client("dynamodb"), stack.table).read(f"asana#{ASANA_WORKSPACE}")
+    return StateStore(boto3.client("dynamodb"), stack.table).read(StreamKey("asana", ASANA_WORKSPACE))
 
 
 def test_objects_are_encrypted_checksummed_gzip_ndjson(stack: LocalStack, asana: AsanaSimulator,

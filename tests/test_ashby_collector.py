@@ -22,7 +22,7 @@ from conftest import Clock, Pauses, check_archive, context
 
 from auditlake import http, timeutil
 from auditlake.records import COLUMNS
-from auditlake.state import StateStore
+from auditlake.state import StateStore, StreamKey
 from auditlake.timeutil import parse_time
 from auditlake.vendor import VendorAdapter
 from auditlake_local.simulators import SimRequest, SimResponse, SimulatorAdapter
@@ -32,7 +32,8 @@ from auditlake_local.template import PROJECT_ROOT
 
 ASHBY_KEY = "ashby-api-key-7c1e2d9f4b3a"
 ASHBY_BASE = "https://ashby.test"
-STREAM = "ashby#organization"
+STREAM_KEY = StreamKey("ashby", "organization")
+STREAM = str(STREAM_KEY)
 ISO_MS_Z = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
 SMALL_PARTS = {"MAX_OBJECT_EVENTS": "100"}  # one part per page, so a failure mid-window leaves committed parts
 
@@ -111,7 +112,7 @@ def seed(simulator: AshbySimulator, clock: Clock, count: int = 400, days: float 
 
 
 def stored_state(stack: LocalStack) -> Any:
-    return StateStore(boto3.client("dynamodb"), stack.table).read(STREAM)
+    return StateStore(boto3.client("dynamodb"), stack.table).read(STREAM_KEY)
 
 
 def assert_exactly_once(stack: LocalStack, simulator: AshbySimulator) -> None:

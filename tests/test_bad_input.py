@@ -35,7 +35,7 @@ from conftest import Clock, check_archive
 from worlds import VENDORS, World, world_of
 
 from auditlake.errors import AuditlakeError, AuditLogsUnavailable
-from auditlake.state import StateStore, StreamState
+from auditlake.state import StateStore, StreamKey, StreamState
 from auditlake.timeutil import parse_time, to_iso, to_millis
 from auditlake.vendor import VendorAdapter
 from auditlake_local.simulators import SimRequest, SimResponse
@@ -653,7 +653,7 @@ def _items(stack: LocalStack, vendor: str) -> dict[str, dict[str, Any]]:
 
 def _states(stack: LocalStack, vendor: str) -> dict[str, StreamState]:
     states = StateStore(_client("dynamodb"), stack.table).scan()
-    return {state.key: state for state in states if state.key.startswith(f"{vendor}#")}
+    return {state.key: state for state in states if state.stream_key.vendor == vendor}
 
 
 def _assert_untouched(before: dict[str, Any], after: dict[str, Any]) -> None:
@@ -675,7 +675,7 @@ def _assert_counts_match_the_archive(stack: LocalStack, vendor: str, states: dic
             body = s3.get_object(Bucket=stack.bucket, Key=item["Key"])["Body"].read()
             per_stream.update(json.loads(line)["stream"] for line in gzip.decompress(body).splitlines())
     for key, state in states.items():
-        assert state.events_archived == per_stream.get(key.partition("#")[2], 0), key
+        assert state.events_archived == per_stream.get(StreamKey.parse(key).stream, 0), key
 
 
 # --- the test ---------------------------------------------------------------------------------------------------

@@ -19,7 +19,7 @@ from conftest import Clock, Pauses, check_archive
 from auditlake import http
 from auditlake.errors import MalformedResponse
 from auditlake.records import COLUMNS
-from auditlake.state import StateStore
+from auditlake.state import StateStore, StreamKey
 from auditlake.timeutil import floor_millis
 from auditlake_local.simulators import Fault, SimResponse, SimulatorAdapter
 from auditlake_local.simulators.clickup import (
@@ -87,8 +87,8 @@ def burst(at: datetime, count: int, event_type: str = "SCIM_DEPROVISION") -> lis
             for index in range(count)]
 
 
-def stream_key(applicability: str) -> str:
-    return f"clickup#{WORKSPACE}:{applicability}"
+def stream_key(applicability: str) -> StreamKey:
+    return StreamKey("clickup", f"{WORKSPACE}:{applicability}")
 
 
 def state_of(stack: LocalStack, applicability: str) -> Any:
@@ -123,7 +123,7 @@ def test_six_classes_are_six_streams_archived_verbatim(stack: LocalStack, start_
     summary = stack.invoke(FUNCTION)
 
     assert summary["status"] == "ok"
-    assert [s["stream"] for s in summary["streams"]] == [stream_key(a) for a in STREAM_ORDER]
+    assert [s["stream"] for s in summary["streams"]] == [str(stream_key(a)) for a in STREAM_ORDER]
     records = assert_exactly_once(stack, clickup)
     truth = clickup.ground_truth()
     per_class = Counter(r["category"] for r in records)

@@ -22,7 +22,7 @@ from auditlake import digest
 from auditlake.archive import Archive, PartBuilder
 from auditlake.digest import DigestError, DigestWriter
 from auditlake.engine import Collector
-from auditlake.state import StateStore, StreamState
+from auditlake.state import StateStore, StreamKey, StreamState
 from auditlake.timeutil import parse_time, to_iso
 from auditlake_cli.verify import load_public_key
 from auditlake_local.stack import LocalStack
@@ -365,7 +365,7 @@ def test_object_lock_holds_the_digests_too(clock: Clock, pauses: Any) -> None:
 
 
 def test_the_archive_put_returns_the_version_the_digest_names(stack: LocalStack) -> None:
-    builder = PartBuilder("asana", "s", "w", 1)
+    builder = PartBuilder(StreamKey("asana", "s"), "w", 1)
     builder.add(parse_time("2026-11-01T00:00:00Z"), b'{"event_time":"2026-11-01T00:00:00.000Z"}\n')
     (obj,) = builder.seal()
     archive = Archive(boto3.client("s3"), stack.bucket, stack.functions_env("ARCHIVE_KMS_KEY_ARN"))

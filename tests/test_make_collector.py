@@ -24,7 +24,7 @@ from auditlake.deadline import Deadline
 from auditlake.errors import CursorExpired, SecretError
 from auditlake.http import HttpClient
 from auditlake.records import COLUMNS
-from auditlake.state import StateStore
+from auditlake.state import StateStore, StreamKey
 from auditlake.timeutil import from_millis, parse_event_time, to_iso, to_millis
 from auditlake.vendor import End, VendorAdapter, Window
 from auditlake_local.simulators import Fault, SimRequest, SimResponse, SimulatorAdapter
@@ -35,7 +35,8 @@ from auditlake_local.template import PROJECT_ROOT
 MAKE_TOKEN = "5f0c6a2e-91b4-4d37-8e2a-7c1d9b3f4a60"
 ORG = DEFAULT_ORGANIZATION_ID
 MAKE_BASE = "https://make.test/api/v2"
-STREAM = f"make#{ORG}"
+STREAM_KEY = StreamKey("make", str(ORG))
+STREAM = str(STREAM_KEY)
 LOGS_PATH = f"/api/v2/audit-logs/organization/{ORG}"
 KEY = re.compile(rf"events/vendor=make/dt=(\d{{4}}-\d\d-\d\d)/make-{ORG}_\d{{8}}T\d{{9}}Z-\d{{8}}T\d{{9}}Z_p\d{{6}}"
                  r"\.json\.gz")
@@ -86,7 +87,7 @@ def adapter_class() -> type[VendorAdapter]:
 
 
 def stored_state(stack: LocalStack) -> Any:
-    return StateStore(boto3.client("dynamodb"), stack.table).read(STREAM)
+    return StateStore(boto3.client("dynamodb"), stack.table).read(STREAM_KEY)
 
 
 def assert_exactly_once(stack: LocalStack, simulator: MakeSimulator) -> None:

@@ -18,7 +18,7 @@ from worlds import VENDORS, World, world_of
 from auditlake.archive import Archive
 from auditlake.engine import Collector
 from auditlake.reconcile import ArchivedIds
-from auditlake.state import StateStore
+from auditlake.state import Kind, StateStore, StreamKey
 from auditlake.timeutil import parse_time
 from auditlake_local.stack import LocalStack
 
@@ -75,11 +75,11 @@ def test_reconciliation_finds_what_the_live_collection_missed(stack: LocalStack,
     assert (result.missing, result.duplicates, result.unexpected) == (0, 0, 0), result
     report = verify_archive(stack)
     assert report.clean, "\n".join(f.line() for f in report.findings)
-    assert any(chain.endswith("#reconcile") for chain in report.chains)
+    assert any(StreamKey.parse(chain).kind is Kind.RECONCILE for chain in report.chains)
 
     # Each stream's state says what its last reconciliation covered and found; the metric says it per stream.
     store = StateStore(boto3.client("dynamodb"), stack.table)
-    reconciliations = [s.reconciliation for s in store.scan() if s.key.endswith("#reconcile")]
+    reconciliations = [s.reconciliation for s in store.scan() if s.stream_key.kind is Kind.RECONCILE]
     assert len(reconciliations) == world.streams
     assert all(r is not None and r["completed_at"] for r in reconciliations)
     assert sum(r["found"] for r in reconciliations if r) == LATE
@@ -87,7 +87,7 @@ def test_reconciliation_finds_what_the_live_collection_missed(stack: LocalStack,
                  if line.startswith("{") and "ReconciledEvents" in line]
     per_stream = [m for m in published if "stream" in m]
     assert sum(sum(m["ReconciledEvents"]) for m in per_stream) == LATE  # EMF: a list of values
-    assert {m["stream"] for m in per_stream} == {s.key for s in store.scan() if s.key.endswith("#reconcile")}
+    assert {m["stream"] for m in per_stream} == {s.key for s in store.scan() if s.stream_key.kind is Kind.RECONCILE}
     assert sum(sum(m["ReconciledEvents"]) for m in published if "stream" not in m) == LATE
 
 
@@ -118,7 +118,7 @@ def test_reconciliation_never_races_the_live_collection(stack: LocalStack, world
     store = StateStore(boto3.client("dynamodb"), stack.table)
     overlap = timedelta(seconds=float(stack.functions[world.function_id].environment["OVERLAP_SECONDS"]))
     for stream in summary["streams"]:
-        live = store.read(stream["stream"].removesuffix("#reconcile"))
+        live = store.read(StreamKey.parse(stream["stream"]).live)
         assert live is not None and live.done_until is not None
         reconciliation = stream["reconciliation"]
         assert parse_time(reconciliation["until"]) <= live.done_until - overlap
@@ -175,9 +175,9 @@ class DayArchive:
         self.ids = ids
         self.reads: list[date] = []
 
-    def stream_objects(self, vendor: str, stream_key: str, days: list[date]) -> list[str]:
-        assert (vendor, stream_key) == ("asana", "asana-1")
-        return [f"{day.isoformat()}/{stream_key}_w_p000001.json.gz" for day in days if day in self.ids]
+    def stream_objects(self, key: StreamKey, days: list[date]) -> list[str]:
+        assert key == StreamKey("asana", "1")
+        return [f"{day.isoformat()}/asana-1_w_p000001.json.gz" for day in days if day in self.ids]
 
     def read_events(self, key: str) -> list[tuple[str, datetime]]:
         day = date.fromisoformat(key.partition("/")[0])
@@ -188,7 +188,7 @@ class DayArchive:
 def test_archived_ids_are_read_a_day_at_a_time_and_at_most_two_days_are_held() -> None:
     days = [date(2026, 11, d) for d in range(20, 27)]
     archive = DayArchive({day: [f"{day}-{n}" for n in range(3)] for day in days})
-    archived = ArchivedIds(archive, "asana", "asana#1")  # type: ignore[arg-type]
+    archived = ArchivedIds(archive, StreamKey("asana", "1"))  # type: ignore[arg-type]
     for day in days:  # a span read oldest first, several events a day
         moment = datetime(day.year, day.month, day.day, 12, tzinfo=UTC)
         assert archived.holds(f"{day}-1", moment) and not archived.holds(f"{day}-9", moment)

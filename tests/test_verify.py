@@ -25,7 +25,7 @@ from moto.s3.models import s3_backends
 from worlds import World, world_of
 
 from auditlake import digest, http, timeutil
-from auditlake.state import StateStore, StreamState
+from auditlake.state import StateStore, StreamKey, StreamState
 from auditlake_cli.verify import (
     BAD_SIGNATURE,
     BROKEN,
@@ -60,7 +60,7 @@ class Built:
 
     def digests(self, stream: str) -> list[tuple[str, dict[str, Any]]]:
         """(key, body) of the stream's digests in chain order."""
-        prefix = digest.stream_prefix(stream)
+        prefix = digest.stream_prefix(StreamKey.parse(stream))
         listing = self.s3.list_objects_v2(Bucket=self.stack.bucket, Prefix=prefix)["Contents"]
         return [(item["Key"], json.loads(self.s3.get_object(Bucket=self.stack.bucket, Key=item["Key"])["Body"]
                                          .read())) for item in sorted(listing, key=lambda i: i["Key"])]
@@ -104,9 +104,9 @@ def built() -> Iterator[Built]:
         patch.setattr(timeutil, "now", clock.now)
         patch.setattr(http, "pause", lambda _seconds: None)
         for worlds in build(stack, clock, tuple(VENDORS)):
-            keys = [s.key for s in StateStore(boto3.client("dynamodb"), stack.table).scan()]
-            streams = {key.partition("#")[0] if not key.startswith("clickup") else
-                       f"clickup:{key.rpartition(':')[2]}": key for key in keys}
+            keys = [s.stream_key for s in StateStore(boto3.client("dynamodb"), stack.table).scan()]
+            streams = {key.vendor if key.vendor != "clickup" else f"clickup:{key.stream.rpartition(':')[2]}": str(key)
+                       for key in keys}
             assert len(streams) == 9, keys
             finished = clock.now()
             since = finished - timedelta(hours=3)
@@ -275,7 +275,7 @@ class TestOneArchive:
         there, and the hours it never read are covered by no digest."""
         table = built.stack.table
         store = StateStore(boto3.client("dynamodb"), table)
-        state = store.read(built.streams["ashby"])
+        state = store.read(StreamKey.parse(built.streams["ashby"]))
         assert state is not None and state.done_until is not None
         skipped_from = state.done_until
         state.done_until = skipped_from + timedelta(hours=3)

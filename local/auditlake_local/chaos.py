@@ -66,7 +66,7 @@ from auditlake.archive import Archive
 from auditlake.digest import DigestWriter
 from auditlake.engine import LEASE_GRACE_SECONDS, Collector
 from auditlake.records import COLUMNS
-from auditlake.state import StateStore
+from auditlake.state import StateStore, StreamKey
 from auditlake.timeutil import parse_time
 from auditlake_cli.verify import Verifier, load_public_key
 from auditlake_local.simulators import Fault, SimulatorAdapter, VendorSimulator, clickup
@@ -202,14 +202,16 @@ class VendorWorld:
         scope = self.local.scope
         match self.vendor:
             case "asana":
-                return f"asana#{scope['workspace_gid']}"
+                stream = scope["workspace_gid"]
             case "ashby":
-                return "ashby#organization"
+                stream = "organization"
             case "clickup":
-                return f"clickup#{scope['workspace_id']}:{clickup.applicability_of(event.get('eventType'))}"
+                stream = f"{scope['workspace_id']}:{clickup.applicability_of(event.get('eventType'))}"
             case "make":
-                return f"make#{scope['organization_id']}"
-        raise ValueError(self.vendor)
+                stream = scope["organization_id"]
+            case _:
+                raise ValueError(self.vendor)
+        return str(StreamKey(self.vendor, stream))
 
     def time_of(self, event: dict[str, Any]) -> datetime:
         """The event's time, by the vendor's documented field (README: Records)."""
@@ -601,7 +603,7 @@ class _Run:
             for raw in page["Items"]:
                 item = {k: _deserialize(v) for k, v in raw.items()}
                 key = str(item["stream"])
-                items.setdefault(key.partition("#")[0], {})[key] = item
+                items.setdefault(StreamKey.parse(key).vendor, {})[key] = item
         return items
 
     def _archive(self, *, listing: bool) -> dict[str, list[dict[str, Any]]]:

@@ -22,6 +22,7 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from auditlake.errors import ArchiveConflict
+from auditlake.state import Kind, StreamKey
 from auditlake.timeutil import parse_time, to_compact
 
 EVENTS_PREFIX = "events"
@@ -46,6 +47,11 @@ def window_id(start: datetime, end: datetime) -> str:
 def safe_key_part(text: str) -> str:
     """A stream id as it may appear inside an object key (and an Athena-friendly file name)."""
     return re.sub(r"[^A-Za-z0-9.-]+", "-", text).strip("-")
+
+
+def stream_part(key: StreamKey) -> str:
+    """What a stream's objects' names begin with: its key, S3-safe (`asana-1200...-backfill`)."""
+    return safe_key_part(str(key))
 
 
 class _GzipStream:
@@ -91,9 +97,9 @@ class _DayBuffer:
 class PartBuilder:
     """Collects one part's records, split by event date, compressing as it goes."""
 
-    def __init__(self, vendor: str, stream_key: str, window_id: str, part: int) -> None:
-        self.vendor = vendor
-        self.stream_key = stream_key
+    def __init__(self, key: StreamKey, window_id: str, part: int) -> None:
+        self.vendor = key.vendor
+        self.stream_part = stream_part(key)
         self.window_id = window_id
         self.part = part
         self._days: dict[date, _DayBuffer] = {}
@@ -111,14 +117,14 @@ class PartBuilder:
         self.records += 1
 
     def keys(self) -> list[str]:
-        return [object_key(self.vendor, day, self.stream_key, self.window_id, self.part) for day in sorted(self._days)]
+        return [object_key(self.vendor, day, self.stream_part, self.window_id, self.part) for day in sorted(self._days)]
 
     def seal(self) -> list[ArchiveObject]:
         objects = []
         for day in sorted(self._days):
             buffer = self._days[day]
             assert buffer.first_time is not None and buffer.last_time is not None
-            objects.append(ArchiveObject(object_key(self.vendor, day, self.stream_key, self.window_id, self.part),
+            objects.append(ArchiveObject(object_key(self.vendor, day, self.stream_part, self.window_id, self.part),
                                          buffer.stream.finish(), buffer.records, buffer.first_time, buffer.last_time))
         self._days.clear()
         return objects
@@ -157,14 +163,14 @@ class Archive:
         listing = self.s3.list_objects_v2(Bucket=self.bucket, Prefix=key, MaxKeys=1)
         return any(item["Key"] == key for item in listing.get("Contents", []))
 
-    def stream_objects(self, vendor: str, stream_key: str, days: list[date]) -> list[str]:
-        """The keys of every object a stream's runs wrote (live, backfill and reconciliation alike) in these days'
-        partitions: `stream_key` is the stream's own key part, which those runs' names begin with."""
-        names = (f"{stream_key}_", f"{stream_key}-backfill_", f"{stream_key}-reconcile_")
+    def stream_objects(self, key: StreamKey, days: list[date]) -> list[str]:
+        """The keys of every object a stream's runs wrote (live, backfill and reconciliation alike, whatever the kind
+        of `key`) in these days' partitions."""
+        names = tuple(f"{stream_part(key.with_kind(kind))}_" for kind in Kind)
         keys = []
         paginator = self.s3.get_paginator("list_objects_v2")
         for day in days:
-            prefix = f"{vendor_prefix(vendor)}dt={day.isoformat()}/"
+            prefix = f"{vendor_prefix(key.vendor)}dt={day.isoformat()}/"
             for page in paginator.paginate(Bucket=self.bucket, Prefix=prefix):
                 keys += [item["Key"] for item in page.get("Contents", [])
                          if item["Key"].removeprefix(prefix).startswith(names)]

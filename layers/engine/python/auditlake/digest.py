@@ -5,8 +5,8 @@ After each run that archived anything, and at least hourly when a stream is idle
 previous digest (key, version id, SHA-256 of the stored bytes, record count, first and last event time), the
 windows completed since (`covered`: spans the vendor was read to the end for), the stream's position before and
 after, and the previous digest's key and SHA-256, so the digests of a stream form one unbroken chain. A backfill
-(`<vendor>#<stream>#backfill`) is a stream of its own, with its own chain. The covered spans of a stream's chains
-tile time from where collection began: a hole between them is time nobody read.
+(`<vendor>#<stream>#backfill`, a StreamKey of kind BACKFILL) is a stream of its own, with its own chain. The covered
+spans of a stream's chains tile time from where collection began: a hole between them is time nobody read.
 
 Signing. The body is canonical JSON. The digest is signed by an asymmetric KMS key (ECC_NIST_P256,
 ECDSA_SHA_256, MessageType RAW) over a short canonical string:
@@ -38,8 +38,6 @@ import base64
 import gzip
 import hashlib
 import json
-import zlib
-from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -47,11 +45,20 @@ from botocore.exceptions import ClientError
 
 from auditlake.archive import safe_key_part
 from auditlake.errors import AuditlakeError
+from auditlake.state import Covered, ObjectEntry, StreamKey, StreamState, WindowState
 from auditlake.timeutil import parse_time, to_iso
 
 if TYPE_CHECKING:
     from auditlake.archive import ArchiveObject
-    from auditlake.state import StreamState, WindowState
+
+# ObjectEntry (what a digest lists) and the chain's state live with the stream's state (state.py); ObjectEntry is
+# named here too, where readers of digests look for it.
+__all__ = [
+    "DIGESTS_PREFIX", "FORMAT", "IDLE_DIGEST_INTERVAL", "MAX_ADOPTIONS", "MAX_PENDING_OBJECTS", "METADATA_ALGORITHM",
+    "METADATA_FORMAT", "METADATA_KEY", "METADATA_SIGNATURE", "SIGNING_ALGORITHM", "DigestError", "DigestWriter",
+    "ObjectEntry", "add_span", "build_body", "canonical_json", "digest_key", "entry_of", "entry_of_stored",
+    "position_of", "stream_prefix", "string_to_sign", "window_start",
+]
 
 FORMAT = "auditlake-digest/1"
 DIGESTS_PREFIX = "digests"
@@ -75,31 +82,6 @@ class DigestError(AuditlakeError):
     """A digest could not be written, or what is at its key does not continue the stream's chain."""
 
 
-# -- what a digest lists ------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class ObjectEntry:
-    """One archived object as a digest lists it."""
-
-    key: str
-    version_id: str | None  # None: the bucket did not version it (S3 calls that version "null")
-    sha256: str  # hex, of the stored bytes
-    records: int
-    first_event_time: str
-    last_event_time: str
-
-    def as_json(self) -> dict[str, Any]:
-        return {"key": self.key, "version_id": self.version_id, "sha256": self.sha256, "records": self.records,
-                "first_event_time": self.first_event_time, "last_event_time": self.last_event_time}
-
-    @classmethod
-    def from_json(cls, value: dict[str, Any]) -> ObjectEntry:
-        return cls(key=str(value["key"]), version_id=value.get("version_id"), sha256=str(value["sha256"]),
-                   records=int(value["records"]), first_event_time=str(value["first_event_time"]),
-                   last_event_time=str(value["last_event_time"]))
-
-
 def entry_of(obj: ArchiveObject) -> ObjectEntry:
     """The entry of an object this run wrote (its version id set by Archive.put)."""
     return ObjectEntry(key=obj.key, version_id=obj.version_id, sha256=base64.b64decode(obj.sha256).hex(),
@@ -117,12 +99,9 @@ def entry_of_stored(key: str, body: bytes, version_id: str | None) -> ObjectEntr
                        first_event_time=to_iso(min(times)), last_event_time=to_iso(max(times)))
 
 
-Span = tuple[datetime, datetime]
-
-
-def add_span(spans: list[Span], start: datetime, end: datetime) -> list[Span]:
+def add_span(spans: list[Covered], start: datetime, end: datetime) -> list[Covered]:
     """`spans` with [start, end) added, merged where they touch or overlap, in order."""
-    merged: list[Span] = []
+    merged: list[Covered] = []
     for span_start, span_end in sorted([*spans, (start, end)]):
         if merged and span_start <= merged[-1][1]:
             merged[-1] = (merged[-1][0], max(merged[-1][1], span_end))
@@ -148,62 +127,21 @@ def position_of(state: StreamState) -> dict[str, Any]:
     }
 
 
-# -- the state a stream keeps for its next digest -------------------------------------------------------------------
-
-
-@dataclass
-class DigestState:
-    """The chain's head (the last digest written) and what the next digest will hold."""
-
-    sequence: int = 0  # of the last digest written; 0: none yet
-    previous_key: str | None = None
-    previous_sha256: str | None = None
-    previous_at: datetime | None = None
-    position: dict[str, Any] | None = None  # the stream's position as the last digest recorded it
-    covered: list[Span] = field(default_factory=list)  # windows completed since the last digest
-    objects: list[ObjectEntry] = field(default_factory=list)  # objects written since the last digest
-
-    def to_item(self) -> dict[str, Any] | None:
-        if self.sequence == 0 and not self.covered and not self.objects:
-            return None
-        return {
-            "sequence": self.sequence,
-            "previous_key": self.previous_key,
-            "previous_sha256": self.previous_sha256,
-            "previous_at": to_iso(self.previous_at) if self.previous_at else None,
-            "position": json.dumps(self.position, separators=(",", ":")) if self.position is not None else None,
-            "covered": json.dumps([[to_iso(s), to_iso(e)] for s, e in self.covered], separators=(",", ":")),
-            # Entries are mostly hashes and version ids: compressed, the item stays far below DynamoDB's 400 KB.
-            "objects": zlib.compress(json.dumps([e.as_json() for e in self.objects],
-                                                separators=(",", ":")).encode(), 6),
-        }
-
-    @classmethod
-    def from_item(cls, item: dict[str, Any] | None) -> DigestState:
-        if not item:
-            return cls()
-        objects = item.get("objects")
-        raw = bytes(getattr(objects, "value", objects)) if objects else b""
-        return cls(
-            sequence=int(item.get("sequence", 0)),
-            previous_key=item.get("previous_key"),
-            previous_sha256=item.get("previous_sha256"),
-            previous_at=parse_time(item["previous_at"]) if item.get("previous_at") else None,
-            position=json.loads(item["position"]) if item.get("position") else None,
-            covered=[(parse_time(s), parse_time(e)) for s, e in json.loads(item.get("covered") or "[]")],
-            objects=[ObjectEntry.from_json(e) for e in json.loads(zlib.decompress(raw))] if raw else [],
-        )
-
-
 # -- keys, bodies, signatures ---------------------------------------------------------------------------------------
 
 
-def stream_prefix(state_key: str) -> str:
-    return f"{DIGESTS_PREFIX}/vendor={state_key.partition('#')[0]}/stream={safe_key_part(state_key)}/"
+def stream_prefix(key: StreamKey | str) -> str:
+    """Where a stream's digests are: `digests/vendor=<vendor>/stream=<its key, S3-safe>/`.
+
+    A key string is taken too, until the operator tool passes StreamKeys: some of its strings come from digest
+    bodies, where anything may be written, so a string is never parsed, only split at its first `#`, as before."""
+    text = str(key)
+    vendor = key.vendor if isinstance(key, StreamKey) else text.partition("#")[0]
+    return f"{DIGESTS_PREFIX}/vendor={vendor}/stream={safe_key_part(text)}/"
 
 
-def digest_key(state_key: str, sequence: int) -> str:
-    return f"{stream_prefix(state_key)}{sequence:010d}.json"
+def digest_key(key: StreamKey | str, sequence: int) -> str:
+    return f"{stream_prefix(key)}{sequence:010d}.json"
 
 
 def canonical_json(value: Any) -> bytes:
@@ -217,13 +155,13 @@ def string_to_sign(key: str, body_sha256: str, previous_sha256: str | None) -> b
 
 def build_body(state: StreamState, sequence: int, now: datetime) -> dict[str, Any]:
     digest = state.digest
-    key = digest_key(state.key, sequence)
+    stream_key = state.stream_key
     objects = sorted(digest.objects, key=lambda e: e.key)
     return {
         "format": FORMAT,
-        "key": key,
-        "stream": state.key,
-        "vendor": state.key.partition("#")[0],
+        "key": digest_key(stream_key, sequence),
+        "stream": str(stream_key),
+        "vendor": stream_key.vendor,
         "sequence": sequence,
         "created_at": to_iso(now),
         "previous": None if digest.previous_key is None else {"key": digest.previous_key,
@@ -286,7 +224,7 @@ class DigestWriter:
         for _ in range(MAX_ADOPTIONS + 1):
             sequence = state.digest.sequence + 1
             body = canonical_json(build_body(state, sequence, now))
-            key = digest_key(state.key, sequence)
+            key = digest_key(state.stream_key, sequence)
             sha256 = hashlib.sha256(body).hexdigest()
             signature = self._sign(string_to_sign(key, sha256, state.digest.previous_sha256))
             if self._put(key, body, signature):

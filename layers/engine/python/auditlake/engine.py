@@ -12,11 +12,11 @@ A crash between any two steps leaves either nothing (1), or an intent whose writ
 back and skips (2), or a committed part (3). Events the vendor publishes late reappear in the next window's
 overlap, where the `seen` ids drop the ones already archived.
 
-A backfill is the same machinery on a stream of its own (`<vendor>#<stream>#backfill`): its windows cover
-`[since, origin)`, where `origin` is where the stream's first scheduled window began, so the two never overlap.
-History is not late, so a backfill needs no overlap. A reconciliation (reconcile.py) is a backfill of a span the
-live collection already completed, on a stream of its own (`<vendor>#<stream>#reconcile`), that skips every id
-the archive already holds for that span.
+A backfill is the same machinery on a stream of its own (its StreamKey's kind BACKFILL, `<vendor>#<stream>#backfill`):
+its windows cover `[since, origin)`, where `origin` is where the stream's first scheduled window began, so the two
+never overlap. History is not late, so a backfill needs no overlap. A reconciliation (reconcile.py) is a backfill of
+a span the live collection already completed, on a stream of its own (kind RECONCILE), that skips every id the
+archive already holds for that span. Where each window and span begins and ends is planning.py's.
 
 Resume hints: an adapter may end a window with a hint (`Page.hint` on the final page), which the engine stores in
 the stream's state, in the same write that completes the window, and hands to every page of the next window
@@ -37,8 +37,8 @@ from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from auditlake import timeutil
-from auditlake.archive import Archive, PartBuilder, safe_key_part, window_id
+from auditlake import planning, timeutil
+from auditlake.archive import Archive, PartBuilder, window_id
 from auditlake.deadline import Deadline
 from auditlake.digest import DigestWriter, entry_of
 from auditlake.errors import (
@@ -53,7 +53,7 @@ from auditlake.errors import (
 from auditlake.reconcile import ArchivedIds, Reconciliation
 from auditlake.records import record_line
 from auditlake.settings import Settings
-from auditlake.state import Intent, Kind, Span, StateStore, StreamState, WindowState, kind_of, state_key
+from auditlake.state import Intent, Kind, StateStore, StreamKey, StreamState, WindowState
 from auditlake.vendor import End, Order, Page, VendorAdapter, Window
 
 LEASE_GRACE_SECONDS = 15
@@ -61,8 +61,6 @@ LEASE_GRACE_SECONDS = 15
 # stream's and the window's), and 3,000 ids are at most about 130 KB compressed (64-hex ids): the item stays far
 # below DynamoDB's 400 KB.
 MAX_DEDUP_IDS = 3_000
-# Within one run, a further window is only worth opening when at least this much new time has closed.
-MIN_FOLLOW_UP_WINDOW = timedelta(minutes=1)
 
 log = logging.getLogger("auditlake")
 
@@ -105,17 +103,17 @@ class _Part:
 
 class Collector:
     def __init__(self, adapter: VendorAdapter, settings: Settings, store: StateStore, archive: Archive,
-                 deadline: Deadline, owner: str, now: Callable[[], datetime] | None = None,
-                 digests: DigestWriter | None = None) -> None:
+                 digests: DigestWriter, deadline: Deadline, owner: str,
+                 now: Callable[[], datetime] | None = None) -> None:
         self.adapter = adapter
         self.vendor = adapter.vendor
         self.settings = settings
         self.store = store
         self.archive = archive
+        self.digests = digests
         self.deadline = deadline
         self.owner = owner
         self.now = now or timeutil.now
-        self.digests = digests
 
     # -- a stream's run ------------------------------------------------------------------------------------
 
@@ -126,24 +124,24 @@ class Collector:
         completed and archives what the archive lacks (reconcile.py)."""
         kind = Kind.BACKFILL if backfill_since is not None else Kind.RECONCILE if reconcile is not None \
             else Kind.LIVE
-        key = state_key(self.vendor, stream, kind)
-        result = StreamResult(stream=key)
+        key = StreamKey(self.vendor, stream, kind)
+        result = StreamResult(stream=str(key))
         if reconcile is not None and not self._reconciliation_due(key, reconcile, result):
             return result  # not due: one read, no lease, no vendor request
         try:
             state = self.store.acquire(key, self.owner, self._lease_until(), int(self.now().timestamp()))
         except StreamBusy as exc:
-            log.warning("stream busy, skipping this tick", extra={"stream": key, "reason": str(exc)})
+            log.warning("stream busy, skipping this tick", extra={"stream": str(key), "reason": str(exc)})
             result.status = "busy"
             return result
-        run = _StreamRun(self, stream, state, result, kind=kind)
+        run = _StreamRun(self, key, state, result)
         failure: BaseException | None = None
         try:
             if backfill_since is not None:
-                self._aim_backfill(stream, state, backfill_since)
+                self._aim_backfill(key, state, backfill_since)
             elif reconcile is not None:
-                self._aim_reconcile(stream, state, reconcile)
-                run.archived = ArchivedIds(self.archive, self.vendor, state_key(self.vendor, stream))
+                self._aim_reconcile(key, state, reconcile)
+                run.archived = ArchivedIds(self.archive, key.live)
             run.collect()
         except BaseException as exc:
             failure = exc
@@ -154,89 +152,73 @@ class Collector:
             self._finish(state, result, failure)
         return result
 
-    def oldest_available(self, now: datetime) -> datetime | None:
-        """The oldest instant the vendor still serves, if it says: its retention (less the margin), its start."""
-        bounds = []
-        if self.adapter.retention is not None:
-            bounds.append(now - self.adapter.retention + self.adapter.retention_margin)
-        if self.adapter.earliest is not None:
-            bounds.append(self.adapter.earliest)
-        return max(bounds) if bounds else None
-
-    def _aim_backfill(self, stream: str, state: StreamState, since: datetime) -> None:
+    def _aim_backfill(self, key: StreamKey, state: StreamState, since: datetime) -> None:
         """Points the backfill stream at `[since, lower edge of what is collected)`; an unfinished span is
         finished first (run again for an earlier date)."""
         span = state.backfill
-        if span is not None and (state.done_until is None or state.done_until < span.until):
-            if since < span.since:
+        if planning.span_unfinished(state):
+            if span is not None and since < span.since:
                 log.warning("an earlier backfill is unfinished; it is finished first, then run the backfill again",
                             extra={"stream": state.key, "unfinished_since": timeutil.to_iso(span.since)})
             return
         if span is not None:
             until = span.since  # everything from there on is collected already
         else:
-            live = self.store.read(f"{self.vendor}#{stream}")
+            live = self.store.read(key.live)
             if live is None or live.origin is None:
-                raise AuditlakeError(f"{self.vendor}#{stream} has not been collected yet: the first scheduled run "
-                                     "sets where a backfill ends")
+                raise AuditlakeError(f"{key.live} has not been collected yet: the first scheduled run sets where a "
+                                     "backfill ends")
             until = live.origin
-        oldest = self.oldest_available(self.now())
-        if oldest is not None and since < oldest:
+        now = self.now()
+        reachable = planning.reachable(self.adapter, since, now)
+        if reachable > since:
             log.warning("backfill starts at the oldest instant the vendor still serves", extra={
-                "stream": state.key, "asked": timeutil.to_iso(since), "oldest": timeutil.to_iso(oldest)})
-            since = oldest
-        since = timeutil.floor_millis(since)
-        if since < until:
-            state.backfill = Span(since=since, until=until)
-            state.done_until = since
+                "stream": state.key, "asked": timeutil.to_iso(since), "oldest": timeutil.to_iso(reachable)})
+        span = planning.backfill_span(self.adapter, since, until, now)
+        if span is not None:
+            state.backfill = span
+            state.done_until = span.since
 
-    def _reconciliation_due(self, key: str, request: Reconciliation, result: StreamResult) -> bool:
+    def _reconciliation_due(self, key: StreamKey, request: Reconciliation, result: StreamResult) -> bool:
         """Whether a reconciliation should run now: one is unfinished, one is asked for by hand, or the last one
         began `request.every` ago or more."""
         state = self.store.read(key)
-        if state is None or request.since is not None or state.window is not None or state.intent is not None:
-            return True
-        span = state.backfill
-        if span is not None and (state.done_until is None or state.done_until < span.until):
+        if state is None or request.since is not None or state.window is not None or state.intent is not None \
+                or planning.span_unfinished(state):
             return True
         last = state.reconciliation or {}
         result.reconciliation = last or None
         started = last.get("started_at")
         return started is None or self.now() - timeutil.parse_time(started) >= request.every
 
-    def _aim_reconcile(self, stream: str, state: StreamState, request: Reconciliation) -> None:
-        """Points the reconciliation stream at the span to re-read: `[now - span (or the date asked), the live
-        stream's completed time less the overlap)`, from the live stream's origin on and inside the vendor's
-        retention. An unfinished reconciliation is finished first."""
-        span = state.backfill
-        if span is not None and (state.done_until is None or state.done_until < span.until):
-            if request.since is not None:
+    def _aim_reconcile(self, key: StreamKey, state: StreamState, request: Reconciliation) -> None:
+        """Points the reconciliation stream at the span to re-read (planning.reconciliation_span). An unfinished
+        reconciliation is finished first."""
+        if planning.span_unfinished(state):
+            if request.since is not None and state.backfill is not None:
                 log.warning("a reconciliation is unfinished; it is finished first, then run the reconciliation again",
-                            extra={"stream": state.key, "unfinished_since": timeutil.to_iso(span.since)})
+                            extra={"stream": state.key, "unfinished_since": timeutil.to_iso(state.backfill.since)})
             return
-        live = self.store.read(state_key(self.vendor, stream))
+        live = self.store.read(key.live)
         if live is None or live.done_until is None or live.origin is None:
             log.info("nothing collected yet to reconcile", extra={"stream": state.key})
             return
         now = self.now()
-        until = timeutil.floor_millis(live.done_until - self.settings.overlap)
-        since = max(request.since or now - request.span, live.origin)
-        oldest = self.oldest_available(now)
-        if oldest is not None:
-            since = max(since, oldest)
-        since = timeutil.floor_millis(since)
-        if since >= until:
+        span = planning.reconciliation_span(self.adapter, origin=live.origin, done_until=live.done_until,
+                                            overlap=self.settings.overlap, length=request.span, asked=request.since,
+                                            now=now)
+        if span is None:
             return
-        state.backfill = Span(since=since, until=until)
-        state.done_until = since
-        state.reconciliation = {"started_at": timeutil.to_iso(now), "since": timeutil.to_iso(since),
-                                "until": timeutil.to_iso(until), "found": 0, "completed_at": None}
+        state.backfill = span
+        state.done_until = span.since
+        state.reconciliation = {"started_at": timeutil.to_iso(now), "since": timeutil.to_iso(span.since),
+                                "until": timeutil.to_iso(span.until), "found": 0, "completed_at": None}
 
     def _finish(self, state: StreamState, result: StreamResult, failure: BaseException | None) -> None:
         """Seals a digest if one is due, commits what is safe and releases the lease; the run's outcome goes into
         the state for operators."""
         digest_failure = self._seal_digest(state, result, failure)
-        kind = kind_of(state.key)
+        kind = state.stream_key.kind
         now = self.now()
         caught_up_to = timeutil.floor_millis(now - self.settings.lag)
         if kind is not Kind.LIVE:
@@ -246,7 +228,7 @@ class Collector:
                 "since": timeutil.to_iso(span.since) if span else None,
                 "until": timeutil.to_iso(span.until) if span else None,
                 "done_until": timeutil.to_iso(state.done_until) if state.done_until else None,
-                "progress": self._backfill_progress(state),
+                "progress": planning.progress(state, self.adapter.order),
             }
             if kind is Kind.BACKFILL:
                 result.backfill = progress
@@ -267,7 +249,7 @@ class Collector:
             behind = state.window is not None or result.backlog_seconds > 0
         else:
             behind = state.window is not None or state.done_until is None \
-                or result.backlog_seconds > MIN_FOLLOW_UP_WINDOW.total_seconds()
+                or result.backlog_seconds > planning.MIN_FOLLOW_UP_WINDOW.total_seconds()
         if result.status == "ok" and behind:
             result.status = "backlog"
         state.status = {
@@ -278,7 +260,7 @@ class Collector:
             "backlog_seconds": result.backlog_seconds,
         }
         if kind is not Kind.LIVE:
-            state.status["backfill_progress"] = self._backfill_progress(state)
+            state.status["backfill_progress"] = planning.progress(state, self.adapter.order)
         try:
             self.store.save(state, self.owner, self._lease_until(), release=True)
         except Exception:
@@ -294,7 +276,7 @@ class Collector:
         """Writes the stream's next digest when one is due. A run that failed at the vendor has committed what it
         fetched, so that is sealed too; after any other failure memory may be ahead of the state, and the next run
         seals. A digest that cannot be written fails the run (after its commit), and the next run writes it."""
-        if self.digests is None or not (failure is None or isinstance(failure, VendorError)):
+        if not (failure is None or isinstance(failure, VendorError)):
             return None
         if not self.digests.due(state, self.now()):
             return None
@@ -309,21 +291,6 @@ class Collector:
             return exc
         return None
 
-    def _backfill_progress(self, state: StreamState) -> float:
-        """The share of the backfill span archived: completed windows, plus the open window up to its frontier
-        (the newest archived instant for oldest-first vendors, the oldest for newest-first ones)."""
-        span = state.backfill
-        if span is None:
-            return 1.0
-        start = state.done_until or span.since
-        covered = start - span.since
-        window = state.window
-        if window is not None and window.frontier_time is not None:
-            covered += window.frontier_time - start if self.adapter.order is Order.OLDEST_FIRST \
-                else window.planned_end - window.frontier_time
-        total = span.until - span.since
-        return round(min(1.0, max(0.0, covered / total)), 4) if total else 1.0
-
     def _lease_until(self) -> int:
         # The lease outlives this invocation by a little, never by a whole schedule period: a run that dies
         # without releasing it blocks at most the next tick's first seconds.
@@ -336,18 +303,16 @@ class Collector:
 class _StreamRun:
     """One run over one stream: the state machine of windows and parts."""
 
-    def __init__(self, collector: Collector, stream: str, state: StreamState, result: StreamResult, *,
-                 kind: Kind = Kind.LIVE) -> None:
+    def __init__(self, collector: Collector, key: StreamKey, state: StreamState, result: StreamResult) -> None:
         self.c = collector
         self.adapter = collector.adapter
         self.settings = collector.settings
+        self.key = key
+        self.kind = key.kind
         # A backfill or a reconciliation reads a fixed span of the past: history is not late, so no overlap.
-        self.kind = kind
-        self.spanned = kind is not Kind.LIVE
-        self.overlap = timedelta(0) if self.spanned else collector.settings.overlap
+        self.overlap = timedelta(0) if key.kind is not Kind.LIVE else collector.settings.overlap
         self.archived: ArchivedIds | None = None  # a reconciliation's: what the archive already holds
-        self.stream = stream
-        self.stream_key = safe_key_part(state.key)
+        self.stream = key.stream
         self.state = state
         self.result = result
         self.cursor_doubted: set[str] = set()  # windows restarted in this run after an unexplained error
@@ -369,35 +334,16 @@ class _StreamRun:
 
     def _plan_window(self, first: bool) -> WindowState | None:
         now = self.c.now()
-        end = timeutil.floor_millis(now - self.settings.lag)
-        done_until = self.state.done_until
-        if self.spanned:
-            span = self.state.backfill
-            if span is None or done_until is None or done_until >= span.until:
-                return None
-            start, end = done_until, span.until
-        elif done_until is None:
-            start = now - self.settings.initial_lookback
-            oldest = self.c.oldest_available(now)
-            if oldest is not None:
-                start = max(start, oldest)
-            self.state.origin = timeutil.floor_millis(start)  # where a backfill will end
-        else:
-            if end <= done_until or (not first and end - done_until < MIN_FOLLOW_UP_WINDOW):
-                return None
-            start = done_until - self.overlap
-            if self.state.seen_from is not None:
-                start = max(start, self.state.seen_from)
-            if self.adapter.retention is not None and start < now - self.adapter.retention:
-                log.warning("the vendor's retention has passed part of the uncollected span; events older than "
-                            "%s are gone at the vendor", timeutil.to_iso(now - self.adapter.retention),
-                            extra={"stream": self.state.key})
-        start = timeutil.floor_millis(start)
-        if self.adapter.max_window is not None:
-            end = min(end, start + self.adapter.max_window)
-        if end <= start:
+        if self.kind is Kind.LIVE and self.state.done_until is None:
+            # Where a backfill will end; set even when no window fits yet (the next run sets it again).
+            self.state.origin = planning.first_window_start(self.adapter, self.settings.initial_lookback, now)
+        plan = planning.next_window(self.adapter, self.state, self.settings, now, first=first)
+        if plan is None:
             return None
-        return WindowState(id=window_id(start, end), start=start, end=end, planned_end=end)
+        if plan.lost_before is not None:
+            log.warning("the vendor's retention has passed part of the uncollected span; events older than %s are "
+                        "gone at the vendor", timeutil.to_iso(plan.lost_before), extra={"stream": self.state.key})
+        return WindowState(id=window_id(plan.start, plan.end), start=plan.start, end=plan.end, planned_end=plan.end)
 
     # -- a window ------------------------------------------------------------------------------------------
 
@@ -406,8 +352,7 @@ class _StreamRun:
         window = self.state.window
         assert window is not None
         while True:
-            part = _Part(PartBuilder(self.c.vendor, self.stream_key, window.id, window.part), {}, window.cursor,
-                         window.last_page_ids)
+            part = _Part(PartBuilder(self.key, window.id, window.part), {}, window.cursor, window.last_page_ids)
             stop: BaseException | None = None
             exhausted = cursor_expired = False
             try:
@@ -540,8 +485,7 @@ class _StreamRun:
         for obj in part.builder.seal():
             self.c.archive.put(obj)
             self.result.objects_written += 1
-            if self.c.digests is not None:
-                DigestWriter.record(self.state, entry_of(obj))
+            DigestWriter.record(self.state, entry_of(obj))
         self.state.intent = None
         window.cursor = part.cursor
         window.last_page_ids = part.last_page_ids
@@ -551,7 +495,7 @@ class _StreamRun:
             # In the same write: a stored cursor of None would otherwise mean both "not started" and "finished".
             self._complete(window, part.hint)
         self.c.save(self.state)
-        if self.c.digests is not None and DigestWriter.full(self.state):
+        if DigestWriter.full(self.state):
             # A busy run seals early, so the objects waiting for a digest never outgrow the state item.
             self.result.digest = self.c.digests.seal(self.state, self.c.now()) or self.result.digest
             self.c.save(self.state)
@@ -621,8 +565,7 @@ class _StreamRun:
         if self.state.seen_from is not None:
             log.warning("more events inside one overlap than ids are kept; the next window re-reads less",
                         extra={"stream": self.state.key, "from": timeutil.to_iso(self.state.seen_from)})
-        if self.c.digests is not None:
-            DigestWriter.record_window(self.state, window)
+        DigestWriter.record_window(self.state, window)
         self.state.window = None
         self.result.windows_completed += 1
 
@@ -638,8 +581,7 @@ class _StreamRun:
             if self.c.archive.exists(key):
                 recovered.update(self.c.archive.read_events(key))
                 written += 1
-                if self.c.digests is not None:
-                    DigestWriter.record(self.state, self.c.digests.read_stored(key))
+                DigestWriter.record(self.state, self.c.digests.read_stored(key))
         log.warning("recovering an interrupted write", extra={"stream": self.state.key, "keys": intent.keys,
                                                                "events_recovered": len(recovered)})
         window.skip |= set(recovered)

@@ -21,7 +21,7 @@ from auditlake.http import HttpClient
 from auditlake.reconcile import Reconciliation
 from auditlake.secrets import load_secret
 from auditlake.settings import Settings
-from auditlake.state import StateStore
+from auditlake.state import StateStore, StreamKey
 from auditlake.vendor import VendorAdapter
 
 logger = Logger(service="auditlake", logger_name="auditlake")
@@ -116,30 +116,29 @@ def collect(adapter_class: type[VendorAdapter], settings: Settings, context: Any
 
     results: list[StreamResult] = []
     failures: list[str] = []
-    streams = adapter.streams()
-    for index, stream in enumerate(streams):
+    keys = [StreamKey(vendor, stream) for stream in adapter.streams()]  # a stream id that cannot be a key fails here
+    for index, key in enumerate(keys):
         # Streams share the invocation: each may spend an even share of what is left, so one stream's backlog
         # never starves the others.
-        collector = Collector(adapter, settings, store, archive, deadline.share(len(streams) - index), owner,
-                              digests=digests)
+        collector = Collector(adapter, settings, store, archive, digests, deadline.share(len(keys) - index), owner)
         with tracer.provider.in_subsegment(f"## {vendor} stream") as subsegment:
-            subsegment.put_annotation("stream", stream)
+            subsegment.put_annotation("stream", key.stream)
             try:
-                result = collector.run_stream(stream, backfill_since, reconcile)
+                result = collector.run_stream(key.stream, backfill_since, reconcile)
             except AuditLogsUnavailable as exc:
                 # The account, not the stream: every other stream would fail the same way. One error says so.
-                logger.exception("audit logs are not available to this account", extra={"stream": stream})
-                results.append(StreamResult(stream=f"{vendor}#{stream}", status="error", error=str(exc)))
-                _publish_metrics(results, http, digests, mode=mode)
+                logger.exception("audit logs are not available to this account", extra={"stream": key.stream})
+                results.append(StreamResult(stream=str(key), status="error", error=str(exc)))
+                _publish_metrics(vendor, results, http, digests, mode=mode)
                 raise CollectionFailed(f"{vendor}: {exc}") from exc
             except Exception as exc:  # the other streams still run; the failure is raised at the end
-                logger.exception("stream failed", extra={"stream": f"{vendor}#{stream}"})
-                result = StreamResult(stream=f"{vendor}#{stream}", status="error", error=str(exc))
+                logger.exception("stream failed", extra={"stream": str(key)})
+                result = StreamResult(stream=str(key), status="error", error=str(exc))
                 failures.append(f"{result.stream}: {exc}")
         results.append(result)
         logger.info("stream collected", extra=result.as_dict())
 
-    _publish_metrics(results, http, digests, mode=mode)
+    _publish_metrics(vendor, results, http, digests, mode=mode)
     summary = {
         "vendor": vendor,
         "mode": mode,
@@ -160,7 +159,8 @@ def collect(adapter_class: type[VendorAdapter], settings: Settings, context: Any
     return summary
 
 
-def _publish_metrics(results: list[StreamResult], http: HttpClient, digests: DigestWriter, *, mode: str) -> None:
+def _publish_metrics(vendor: str, results: list[StreamResult], http: HttpClient, digests: DigestWriter, *,
+                     mode: str) -> None:
     metrics.add_metric(name="EventsArchived", unit=MetricUnit.Count, value=sum(r.events_archived for r in results))
     metrics.add_metric(name="PagesFetched", unit=MetricUnit.Count, value=sum(r.pages_fetched for r in results))
     metrics.add_metric(name="ObjectsWritten", unit=MetricUnit.Count, value=sum(r.objects_written for r in results))
@@ -179,7 +179,7 @@ def _publish_metrics(results: list[StreamResult], http: HttpClient, digests: Dig
         # metrics, unlike `single_metric`, honour POWERTOOLS_METRICS_DISABLED, as the run's metrics do.
         per_stream = EphemeralMetrics(namespace=METRICS_NAMESPACE, service="auditlake")
         for result in results:
-            per_stream.add_dimension(name="vendor", value=result.stream.partition("#")[0])
+            per_stream.add_dimension(name="vendor", value=vendor)
             per_stream.add_dimension(name="stream", value=result.stream)
             per_stream.add_metric(name="ReconciledEvents", unit=MetricUnit.Count, value=result.events_archived)
             per_stream.flush_metrics()

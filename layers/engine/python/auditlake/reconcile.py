@@ -16,7 +16,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
-from auditlake.archive import Archive, safe_key_part
+from auditlake.archive import Archive
+from auditlake.state import StreamKey
 
 
 @dataclass(frozen=True)
@@ -35,10 +36,9 @@ class ArchivedIds:
     objects hold every archived event of that day. At most `keep` days are held at once: a span is read in time
     order (either direction), so memory is bounded by a day's events, not the span's."""
 
-    def __init__(self, archive: Archive, vendor: str, live_key: str, keep: int = 2) -> None:
+    def __init__(self, archive: Archive, key: StreamKey, keep: int = 2) -> None:
         self.archive = archive
-        self.vendor = vendor
-        self.stream_key = safe_key_part(live_key)
+        self.key = key
         self.keep = keep
         self._days: dict[date, set[str]] = {}
         self.objects_read = 0
@@ -55,7 +55,7 @@ class ArchivedIds:
 
     def _read(self, day: date) -> set[str]:
         ids: set[str] = set()
-        for key in self.archive.stream_objects(self.vendor, self.stream_key, [day]):
+        for key in self.archive.stream_objects(self.key, [day]):
             ids.update(event_id for event_id, _ in self.archive.read_events(key))
             self.objects_read += 1
         return ids

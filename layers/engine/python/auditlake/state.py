@@ -1,7 +1,8 @@
 """Per-stream state in DynamoDB: the cursor, a version, and a lease, in one item per stream.
 
-Item `stream = "<vendor>#<stream id>"`. Every write after the lease is taken is conditional on the version read
-and on still owning the lease, so a run that lost its stream can never move the cursor. What the item holds:
+Item `stream = str(StreamKey)` (`<vendor>#<stream id>`). Every write after the lease is taken is conditional on the
+version read and on still owning the lease, so a run that lost its stream can never move the cursor. What the item
+holds:
 
 - `done_until`: every window before it is complete (late events included, as far as the overlap reaches).
 - `origin`: where the first window began; a backfill (its own item, `<vendor>#<stream id>#backfill`, whose
@@ -18,7 +19,8 @@ and on still owning the lease, so a run that lost its stream can never move the 
   reading (opaque JSON, see engine.py); absent in items written before hints existed, which read as none.
 - `intent`: the keys of the part being written, recorded before the S3 writes, so a crash between the writes
   and the cursor commit is recognised (and the written objects read back) by the next run.
-- `digest`: the head of the stream's digest chain and what its next digest will list (see digest.py).
+- `digest`: the head of the stream's digest chain and what its next digest will list (DigestState; digest.py
+  writes the digests and moves the head).
 """
 
 from __future__ import annotations
@@ -34,7 +36,6 @@ from typing import Any
 from boto3.dynamodb.types import Binary, TypeDeserializer, TypeSerializer
 from botocore.exceptions import ClientError
 
-from auditlake.digest import DigestState
 from auditlake.errors import LeaseLost, StreamBusy
 from auditlake.timeutil import parse_time, to_iso
 
@@ -47,21 +48,87 @@ class Kind(enum.Enum):
     RECONCILE = "reconcile"
 
 
+@dataclass(frozen=True)
+class StreamKey:
+    """Which stream a state item, a digest chain and an archived object belong to: the vendor, the adapter's stream
+    id, and the kind of collection.
+
+    `str()` is the state item's key, as stored since the first release: `<vendor>#<stream>` for the live stream, and
+    `#backfill` or `#reconcile` after it for the streams beside it. `parse` is the one place that reads a key back.
+    A stream id may hold any character but `#` (ClickUp's are `<workspace id>:<log class>`), so the key reads back
+    unambiguously.
+    """
+
+    vendor: str
+    stream: str
+    kind: Kind = Kind.LIVE
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.kind, Kind):
+            raise TypeError(f"a stream key's kind is a Kind, not {self.kind!r}")
+        for name, value in (("vendor", self.vendor), ("stream id", self.stream)):
+            if not isinstance(value, str):
+                raise TypeError(f"a stream key's {name} is a string, not {value!r}")
+            if not value or "#" in value:
+                raise ValueError(f"a stream key's {name} {value!r} is empty or holds '#', the key's separator")
+
+    def __str__(self) -> str:
+        base = f"{self.vendor}#{self.stream}"
+        return base if self.kind is Kind.LIVE else f"{base}#{self.kind.value}"
+
+    @classmethod
+    def parse(cls, text: str) -> StreamKey:
+        """The key whose `str()` is `text`; ValueError for anything else."""
+        match text.split("#"):
+            case [vendor, stream]:
+                return cls(vendor, stream)
+            case [vendor, stream, kind] if kind in (Kind.BACKFILL.value, Kind.RECONCILE.value):
+                return cls(vendor, stream, Kind(kind))
+        raise ValueError(f"{text!r} is not a stream key (<vendor>#<stream>, then #backfill or #reconcile)")
+
+    def with_kind(self, kind: Kind) -> StreamKey:
+        return StreamKey(self.vendor, self.stream, kind)
+
+    @property
+    def live(self) -> StreamKey:
+        return self.with_kind(Kind.LIVE)
+
+    @property
+    def backfill(self) -> StreamKey:
+        return self.with_kind(Kind.BACKFILL)
+
+    @property
+    def reconcile(self) -> StreamKey:
+        return self.with_kind(Kind.RECONCILE)
+
+
+# -- transitional: key strings for the operator tool until it uses StreamKey ----------------------------------------
+# Each gives what it gave before for every key a stream can have. A string that is no stream key (a digest prefix, a
+# tampered digest's `stream`, a `--stream` an operator typed) raises nothing: it reads as a live stream's, as before.
+
+
 def state_key(vendor: str, stream: str, kind: Kind = Kind.LIVE) -> str:
-    """The state item's key: `<vendor>#<stream>`, and `#backfill` or `#reconcile` for the streams beside it."""
-    base = f"{vendor}#{stream}"
-    return base if kind is Kind.LIVE else f"{base}#{kind.value}"
+    """`str(StreamKey(vendor, stream, kind))`."""
+    try:
+        return str(StreamKey(vendor, stream, kind))
+    except ValueError:  # no stream has such a key: it matches nothing, as it did
+        return "#".join([vendor, stream] + ([] if kind is Kind.LIVE else [kind.value]))
 
 
 def kind_of(key: str) -> Kind:
-    """The kind of a state key (a stream id never contains `#`)."""
-    suffix = key.rpartition("#")[2] if key.count("#") >= 2 else ""
-    return Kind(suffix) if suffix in (Kind.BACKFILL.value, Kind.RECONCILE.value) else Kind.LIVE
+    """`StreamKey.parse(key).kind`."""
+    try:
+        return StreamKey.parse(key).kind
+    except ValueError:
+        return Kind.LIVE
 
 
 def live_key(key: str) -> str:
-    """The live stream's key of any stream's key."""
-    return key if kind_of(key) is Kind.LIVE else key.rpartition("#")[0]
+    """`str(StreamKey.parse(key).live)`."""
+    try:
+        return str(StreamKey.parse(key).live)
+    except ValueError:
+        return key
 
 
 _serialize = TypeSerializer().serialize
@@ -100,9 +167,80 @@ class Span:
     until: datetime
 
 
+# -- the digest chain's state: its head and what the next digest will list (digest.py writes the digests) ---------
+
+Covered = tuple[datetime, datetime]  # [start, end) of time the vendor was read to the end for
+
+
+@dataclass(frozen=True)
+class ObjectEntry:
+    """One archived object as a digest lists it."""
+
+    key: str
+    version_id: str | None  # None: the bucket did not version it (S3 calls that version "null")
+    sha256: str  # hex, of the stored bytes
+    records: int
+    first_event_time: str
+    last_event_time: str
+
+    def as_json(self) -> dict[str, Any]:
+        return {"key": self.key, "version_id": self.version_id, "sha256": self.sha256, "records": self.records,
+                "first_event_time": self.first_event_time, "last_event_time": self.last_event_time}
+
+    @classmethod
+    def from_json(cls, value: dict[str, Any]) -> ObjectEntry:
+        return cls(key=str(value["key"]), version_id=value.get("version_id"), sha256=str(value["sha256"]),
+                   records=int(value["records"]), first_event_time=str(value["first_event_time"]),
+                   last_event_time=str(value["last_event_time"]))
+
+
+@dataclass
+class DigestState:
+    """The chain's head (the last digest written) and what the next digest will hold."""
+
+    sequence: int = 0  # of the last digest written; 0: none yet
+    previous_key: str | None = None
+    previous_sha256: str | None = None
+    previous_at: datetime | None = None
+    position: dict[str, Any] | None = None  # the stream's position as the last digest recorded it
+    covered: list[Covered] = field(default_factory=list)  # windows completed since the last digest
+    objects: list[ObjectEntry] = field(default_factory=list)  # objects written since the last digest
+
+    def to_item(self) -> dict[str, Any] | None:
+        if self.sequence == 0 and not self.covered and not self.objects:
+            return None
+        return {
+            "sequence": self.sequence,
+            "previous_key": self.previous_key,
+            "previous_sha256": self.previous_sha256,
+            "previous_at": to_iso(self.previous_at) if self.previous_at else None,
+            "position": json.dumps(self.position, separators=(",", ":")) if self.position is not None else None,
+            "covered": json.dumps([[to_iso(s), to_iso(e)] for s, e in self.covered], separators=(",", ":")),
+            # Entries are mostly hashes and version ids: compressed, the item stays far below DynamoDB's 400 KB.
+            "objects": zlib.compress(json.dumps([e.as_json() for e in self.objects],
+                                                separators=(",", ":")).encode(), 6),
+        }
+
+    @classmethod
+    def from_item(cls, item: dict[str, Any] | None) -> DigestState:
+        if not item:
+            return cls()
+        objects = item.get("objects")
+        raw = bytes(getattr(objects, "value", objects)) if objects else b""
+        return cls(
+            sequence=int(item.get("sequence", 0)),
+            previous_key=item.get("previous_key"),
+            previous_sha256=item.get("previous_sha256"),
+            previous_at=parse_time(item["previous_at"]) if item.get("previous_at") else None,
+            position=json.loads(item["position"]) if item.get("position") else None,
+            covered=[(parse_time(s), parse_time(e)) for s, e in json.loads(item.get("covered") or "[]")],
+            objects=[ObjectEntry.from_json(e) for e in json.loads(zlib.decompress(raw))] if raw else [],
+        )
+
+
 @dataclass
 class StreamState:
-    key: str
+    key: str  # the item's key as stored: str(StreamKey)
     version: int
     done_until: datetime | None = None
     origin: datetime | None = None  # where the first window began: a backfill ends there
@@ -121,6 +259,10 @@ class StreamState:
     reconciliation: dict[str, Any] | None = None
     digest: DigestState = field(default_factory=DigestState)
 
+    @property
+    def stream_key(self) -> StreamKey:
+        return StreamKey.parse(self.key)
+
 
 class StateStore:
     def __init__(self, dynamodb: Any, table: str) -> None:
@@ -133,12 +275,12 @@ class StateStore:
     def operations(self) -> int:
         return self.reads + self.writes
 
-    def acquire(self, key: str, owner: str, lease_until: int, now: int) -> StreamState:
+    def acquire(self, key: StreamKey, owner: str, lease_until: int, now: int) -> StreamState:
         """Takes the stream's lease (free, or expired) and returns its state; StreamBusy if another run holds it."""
         self.writes += 1
         try:
             item = self.dynamodb.update_item(
-                TableName=self.table, Key={"stream": {"S": key}},
+                TableName=self.table, Key={"stream": {"S": str(key)}},
                 UpdateExpression="SET lease_owner = :me, lease_expires = :until, "
                                  "version = if_not_exists(version, :zero) + :one",
                 ConditionExpression="attribute_not_exists(lease_owner) OR lease_expires <= :now",
@@ -181,10 +323,10 @@ class StateStore:
             states += [_from_item({k: _deserialize(v) for k, v in item.items()}) for item in page["Items"]]
         return sorted(states, key=lambda state: state.key)
 
-    def read(self, key: str) -> StreamState | None:
+    def read(self, key: StreamKey) -> StreamState | None:
         """The stored state, for operators and tests (no lease)."""
         self.reads += 1
-        item = self.dynamodb.get_item(TableName=self.table, Key={"stream": {"S": key}}, ConsistentRead=True)
+        item = self.dynamodb.get_item(TableName=self.table, Key={"stream": {"S": str(key)}}, ConsistentRead=True)
         if "Item" not in item:
             return None
         return _from_item({k: _deserialize(v) for k, v in item["Item"].items()})

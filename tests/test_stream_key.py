@@ -1,0 +1,107 @@
+"""Stream keys (state.StreamKey): a value whose string is the state item's key, exactly as stored since the first
+release, read back by `parse` alone; and the archive's and the digests' names derived from it."""
+
+from __future__ import annotations
+
+from datetime import date
+
+import pytest
+
+from auditlake.archive import PartBuilder, stream_part
+from auditlake.digest import digest_key, stream_prefix
+from auditlake.state import Kind, StreamKey, kind_of, live_key, state_key
+from auditlake.timeutil import parse_time
+
+# A stream id of each vendor, as its adapter names it (ClickUp's hold ':' and '-').
+STREAMS = [("asana", "1200000000000001"), ("ashby", "organization"), ("clickup", "9015123456:auth-and-security"),
+           ("make", "4821")]
+
+
+@pytest.mark.parametrize(("vendor", "stream"), STREAMS)
+def test_a_key_is_the_string_already_stored_and_reads_back(vendor: str, stream: str) -> None:
+    key = StreamKey(vendor, stream)
+    assert str(key) == f"{vendor}#{stream}"
+    assert str(key.backfill) == f"{vendor}#{stream}#backfill"
+    assert str(key.reconcile) == f"{vendor}#{stream}#reconcile"
+    for kind in Kind:
+        assert StreamKey.parse(str(key.with_kind(kind))) == key.with_kind(kind)
+        assert key.with_kind(kind).live == key and key.with_kind(kind).kind is kind
+
+
+def test_keys_are_values() -> None:
+    key = StreamKey("asana", "1")
+    assert key == StreamKey("asana", "1", Kind.LIVE) and hash(key) == hash(StreamKey("asana", "1"))
+    assert key != key.backfill and len({key, key.backfill, key.reconcile, StreamKey("asana", "1")}) == 3
+    with pytest.raises(AttributeError):
+        key.kind = Kind.BACKFILL  # type: ignore[misc]
+
+
+@pytest.mark.parametrize("text", ["", "asana", "asana#", "#1", "asana#1#", "asana#1#live", "asana#1#backfill#x",
+                                  "asana#1#archive", "asana#1#backfill#backfill",
+                                  "digests/vendor=asana/stream=asana-1/"])
+def test_parse_refuses_what_is_no_stream_key(text: str) -> None:
+    with pytest.raises(ValueError, match=r"not a stream key|empty or holds"):
+        StreamKey.parse(text)
+
+
+@pytest.mark.parametrize(("vendor", "stream"), [("", "1"), ("asana", ""), ("as#ana", "1"), ("asana", "1#backfill")])
+def test_a_key_refuses_parts_that_would_not_read_back(vendor: str, stream: str) -> None:
+    with pytest.raises(ValueError, match="empty or holds '#'"):
+        StreamKey(vendor, stream)
+
+
+def test_a_key_refuses_a_kind_that_is_not_a_kind() -> None:
+    with pytest.raises(TypeError):
+        StreamKey("asana", "1", "backfill")  # type: ignore[arg-type]
+
+
+def test_the_transitional_wrappers_give_what_they_gave() -> None:
+    assert state_key("asana", "1") == "asana#1" and state_key("asana", "1", Kind.RECONCILE) == "asana#1#reconcile"
+    assert kind_of("asana#1") is Kind.LIVE and kind_of("asana#1#backfill") is Kind.BACKFILL
+    assert live_key("clickup#9:user-activity#reconcile") == "clickup#9:user-activity"
+    # Strings that are no key (an operator's `--stream asana#1#backfill` split at its first '#', a digest prefix, a
+    # digest body without a stream) raise nothing: they read as a live stream's and match no stream, as before.
+    assert state_key("asana", "1#backfill", Kind.BACKFILL) == "asana#1#backfill#backfill"
+    assert state_key("asana", "1#backfill") == "asana#1#backfill"
+    assert kind_of("") is Kind.LIVE and kind_of("digests/vendor=asana/stream=asana-1/") is Kind.LIVE
+    assert live_key("digests/vendor=asana/stream=asana-1/") == "digests/vendor=asana/stream=asana-1/"
+
+
+def test_object_and_digest_names_follow_the_key() -> None:
+    key = StreamKey("clickup", "9015123456:auth-and-security")
+    assert stream_part(key) == "clickup-9015123456-auth-and-security"
+    assert stream_part(key.backfill) == "clickup-9015123456-auth-and-security-backfill"
+    builder = PartBuilder(key.reconcile, "20261101T000000000Z-20261101T001000000Z", 2)
+    builder.add(parse_time("2026-11-01T00:05:00Z"), b"{}\n")
+    assert builder.keys() == ["events/vendor=clickup/dt=2026-11-01/clickup-9015123456-auth-and-security-reconcile_"
+                              "20261101T000000000Z-20261101T001000000Z_p000002.json.gz"]
+    assert stream_prefix(key.backfill) == "digests/vendor=clickup/stream=clickup-9015123456-auth-and-security-backfill/"
+    assert digest_key(key, 7) == "digests/vendor=clickup/stream=clickup-9015123456-auth-and-security/0000000007.json"
+    # a key string names the same place, while the operator tool still passes strings
+    assert digest_key(str(key.backfill), 7) == digest_key(key.backfill, 7)
+
+
+class Listing:
+    """An S3 client's list_objects_v2 paginator over a fixed set of keys."""
+
+    def __init__(self, keys: list[str]) -> None:
+        self.keys = keys
+
+    def get_paginator(self, _name: str) -> Listing:
+        return self
+
+    def paginate(self, Bucket: str, Prefix: str) -> list[dict[str, list[dict[str, str]]]]:
+        return [{"Contents": [{"Key": k} for k in self.keys if k.startswith(Prefix)]}]
+
+
+def test_a_streams_objects_are_those_of_its_three_kinds_and_no_other_stream() -> None:
+    from auditlake.archive import Archive  # noqa: PLC0415
+
+    day = "events/vendor=asana/dt=2026-11-01/"
+    mine = [f"{day}asana-1_w_p000001.json.gz", f"{day}asana-1-backfill_w_p000001.json.gz",
+            f"{day}asana-1-reconcile_w_p000003.json.gz"]
+    others = [f"{day}asana-12_w_p000001.json.gz", f"{day}asana-1-other_w_p000001.json.gz",
+              "events/vendor=asana/dt=2026-11-02/asana-1_w_p000001.json.gz"]
+    archive = Archive(Listing(mine + others), "bucket", "key")
+    for kind in Kind:
+        assert archive.stream_objects(StreamKey("asana", "1", kind), [date(2026, 11, 1)]) == mine
