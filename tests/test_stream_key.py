@@ -9,7 +9,7 @@ import pytest
 
 from auditlake.archive import PartBuilder, stream_part
 from auditlake.digest import digest_key, stream_prefix
-from auditlake.state import Kind, StreamKey, kind_of, live_key, state_key
+from auditlake.state import Kind, StreamKey
 from auditlake.timeutil import parse_time
 
 # A stream id of each vendor, as its adapter names it (ClickUp's hold ':' and '-').
@@ -55,18 +55,6 @@ def test_a_key_refuses_a_kind_that_is_not_a_kind() -> None:
         StreamKey("asana", "1", "backfill")  # type: ignore[arg-type]
 
 
-def test_the_transitional_wrappers_give_what_they_gave() -> None:
-    assert state_key("asana", "1") == "asana#1" and state_key("asana", "1", Kind.RECONCILE) == "asana#1#reconcile"
-    assert kind_of("asana#1") is Kind.LIVE and kind_of("asana#1#backfill") is Kind.BACKFILL
-    assert live_key("clickup#9:user-activity#reconcile") == "clickup#9:user-activity"
-    # Strings that are no key (an operator's `--stream asana#1#backfill` split at its first '#', a digest prefix, a
-    # digest body without a stream) raise nothing: they read as a live stream's and match no stream, as before.
-    assert state_key("asana", "1#backfill", Kind.BACKFILL) == "asana#1#backfill#backfill"
-    assert state_key("asana", "1#backfill") == "asana#1#backfill"
-    assert kind_of("") is Kind.LIVE and kind_of("digests/vendor=asana/stream=asana-1/") is Kind.LIVE
-    assert live_key("digests/vendor=asana/stream=asana-1/") == "digests/vendor=asana/stream=asana-1/"
-
-
 def test_object_and_digest_names_follow_the_key() -> None:
     key = StreamKey("clickup", "9015123456:auth-and-security")
     assert stream_part(key) == "clickup-9015123456-auth-and-security"
@@ -77,8 +65,6 @@ def test_object_and_digest_names_follow_the_key() -> None:
                               "20261101T000000000Z-20261101T001000000Z_p000002.json.gz"]
     assert stream_prefix(key.backfill) == "digests/vendor=clickup/stream=clickup-9015123456-auth-and-security-backfill/"
     assert digest_key(key, 7) == "digests/vendor=clickup/stream=clickup-9015123456-auth-and-security/0000000007.json"
-    # a key string names the same place, while the operator tool still passes strings
-    assert digest_key(str(key.backfill), 7) == digest_key(key.backfill, 7)
 
 
 class Listing:

@@ -738,12 +738,13 @@ def test_collector_may_list_its_own_digests(logical_id: str) -> None:
     to one without. Adopting a digest tells "not written yet" from "refused" by that, so the collector may list its
     own digests (and events) prefix: ListObjectsV2 with the key as Prefix is allowed by s3:prefix."""
     from auditlake.digest import digest_key  # noqa: PLC0415 - the engine names the keys
+    from auditlake.state import StreamKey  # noqa: PLC0415
 
     vendor = vendor_of(logical_id)
     listing = [s for s in collector_statements(logical_id, True) if "s3:ListBucket" in as_list(s["Action"])]
     prefixes = [p for s in listing for p in as_list(s["Condition"]["StringLike"]["s3:prefix"])]
     assert all(as_list(s["Resource"]) == [ATTRS["ArchiveBucket", "Arn"]] for s in listing)
-    own = digest_key(f"{vendor}#workspace-1", 7)
+    own = digest_key(StreamKey(vendor, "workspace-1"), 7)
     assert own.startswith(f"digests/vendor={vendor}/")
     assert any(fnmatch.fnmatchcase(own, p) for p in prefixes)
     assert any(fnmatch.fnmatchcase(f"events/vendor={vendor}/dt=2026-11-22/x.json.gz", p) for p in prefixes)

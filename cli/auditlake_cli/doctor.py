@@ -25,7 +25,7 @@ from auditlake.archive import object_key, window_id
 from auditlake.digest import digest_key
 from auditlake.errors import AuditlakeError, AuditLogsUnavailable
 from auditlake.secrets import parse_secret
-from auditlake.state import Kind, StreamState, kind_of, state_key
+from auditlake.state import Kind, StreamKey, StreamState
 from auditlake.timeutil import parse_time
 from auditlake_cli.probe import probe_vendor
 from auditlake_vendors import VENDORS, adapter
@@ -249,7 +249,7 @@ class Doctor:
     def runs(self, vendor: str, states: list[StreamState], metrics: dict[str, tuple[int, int]] | None) -> Check:
         name = f"runs {vendor}"
         group = self.resources.get(f"{adapter(vendor).function_id()}LogGroup", "of the collector")
-        live = [s for s in states if s.key.partition("#")[0] == vendor and kind_of(s.key) is Kind.LIVE]
+        live = [s for s in states if s.stream_key.vendor == vendor and s.stream_key.kind is Kind.LIVE]
         failed = [s for s in live if (s.status or {}).get("last_outcome") == "error"]
         if failed:
             error = (failed[0].status or {}).get("last_error") or "no error recorded"
@@ -356,10 +356,10 @@ class Doctor:
     def names(self, vendor: str) -> dict[str, str]:
         """The deployment's names the calls of `COLLECTOR_CALLS` are made on, for one collector."""
         p, r, a = self.where.partition, self.where.region, self.where.account
-        stream = state_key(vendor, EXAMPLE_STREAM)
+        stream = StreamKey(vendor, EXAMPLE_STREAM)
         start = datetime(2026, 1, 1, tzinfo=UTC)
         return {
-            "vendor": vendor, "region": r, "stream_key": stream,
+            "vendor": vendor, "region": r, "stream_key": str(stream),
             "secret_arn": self.stack.output(f"{_title(vendor)}TokenSecretArn"),
             "archive_key_arn": self.stack.output("ArchiveKeyArn"),
             "signing_key_arn": self.stack.output("DigestSigningKeyArn"),

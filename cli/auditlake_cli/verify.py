@@ -43,7 +43,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from auditlake import digest as digests
 from auditlake.archive import EVENTS_PREFIX, safe_key_part
-from auditlake.state import Kind, StreamState, kind_of, live_key, state_key
+from auditlake.state import Kind, StreamKey, StreamState
 from auditlake.timeutil import parse_time, to_iso
 
 MODIFIED = "modified object"
@@ -214,12 +214,12 @@ class Verifier:
             until: datetime | None = None) -> Report:
         """Verifies the chains of `streams` (vendor names or stream keys; None: all) over [since, until)."""
         report = Report(since=since, until=until)
-        vendors = None if not streams else sorted({s.partition("#")[0] for s in streams})
+        vendors = None if not streams else sorted({_vendor_of(s) for s in streams})
         objects = self._list_objects(vendors, since, until)
         states = {state.key: state for state in self.states()} if self.states is not None else None
         prefixes = set(chain_prefixes(self.s3, self.bucket, vendors))
-        for key in states or {}:
-            prefixes.add(digests.stream_prefix(key))  # a chain whose every digest is gone still counts
+        for state in (states or {}).values():
+            prefixes.add(digests.stream_prefix(state.stream_key))  # a chain whose every digest is gone still counts
         selected = [p for p in sorted(prefixes) if self._selected(p, streams)]
         with ThreadPoolExecutor(self.readers) as pool:
             chains = [self._walk(prefix, states, report, pool) for prefix in selected]
@@ -236,7 +236,7 @@ class Verifier:
             if "#" not in stream:
                 if prefix.startswith(f"{digests.DIGESTS_PREFIX}/vendor={stream}/"):
                     return True
-            elif prefix in {digests.stream_prefix(state_key) for state_key in _kinds_of(stream)}:
+            elif prefix in {digests.stream_prefix(key) for key in _chosen_keys(stream)}:
                 return True
         return False
 
@@ -256,7 +256,7 @@ class Verifier:
         reads = {(key, version): pool.submit(self._read_digest, key, version, item.get("LastModified"))
                  for key, versions in found.items() if DIGEST_NAME.match(key.removeprefix(prefix))
                  for version, item in versions.versions.items()}
-        state = next((s for k, s in (states or {}).items() if digests.stream_prefix(k) == prefix), None)
+        state = next((s for s in (states or {}).values() if digests.stream_prefix(s.stream_key) == prefix), None)
         chain.stream = state.key if state else None
         previous: DigestVersion | None = None
         last = max(by_sequence, default=0)
@@ -270,7 +270,7 @@ class Verifier:
                     named_by_next.setdefault(sequence - 1, set()).add(str(link.get("sha256")))
         for sequence in range(1, last + 1):
             if sequence not in by_sequence:
-                key = digests.digest_key(chain.stream, sequence) if chain.stream else f"{prefix}{sequence:010d}.json"
+                key = f"{prefix}{sequence:010d}.json"
                 report.add(BROKEN, key, "is missing: the chain breaks here (the digest was deleted, every version "
                                         "of it)")
                 previous = None
@@ -332,7 +332,7 @@ class Verifier:
             problems.append(f"says it is {body.get('key')}")
         if body.get("sequence") != sequence:
             problems.append(f"says it is number {body.get('sequence')}")
-        if not isinstance(body.get("stream"), str) or digests.stream_prefix(body["stream"]) != prefix:
+        if _prefix_of(body.get("stream")) != prefix:
             problems.append(f"belongs to stream {body.get('stream')!r}")
         if problems:
             report.add(BROKEN, subject, "is out of place: " + ", ".join(problems))
@@ -372,7 +372,7 @@ class Verifier:
 
     def _check_head(self, chain: Chain, last: int, state: StreamState | None, report: Report) -> None:
         if state is not None and state.digest.sequence > last:
-            missing = digests.digest_key(state.key, last + 1)
+            missing = digests.digest_key(state.stream_key, last + 1)
             report.add(BROKEN, missing, f"is missing, and every digest after it: the state records digest "
                                         f"{state.digest.sequence} as the chain's head, S3 holds {last}")
         elif state is not None and state.digest.sequence and chain.head is not None \
@@ -380,7 +380,7 @@ class Verifier:
             report.add(BROKEN, chain.head.key, "is not the digest the collector wrote: its SHA-256 differs from the "
                                                "one the state records")
         head = chain.head
-        if head is None or head.body is None or kind_of(str(head.body.get("stream", ""))) is not Kind.LIVE:
+        if head is None or head.body is None or _kind_of(head.body.get("stream")) is not Kind.LIVE:
             return  # a backfill's or a reconciliation's chain ends when its span is read
         created = _time(head.body.get("created_at"))
         now = self.now() if self.now else None
@@ -544,14 +544,46 @@ def _time(value: Any) -> datetime | None:
         return None
 
 
+# A digest's body says which stream it belongs to, as text that anyone with write access may have changed: it is
+# parsed, never split, and text that is no stream key is judged as strictly as a live stream's would be.
+
+
+def _parsed(text: Any) -> StreamKey | None:
+    try:
+        return StreamKey.parse(text) if isinstance(text, str) else None
+    except ValueError:
+        return None
+
+
 def _live_key(stream: str) -> str:
-    return live_key(stream)
+    """The live stream a chain's time belongs to (a backfill's and a reconciliation's cover the same stream)."""
+    key = _parsed(stream)
+    return stream if key is None else str(key.live)
 
 
-def _kinds_of(stream: str) -> list[str]:
-    """The state keys of a live stream and the backfill and reconciliation streams beside it."""
-    vendor, _, stream_id = stream.partition("#")
-    return [state_key(vendor, stream_id, kind) for kind in Kind]
+def _kind_of(stream: Any) -> Kind:
+    key = _parsed(stream)
+    return Kind.LIVE if key is None else key.kind
+
+
+def _prefix_of(stream: Any) -> str | None:
+    key = _parsed(stream)
+    return None if key is None else digests.stream_prefix(key)
+
+
+def _vendor_of(chosen: str) -> str:
+    """`--stream` takes a vendor or a stream key."""
+    key = _parsed(chosen) if "#" in chosen else None
+    return chosen if key is None else key.vendor
+
+
+def _chosen_keys(chosen: str) -> list[StreamKey]:
+    """The streams a `--stream` key chooses: a live stream with its backfill and reconciliation, or one of these
+    alone."""
+    key = _parsed(chosen)
+    if key is None:
+        return []
+    return [key.with_kind(kind) for kind in Kind] if key.kind is Kind.LIVE else [key]
 
 
 def _days(since: datetime, until: datetime) -> Iterator[str]:
@@ -571,4 +603,4 @@ def _pending(states: dict[str, StreamState]) -> tuple[set[tuple[str, str]], set[
 
 def _selected_stream_keys(chains: list[Chain], streams: list[str] | None) -> list[str]:
     keys = [chain.stream for chain in chains if chain.stream]
-    return keys + [key for s in streams or [] if "#" in s for key in _kinds_of(s)]
+    return keys + [str(key) for s in streams or [] if "#" in s for key in _chosen_keys(s)]

@@ -8,6 +8,7 @@ from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
+from auditlake import planning
 from auditlake_cli.output import Progress, moment
 from auditlake_cli.spans import BackfillProgress, BackfillReport, SpanJob, invoke_saving, past_date, run_spans
 from auditlake_cli.target import target
@@ -28,10 +29,10 @@ def add_parser(commands: Any, where: argparse.ArgumentParser) -> None:
 
 def run_backfill(invoke: Callable[[dict[str, Any]], dict[str, Any]], vendor: str, since: date, progress: Progress,
                  *, after_invocation: Callable[[], None] = lambda: None, max_invocations: int | None = None,
-                 oldest_available: datetime | None = None) -> BackfillReport:
-    """Invokes the collector in backfill mode until the history from `since` is archived (see run_spans)."""
-    asked = datetime(since.year, since.month, since.day, tzinfo=UTC)
-    target_since = max(asked, oldest_available) if oldest_available else asked
+                 starts_at: datetime | None = None) -> BackfillReport:
+    """Invokes the collector in backfill mode until the history from `since` is archived (see run_spans);
+    `starts_at` is where the vendor's retention lets that history start, if later than `since`."""
+    target_since = starts_at or datetime(since.year, since.month, since.day, tzinfo=UTC)
 
     def was_earlier(_spans: list[dict[str, Any]], step: BackfillProgress) -> bool:
         # An unfinished earlier backfill (from a later date) is finished first. An hour of tolerance absorbs the
@@ -46,19 +47,15 @@ def run_backfill(invoke: Callable[[dict[str, Any]], dict[str, Any]], vendor: str
 
 def cmd_backfill(args: argparse.Namespace) -> int:
     since = past_date(args.since)
-    cls = adapter(args.vendor)
-    now = datetime.now(UTC)
-    oldest = [b for b in ((now - cls.retention + cls.retention_margin) if cls.retention else None, cls.earliest)
-              if b is not None]
-    oldest_available = max(oldest) if oldest else None
     asked = datetime(since.year, since.month, since.day, tzinfo=UTC)
-    if oldest_available is not None and asked < oldest_available:
-        print(f"{args.vendor} keeps its audit log back to {moment(oldest_available)}; the backfill starts there")
+    starts_at = planning.reachable(adapter(args.vendor), asked, datetime.now(UTC))
+    if starts_at > asked:
+        print(f"{args.vendor} keeps its audit log back to {moment(starts_at)}; the backfill starts there")
     with target(args, vendors=[args.vendor]) as where:
         print(f"backfilling {args.vendor} from {since.isoformat()} on {where.name}")
         report = run_backfill(lambda event: invoke_saving(where, args.vendor, event), args.vendor, since,
                               Progress(sys.stdout), after_invocation=where.save, max_invocations=args.max_invocations,
-                              oldest_available=oldest_available)
+                              starts_at=starts_at)
     if report.complete:
         print(f"backfill complete: {report.events:,} events archived in {report.invocations} invocation(s)")
     else:

@@ -7,7 +7,7 @@ import argparse
 from datetime import UTC, datetime
 from typing import Any
 
-from auditlake.state import Kind, StreamState, kind_of, live_key
+from auditlake.state import Kind, StreamState
 from auditlake.timeutil import parse_time
 from auditlake_cli.output import duration, moment, table
 from auditlake_cli.target import target
@@ -30,12 +30,13 @@ def status_table(states: list[StreamState], now: datetime | None = None) -> str:
         last_run = parse_time(run["last_run_at"]) if run.get("last_run_at") else None
         last = "-" if last_run is None else f"{moment(last_run)} ({duration((now - last_run).total_seconds())} ago)"
         outcome = run.get("last_outcome", "-")
-        if kind_of(state.key) is Kind.RECONCILE:
+        key = state.stream_key
+        if key.kind is Kind.RECONCILE:
             reconciliations.append(reconciliation_row(state, now, outcome))
-        elif state.backfill is not None or kind_of(state.key) is Kind.BACKFILL:
+        elif state.backfill is not None or key.kind is Kind.BACKFILL:
             span = state.backfill
             if span is None:
-                backfills.append([state.key.removesuffix("#backfill"), "-", "-", "-", "-", last, outcome,
+                backfills.append([str(key.live), "-", "-", "-", "-", last, outcome,
                                   state.events_archived])
             else:
                 done = state.done_until or span.since
@@ -43,7 +44,7 @@ def status_table(states: list[StreamState], now: datetime | None = None) -> str:
                 fraction = run.get("backfill_progress")
                 if not isinstance(fraction, int | float):
                     fraction = 1.0 if total <= 0 else min(1.0, (done - span.since).total_seconds() / total)
-                backfills.append([state.key.removesuffix("#backfill"), moment(span.since), moment(span.until),
+                backfills.append([str(key.live), moment(span.since), moment(span.until),
                                   moment(done), f"{fraction * 100:.0f}%", last, outcome, state.events_archived])
         else:
             position = moment(state.done_until)
@@ -77,7 +78,7 @@ def reconciliation_row(state: StreamState, now: datetime, outcome: str) -> list[
     completed = parse_time(last["completed_at"]) if last.get("completed_at") else None
     fraction = (state.status or {}).get("backfill_progress")
     progress = "done" if completed else f"{fraction * 100:.0f}%" if isinstance(fraction, int | float) else "-"
-    return [live_key(state.key), last.get("since", "-")[:10] if last else "-",
+    return [str(state.stream_key.live), last.get("since", "-")[:10] if last else "-",
             last.get("until", "-")[:16].replace("T", " ") if last else "-", progress,
             "-" if began is None else f"{moment(began)} ({duration((now - began).total_seconds())} ago)",
             "-" if completed is None else moment(completed), last.get("found", 0), outcome]

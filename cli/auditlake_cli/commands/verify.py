@@ -11,7 +11,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from auditlake.state import StreamState
+from auditlake.state import StreamKey, StreamState
 from auditlake.timeutil import parse_time
 from auditlake_cli.errors import EXIT_ERROR, CliError
 from auditlake_cli.output import moment
@@ -43,7 +43,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
         raise CliError(f"--since {args.since} is not before --until {args.until}")
     streams = args.stream or None
     for stream in streams or []:
-        if stream.partition("#")[0] not in VENDORS:
+        if _vendor_of(stream) not in VENDORS:
             raise CliError(f"--stream takes a vendor ({', '.join(VENDORS)}) or a stream key such as "
                            f"asana#<workspace gid>, not {stream!r}")
     public_key = None
@@ -84,6 +84,15 @@ def readable_states(access: ArchiveAccess) -> Callable[[], list[StreamState]] | 
               "age only", file=sys.stderr)
         return None
     return access.states
+
+
+def _vendor_of(stream: str) -> str | None:
+    if "#" not in stream:
+        return stream
+    try:
+        return StreamKey.parse(stream).vendor
+    except ValueError:
+        return None
 
 
 def _instant(text: str | None, option: str) -> datetime | None:

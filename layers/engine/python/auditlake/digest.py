@@ -130,17 +130,12 @@ def position_of(state: StreamState) -> dict[str, Any]:
 # -- keys, bodies, signatures ---------------------------------------------------------------------------------------
 
 
-def stream_prefix(key: StreamKey | str) -> str:
-    """Where a stream's digests are: `digests/vendor=<vendor>/stream=<its key, S3-safe>/`.
-
-    A key string is taken too, until the operator tool passes StreamKeys: some of its strings come from digest
-    bodies, where anything may be written, so a string is never parsed, only split at its first `#`, as before."""
-    text = str(key)
-    vendor = key.vendor if isinstance(key, StreamKey) else text.partition("#")[0]
-    return f"{DIGESTS_PREFIX}/vendor={vendor}/stream={safe_key_part(text)}/"
+def stream_prefix(key: StreamKey) -> str:
+    """Where a stream's digests are: `digests/vendor=<vendor>/stream=<its key, S3-safe>/`."""
+    return f"{DIGESTS_PREFIX}/vendor={key.vendor}/stream={safe_key_part(str(key))}/"
 
 
-def digest_key(key: StreamKey | str, sequence: int) -> str:
+def digest_key(key: StreamKey, sequence: int) -> str:
     return f"{stream_prefix(key)}{sequence:010d}.json"
 
 

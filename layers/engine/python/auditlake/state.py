@@ -107,30 +107,6 @@ class StreamKey:
 # tampered digest's `stream`, a `--stream` an operator typed) raises nothing: it reads as a live stream's, as before.
 
 
-def state_key(vendor: str, stream: str, kind: Kind = Kind.LIVE) -> str:
-    """`str(StreamKey(vendor, stream, kind))`."""
-    try:
-        return str(StreamKey(vendor, stream, kind))
-    except ValueError:  # no stream has such a key: it matches nothing, as it did
-        return "#".join([vendor, stream] + ([] if kind is Kind.LIVE else [kind.value]))
-
-
-def kind_of(key: str) -> Kind:
-    """`StreamKey.parse(key).kind`."""
-    try:
-        return StreamKey.parse(key).kind
-    except ValueError:
-        return Kind.LIVE
-
-
-def live_key(key: str) -> str:
-    """`str(StreamKey.parse(key).live)`."""
-    try:
-        return str(StreamKey.parse(key).live)
-    except ValueError:
-        return key
-
-
 _serialize = TypeSerializer().serialize
 _deserialize = TypeDeserializer().deserialize
 
