@@ -103,6 +103,7 @@ SHAPES: dict[str, Shape] = {
                   scope="organization_id", page_size=_query_param("pg[limit]"),
                   paged=lambda request: int(request.param("pg[offset]") or 0) > 0),
 }
+assert set(SHAPES) == set(VENDORS), f"test_bad_input.py: SHAPES lacks {sorted(set(VENDORS) - set(SHAPES))}"
 
 
 # --- rewriting what the simulator answers --------------------------------------------------------------------------

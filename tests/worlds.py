@@ -141,6 +141,8 @@ TRAITS: dict[str, Traits] = {
     "make": Traits(streams=1, cursors_expire=False, says_when_to_retry=False,
                    backfill_requests=make_backfill_requests, idle_requests=1),
 }
+# Every simulated vendor must state its traits here (a new vendor's matrix rows follow from them).
+assert set(TRAITS) == set(LOCAL_VENDORS), f"tests/worlds.py: TRAITS lacks {sorted(set(LOCAL_VENDORS) - set(TRAITS))}"
 VENDORS = list(TRAITS)
 
 
