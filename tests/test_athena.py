@@ -31,6 +31,7 @@ from auditlake_local.simulators import asana, ashby, clickup, make
 from auditlake_local.simulators.people import MAX_PEOPLE, roster
 from auditlake_local.stack import LocalStack
 from auditlake_local.template import load_template
+from auditlake_local.vendors import VENDORS as LOCAL_VENDORS
 
 TEMPLATE = load_template()
 RESOURCES = TEMPLATE["Resources"]
@@ -267,7 +268,7 @@ def archive(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Archive]:
 # What the simulators' events say, read from the vendors' own fields (not through the collectors' adapters).
 
 def event_id(vendor: str, event: dict[str, Any]) -> str:
-    return str(event[VENDORS[vendor].id_field])
+    return str(event[LOCAL_VENDORS[vendor].id_field])
 
 
 def iso_or_ms(value: Any) -> datetime | None:
