@@ -11,7 +11,7 @@ version number, auditlake.__version__.
 
 Why a generated file rather than CloudFormation's Fn::ForEach: the AWS Serverless Application Repository accepts no
 transform but AWS::Serverless-2016-10-31, Fn::ForEach cannot write Parameters or Metadata, and `sam build`,
-checkov and the project's own template readers do not expand it (README, "Adding a vendor").
+checkov and the project's own template readers do not expand it.
 """
 
 from __future__ import annotations
