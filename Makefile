@@ -10,9 +10,10 @@ PY := $(VENV)/bin/python
 export SAM_CLI_TELEMETRY := 0
 export PATH := $(dir $(PYTHON313)):$(PATH)
 
-.PHONY: setup tools demo test bench chaos lint check-template wheel clean
+.PHONY: setup tools demo test bench chaos lint template check-template wheel clean
 
-$(VENV)/.installed: pyproject.toml local/pyproject.toml
+# The version is read from the engine package at install time (pyproject.toml: dynamic), so a new one reinstalls.
+$(VENV)/.installed: pyproject.toml local/pyproject.toml layers/engine/python/auditlake/__init__.py
 	@test -n "$(PYTHON313)" || { echo "python3.13 is required (Lambda's runtime); install it and retry" >&2; exit 1; }
 	$(PYTHON313) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
@@ -38,6 +39,11 @@ demo: setup
 
 lint: setup
 	$(VENV)/bin/ruff check .
+
+# template.yaml is generated from template/source.yaml, template/vendors/*.yaml and the vendor registry; the tests
+# fail when it is stale.
+template: setup
+	$(PY) scripts/render_template.py
 
 check-template: setup tools
 	SAM=$(TOOLS)/sam/bin/sam CHECKOV=$(TOOLS)/checkov/bin/checkov CFN_LINT=$(VENV)/bin/cfn-lint PYTHON=$(PY) \

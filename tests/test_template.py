@@ -17,6 +17,7 @@ import pytest
 
 from auditlake.vendor import VendorAdapter
 from auditlake_local.template import PROJECT_ROOT, load_template, resolve
+from auditlake_vendors import VENDORS, adapters
 
 TEMPLATE = load_template()
 RESOURCES: dict[str, dict[str, Any]] = TEMPLATE["Resources"]
@@ -41,7 +42,7 @@ PARAMETER_ENV = {"LAG_SECONDS": ("CollectionLagSeconds", 120), "OVERLAP_SECONDS"
 EVENT_COLUMNS = ["event_id", "event_time", "stream", "action", "category", "actor_id", "actor_email", "actor_name",
                  "actor_type", "target_id", "target_type", "target_name", "source_ip", "user_agent", "outcome",
                  "collected_at", "raw"]
-ALL_VENDORS = {"asana", "ashby", "clickup", "make"}
+ALL_VENDORS = set(VENDORS)
 ALLOWED_COLLECTOR_SERVICES = {"secretsmanager", "kms", "dynamodb", "s3", "logs", "xray"}
 FORBIDDEN_S3_ACTION_PATTERNS = ["s3:delete*", "s3:putbucket*", "s3:putobjectacl", "s3:putobjectversionacl",
                                 "s3:putlifecycle*", "s3:putobjectretention", "s3:putobjectlegalhold",
@@ -283,6 +284,12 @@ def test_collectors_exist() -> None:
     assert "AsanaCollector" in COLLECTORS
     assert vendor_of("AsanaCollector") == "asana"
     assert vendor_of("ClickUpCollector") == "clickup"
+
+
+def test_the_collectors_are_the_registrys() -> None:
+    """One collector per registered vendor, named by its adapter (template.yaml is rendered from the registry)."""
+    assert sorted(adapter.function_id() for adapter in adapters().values()) == COLLECTORS
+    assert {vendor_of(logical_id) for logical_id in COLLECTORS} == ALL_VENDORS
 
 
 @pytest.mark.parametrize("create_secret", [True, False], ids=["created-secret", "existing-secret"])
