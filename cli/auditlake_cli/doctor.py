@@ -338,8 +338,8 @@ class Doctor:
             return Check(name, False, f"no EventBridge Scheduler schedule invokes the {vendor} collector to "
                                       f"{purpose}",
                          "deploy the stack again with `sam deploy` (CloudFormation recreates only what it sees "
-                         "changed: if it reports no changes, change the schedule's Description in template.yaml "
-                         "for one deploy)")
+                         "changed: if it reports no changes, change the schedule's Description in "
+                         "template/source.yaml and run `make template` for one deploy)")
         disabled = [s for s in schedules if s.get("State") != "ENABLED"]
         shown = ", ".join(f"{s['Name']} {s.get('ScheduleExpression', '')}".strip() for s in schedules)
         if purpose == "reconcile" and not reconcile_on:
