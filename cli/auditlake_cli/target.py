@@ -24,7 +24,7 @@ from auditlake_vendors import adapter
 
 # A deployed collector may run for its whole timeout (280 s); the answer must not time out before it.
 LAMBDA_READ_TIMEOUT_SECONDS = 320
-BUSY_WAIT_SECONDS = 15.0  # while a scheduled run holds the function's single concurrency, or a stream's lease
+BUSY_WAIT_SECONDS = 15.0  # while Lambda throttles the invocation, or a scheduled run holds a stream's lease
 MAX_BUSY_WAITS = 40
 ATHENA_POLL_SECONDS = (0.25, 2.0)  # first and longest wait between polls of a running query
 
@@ -98,8 +98,9 @@ class StackTarget:
         return StateStore(self.session.client("dynamodb"), self.output("StateTableName")).scan()
 
     def invoke(self, vendor: str, event: dict[str, Any]) -> dict[str, Any]:
-        """Invokes the collector and waits for its summary. The function runs one at a time (reserved concurrency
-        1): while a scheduled run holds it, Lambda throttles this call, so it waits and tries again."""
+        """Invokes the collector and waits for its summary. When Lambda throttles the call (the account's
+        concurrency is shared), it waits and tries again; a stream that a scheduled run holds reports itself busy
+        in the summary, which the caller waits out (spans.run_spans)."""
         function = self.output(f"{adapter(vendor).title}CollectorFunctionName")
         for _ in range(MAX_BUSY_WAITS):
             try:

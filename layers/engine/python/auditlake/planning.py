@@ -3,7 +3,7 @@ through its span one is.
 
 Pure: functions of the vendor's bounds (its adapter class, or an instance), a stream's state, the settings and the
 time it is, returning values. Nothing here reads a clock, a table or a vendor; the engine (engine.py) does, and acts
-on what these return. The operator tool uses `oldest_available` to say where a backfill it is asked for will start.
+on what these return. The operator tool uses `reachable` to say where a backfill it is asked for will start.
 
 The rules, in one place:
 - A live stream's first window starts `initial_lookback` before now, no earlier than the vendor still serves
