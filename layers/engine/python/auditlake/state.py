@@ -102,11 +102,6 @@ class StreamKey:
         return self.with_kind(Kind.RECONCILE)
 
 
-# -- transitional: key strings for the operator tool until it uses StreamKey ----------------------------------------
-# Each gives what it gave before for every key a stream can have. A string that is no stream key (a digest prefix, a
-# tampered digest's `stream`, a `--stream` an operator typed) raises nothing: it reads as a live stream's, as before.
-
-
 _serialize = TypeSerializer().serialize
 _deserialize = TypeDeserializer().deserialize
 
