@@ -588,3 +588,19 @@ def test_idle_tick_cost_per_extra_account(world: Accounts, clock: Clock) -> None
                     f"each extra account +{costs[2][0] - costs[1][0]} requests, +{costs[2][1] - costs[1][1]} DynamoDB "
                     f"ops; AWS calls per extra account (its secret's cached copy expired): "
                     + ", ".join(f"{k} +{v}" for k, v in sorted(extra.items()) if v))
+
+
+def test_the_local_stack_creates_the_named_accounts_secrets() -> None:
+    """As an operator would before deploying with `MakeAccounts`: each under the vendor's prefix, encrypted with the
+    archive key, holding the default secret's placeholders until filled."""
+    with LocalStack.start({"MakeAccounts": "us-sub,eu-two"}) as stack:
+        secrets = boto3.client("secretsmanager")
+        assert stack.functions["MakeCollector"].environment["ACCOUNTS"] == "us-sub,eu-two"
+        for name in ("us-sub", "eu-two"):
+            secret_id = f"auditlake/auditlake-local/make/{name}"
+            assert stack.account_secret_id("MakeCollector", name) == secret_id
+            assert secrets.describe_secret(SecretId=secret_id)["KmsKeyId"] == stack.functions_env("ARCHIVE_KMS_KEY_ARN")
+            assert set(json.loads(secrets.get_secret_value(SecretId=secret_id)["SecretString"]).values()) == {
+                "REPLACE_ME"}
+        assert [s["Name"] for s in secrets.list_secrets()["SecretList"] if s["Name"].startswith("auditlake/")] \
+            == ["auditlake/auditlake-local/make/us-sub", "auditlake/auditlake-local/make/eu-two"]
