@@ -7,7 +7,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, NoReturn
 
 from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.metrics import EphemeralMetrics, MetricUnit
@@ -140,7 +140,7 @@ def collect(adapter_class: type[VendorAdapter], settings: Settings, context: Any
     owner = f"{getattr(context, 'aws_request_id', None) or 'local'}/{uuid.uuid4().hex[:8]}"
 
     results: list[StreamResult] = []
-    failures: list[tuple[str, BaseException]] = []
+    failures: list[_Failure] = []
     accounts = [_Account(name) for name in names]
     for entry in accounts:
         try:
@@ -148,9 +148,10 @@ def collect(adapter_class: type[VendorAdapter], settings: Settings, context: Any
         except Exception as exc:  # this account only: the others are still collected
             entry.failed = True
             logger.exception("account could not be set up", extra={"account": entry.label})
+            # No stream key: without its secret the account's streams are unknown.
             results.append(StreamResult(stream=f"{vendor} account {entry.label}", account=entry.label,
                                         status="error", error=str(exc)))
-            failures.append((f"{vendor} account {entry.label}: {exc}", exc))
+            failures.append(_Failure(f"{vendor} account {entry.label}: {exc}", exc, account=True))
 
     pairs = [(entry, key) for entry in accounts for key in entry.keys]
     for index, (entry, key) in enumerate(pairs):
@@ -173,11 +174,11 @@ def collect(adapter_class: type[VendorAdapter], settings: Settings, context: Any
                                  extra={"stream": str(key), "account": entry.label})
                 entry.failed = True
                 result = StreamResult(stream=str(key), account=entry.label, status="error", error=str(exc))
-                failures.append((f"{vendor} account {entry.label}: {exc}", exc))
+                failures.append(_Failure(f"{vendor} account {entry.label}: {exc}", exc, account=True))
             except Exception as exc:  # the other streams still run; the failure is raised at the end
                 logger.exception("stream failed", extra={"stream": str(key), "account": entry.label})
                 result = StreamResult(stream=str(key), account=entry.label, status="error", error=str(exc))
-                failures.append((f"{vendor} account {entry.label}, stream {key}: {exc}", exc))
+                failures.append(_Failure(f"{vendor} account {entry.label}, stream {key}: {exc}", exc))
         results.append(result)
         logger.info("stream collected", extra=result.as_dict())
 
@@ -185,9 +186,26 @@ def collect(adapter_class: type[VendorAdapter], settings: Settings, context: Any
     _publish_metrics(vendor, results, clients, digests, mode=mode)
     summary = _summary(vendor, mode, results, accounts, clients, store, archive, digests, failed=bool(failures))
     if failures:
-        raise CollectionFailed(f"{vendor}: {len(failures)} failure(s) after committing what was safe: "
-                               + "; ".join(text for text, _ in failures)) from failures[0][1]
+        _raise(vendor, failures, nothing_ran=len(accounts) == 1 and not pairs)
     return summary
+
+
+def _raise(vendor: str, failures: list[_Failure], *, nothing_ran: bool) -> NoReturn:
+    if nothing_ran and len(failures) == 1:
+        # The vendor's only account could not even be set up (its secret, most often): the error is raised as it
+        # is, as it was before accounts.
+        raise failures[0].error
+    counts = [f"{n} {what}(s)" for n, what in ((sum(f.account for f in failures), "account"),
+                                                (sum(not f.account for f in failures), "stream")) if n]
+    raise CollectionFailed(f"{vendor}: {' and '.join(counts)} failed after committing what was safe: "
+                           + "; ".join(f.text for f in failures)) from failures[0].error
+
+
+@dataclass(frozen=True)
+class _Failure:
+    text: str  # names the vendor and the account (and the stream), never a token
+    error: BaseException
+    account: bool = False  # the whole account failed (its secret, or a plan without audit logs), not one stream
 
 
 def _summary(vendor: str, mode: str, results: list[StreamResult], accounts: list[_Account],
