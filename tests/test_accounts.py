@@ -604,3 +604,45 @@ def test_the_local_stack_creates_the_named_accounts_secrets() -> None:
                 "REPLACE_ME"}
         assert [s["Name"] for s in secrets.list_secrets()["SecretList"] if s["Name"].startswith("auditlake/")] \
             == ["auditlake/auditlake-local/make/us-sub", "auditlake/auditlake-local/make/eu-two"]
+
+
+GENERIC_BAD = ["missing_field", "not_json", "placeholder", "wrong_token"]
+
+
+@pytest.mark.parametrize("bad", GENERIC_BAD)
+@pytest.mark.parametrize("world", [(v, ["second", "third"]) for v in VENDORS], ids=VENDORS, indirect=True)
+def test_a_bad_secret_among_good_ones_for_every_vendor(world: Accounts, bad: str, clock: Clock) -> None:
+    """The catalogue's secret entries, on the second of three accounts of each vendor: the error names the vendor
+    and the account, never a token; the first and third accounts are collected in the same run, whole."""
+    world.seed(120)
+    first, second, third = world.all
+    good = second.local.secret(second.origin)
+    scope = next(iter(second.local.scope), "token")  # Ashby's secret has no field but its token
+    bad_value: dict[str, Any] | str = {
+        "missing_field": {k: v for k, v in good.items() if k != scope},
+        "not_json": f"token={second.token}",
+        "placeholder": {**good, "token": "REPLACE_ME"},
+        "wrong_token": {**good, "token": WRONG_TOKEN},
+    }[bad]
+    expected = {"missing_field": rf"is missing field '{scope}'", "not_json": "is not JSON",
+                "placeholder": "still holds the placeholder", "wrong_token": r"HTTP 40[13]"}[bad]
+    world.put_secret(second, bad_value)
+    with pytest.raises(AuditlakeError) as failure:
+        world.invoke()
+    message = str(failure.value)
+    assert re.search(rf"\b{world.vendor} account second\b", message) and re.search(expected, message), message
+    assert "account default" not in message and "account third" not in message, message
+    assert not any(value in message for a in world.all for value in (a.token, a.authorization())), message
+    assert WRONG_TOKEN not in message
+    for account in (first, third):
+        result = world.check(account)
+        assert (result.missing, result.duplicates, result.unexpected) == (0, 0, 0), (account.label, result)
+    assert world.records(second) == []
+    assert len(second.requests) == (0 if bad != "wrong_token" else TRAITS[world.vendor].streams)
+
+    world.put_secret(second, good)
+    clock.advance()
+    world.run_until_caught_up()
+    for account in world.all:
+        result = world.check(account)
+        assert (result.missing, result.duplicates, result.unexpected) == (0, 0, 0), (account.label, result)
