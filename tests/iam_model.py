@@ -303,8 +303,14 @@ def requests_for(service: str, operation: str, params: dict[str, Any], deploymen
     if service == "secretsmanager" and operation in ("GetSecretValue", "PutSecretValue", "DescribeSecret"):
         arn = hints.get("ARN") or params["SecretId"]
         if not arn.startswith("arn:"):
-            raise Unmodelled(f"secret {arn} named by name: the model needs its ARN")
-        key = deployment.secret_key(arn)
+            if operation != "GetSecretValue" or "ARN" in hints:
+                raise Unmodelled(f"secret {arn} named by name: the model needs its ARN")
+            # No secret by that name (its ARN came back with none): authorized on the ARN it would have, whose
+            # six random characters are unknown (Secrets Manager User Guide, "What's in a Secrets Manager secret?";
+            # the caller gets AccessDeniedException or ResourceNotFoundException depending on its permissions).
+            arn = f"arn:aws:secretsmanager:{REGION}:{ACCOUNT}:secret:{arn}-??????"
+        # The template's secrets name their key there; another secret (a named account's) in its metadata.
+        key = deployment.secret_key(arn) or (deployment.key_arn(hints["KmsKeyId"]) if hints.get("KmsKeyId") else None)
         own = request(f"secretsmanager:{operation}", arn)
         kms = {"GetSecretValue": "kms:Decrypt", "PutSecretValue": "kms:GenerateDataKey"}.get(operation)
         return [own] + ([request(kms, key, via="secretsmanager")] if key and kms else [])

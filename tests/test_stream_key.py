@@ -91,3 +91,44 @@ def test_a_streams_objects_are_those_of_its_three_kinds_and_no_other_stream() ->
     archive = Archive(Listing(mine + others), "bucket", "key")
     for kind in Kind:
         assert archive.stream_objects(StreamKey("asana", "1", kind), [date(2026, 11, 1)]) == mine
+
+
+# --- accounts: a named account's keys beside the default account's, which are as they always were ------------------
+
+
+@pytest.mark.parametrize(("vendor", "stream"), STREAMS)
+@pytest.mark.parametrize("account", ["us-sub", "a", "0-org", "x" * 31])
+def test_a_named_accounts_key_reads_back(vendor: str, stream: str, account: str) -> None:
+    key = StreamKey(vendor, stream, account=account)
+    assert str(key) == f"{vendor}@{account}#{stream}"
+    assert str(key.reconcile) == f"{vendor}@{account}#{stream}#reconcile"
+    assert key.account_name == account and StreamKey(vendor, stream).account_name == "default"
+    for kind in Kind:
+        assert StreamKey.parse(str(key.with_kind(kind))) == key.with_kind(kind)
+        assert key.with_kind(kind).account == account and key.with_kind(kind).live == key
+    assert key != StreamKey(vendor, stream) and StreamKey.parse(str(StreamKey(vendor, stream))).account is None
+
+
+@pytest.mark.parametrize("account", ["", "default", "US", "-x", "a_b", "a#b", "a@b", "x" * 32, "a b", 7])
+def test_a_key_refuses_what_is_no_account_name(account: object) -> None:
+    with pytest.raises(ValueError, match="is not one"):
+        StreamKey("make", "4187", account=account)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("text", ["make@#4187", "make@default#4187", "make@US#4187", "make@a@b#4187", "@x#4187",
+                                  "make@x", "make@x#4187#live"])
+def test_parse_refuses_what_is_no_named_accounts_key(text: str) -> None:
+    with pytest.raises(ValueError, match=r"not a stream key|is not one|empty or holds"):
+        StreamKey.parse(text)
+
+
+def test_a_named_accounts_objects_and_digests_are_its_own() -> None:
+    """Its names follow from its key (S3-safe), and never begin like another stream's of the vendor."""
+    key = StreamKey("make", "4190", account="us-sub")
+    assert stream_part(key) == "make-us-sub-4190" and stream_part(key.backfill) == "make-us-sub-4190-backfill"
+    assert stream_prefix(key) == "digests/vendor=make/stream=make-us-sub-4190/"
+    assert digest_key(key.reconcile, 2) == "digests/vendor=make/stream=make-us-sub-4190-reconcile/0000000002.json"
+    default = StreamKey("make", "4187")
+    assert stream_part(default) == "make-4187" and stream_prefix(default) == "digests/vendor=make/stream=make-4187/"
+    names = {stream_part(k.with_kind(kind)) + "_" for k in (key, default) for kind in Kind}
+    assert not any(a != b and a.startswith(b) for a in names for b in names)

@@ -206,6 +206,7 @@ def deploy(stack: LocalStack, name: str, parameters: dict[str, str] | None = Non
     for local in LOCAL_VENDORS.values():
         title = local.function_id.removesuffix("Collector")
         outputs[f"{title}TokenSecretArn"] = stack.functions[local.function_id].environment["SECRET_ID"]
+        outputs[f"{title}AccountSecretPrefix"] = stack.functions[local.function_id].environment["ACCOUNT_SECRET_PREFIX"]
         outputs[f"{title}CollectorFunctionName"] = stack.refs[local.function_id]
         resources[f"{local.function_id}Role"] = {"Type": "AWS::IAM::Role", "Properties": {
             "AssumeRolePolicyDocument": stack.resource(f"{local.function_id}Role")["Properties"][

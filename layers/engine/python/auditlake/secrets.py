@@ -18,7 +18,8 @@ def load_secret(vendor: str, secret_id: str, required: tuple[str, ...], max_age:
     try:
         raw = aws.secrets_provider().get(secret_id, max_age=max_age)
     except Exception as exc:
-        cause = exc.__cause__ if isinstance(exc.__cause__, ClientError) else exc
+        # Powertools raises GetParameterError inside its handler: the service's error is the context, not the cause.
+        cause = next((e for e in (exc.__cause__, exc.__context__) if isinstance(e, ClientError)), exc)
         code = cause.response["Error"]["Code"] if isinstance(cause, ClientError) else type(cause).__name__
         raise SecretError(f"{vendor} secret {secret_id} could not be read ({code})") from None
     return parse_secret(vendor, secret_id, raw, required)
