@@ -27,8 +27,10 @@ def add_parser(commands: Any, where: argparse.ArgumentParser) -> None:
                     "link, every listed object's version, SHA-256 and record count, no object that no digest lists, "
                     "no gap in the time the digests cover. One line per finding; exits 1 on any.")
     verify.add_argument("--stream", action="append", metavar="STREAM",
-                        help="a vendor (asana), a stream key with its backfill (asana#<gid>) or a backfill alone "
-                             "(asana#<gid>#backfill); repeatable (default: every stream)")
+                        help="a vendor (make: every account's streams), a stream key with its backfill and "
+                             "reconciliation (make#<org id>, or make@<account>#<org id> for a named account) or one "
+                             "of these alone (make#<org id>#backfill); repeatable (default: every stream of every "
+                             "account)")
     verify.add_argument("--since", metavar="TIME", help="check objects and coverage from this day or ISO time (UTC)")
     verify.add_argument("--until", metavar="TIME", help="... up to this day or time (default: now; the chains' "
                                                        "last digests must then be recent)")
@@ -45,7 +47,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
     for stream in streams or []:
         if _vendor_of(stream) not in VENDORS:
             raise CliError(f"--stream takes a vendor ({', '.join(VENDORS)}) or a stream key such as "
-                           f"asana#<workspace gid>, not {stream!r}")
+                           f"asana#<workspace gid> or make@<account>#<org id>, not {stream!r}")
     public_key = None
     if args.public_key is not None:
         try:
