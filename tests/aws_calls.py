@@ -49,6 +49,8 @@ def as_principal(principal: str, stack: Any) -> Iterator[None]:
 
 _HINTS = {("cloudformation", "DescribeStacks"): lambda r: {"StackId": r["Stacks"][0]["StackId"]},
           ("secretsmanager", "GetSecretValue"): lambda r: {"ARN": r["ARN"]},
+          ("secretsmanager", "PutSecretValue"): lambda r: {"ARN": r["ARN"]},
+          ("secretsmanager", "CreateSecret"): lambda r: {"ARN": r["ARN"]},
           ("athena", "GetQueryExecution"): lambda r: {"WorkGroup": r["QueryExecution"].get("WorkGroup")}}
 
 

@@ -303,11 +303,21 @@ def requests_for(service: str, operation: str, params: dict[str, Any], deploymen
     if service == "secretsmanager" and operation in ("GetSecretValue", "PutSecretValue", "DescribeSecret"):
         arn = hints.get("ARN") or params["SecretId"]
         if not arn.startswith("arn:"):
-            raise Unmodelled(f"secret {arn} named by name: the model needs its ARN")
+            # A secret named by a name that names none (a named account's, before `secret set` creates it): AWS
+            # has no ARN to authorize on but the name's, without the random suffix.
+            arn = f"arn:aws:secretsmanager:{REGION}:{ACCOUNT}:secret:{arn}"
         key = deployment.secret_key(arn)
         own = request(f"secretsmanager:{operation}", arn)
         kms = {"GetSecretValue": "kms:Decrypt", "PutSecretValue": "kms:GenerateDataKey"}.get(operation)
         return [own] + ([request(kms, key, via="secretsmanager")] if key and kms else [])
+    if service == "secretsmanager" and operation == "CreateSecret":
+        # On the new secret's ARN; with a customer managed key, kms:GenerateDataKey and kms:Decrypt on it through
+        # Secrets Manager (Secrets Manager API Reference, CreateSecret).
+        arn = hints.get("ARN") or f"arn:aws:secretsmanager:{REGION}:{ACCOUNT}:secret:{params['Name']}"
+        own = request("secretsmanager:CreateSecret", arn)
+        key = deployment.key_arn(params["KmsKeyId"]) if params.get("KmsKeyId") else None
+        return [own] + ([request(a, key, via="secretsmanager") for a in ("kms:GenerateDataKey", "kms:Decrypt")]
+                        if key else [])
     if service == "cloudformation" and operation == "DescribeStacks":
         stack_id = hints.get("StackId") or params.get("StackName", "")
         if not stack_id.startswith("arn:"):  # a stack that does not exist: authorized on the name's ARN pattern

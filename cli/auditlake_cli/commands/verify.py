@@ -15,7 +15,7 @@ from auditlake.state import StreamKey, StreamState
 from auditlake.timeutil import parse_time
 from auditlake_cli.errors import EXIT_ERROR, CliError
 from auditlake_cli.output import moment
-from auditlake_cli.target import ArchiveAccess, target
+from auditlake_cli.target import ArchiveAccess, Target, target
 from auditlake_cli.verify import Report, Verifier, load_public_key
 from auditlake_vendors import VENDORS
 
@@ -62,7 +62,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
         print(f"verifying {where.name}: {', '.join(streams) if streams else 'every stream'}, "
               f"{moment(since) if since else 'from the first digest'} to {moment(until) if until else 'now'}")
         verifier = Verifier(access.s3, access.bucket, public_key, states=readable_states(access),
-                            now=lambda: datetime.now(UTC))
+                            now=lambda: datetime.now(UTC), collected=collected_accounts(where))
         report = verifier.run(streams, since, until)
     print_report(report)
     return EXIT_ERROR if report.findings else 0
@@ -86,6 +86,18 @@ def readable_states(access: ArchiveAccess) -> Callable[[], list[StreamState]] | 
               "age only", file=sys.stderr)
         return None
     return access.states
+
+
+def collected_accounts(where: Target) -> Callable[[StreamKey], bool]:
+    """Whether a stream's account is one the stack collects now: every vendor's default account, and the names of
+    its `<Title>Accounts` (any account, when the stack predates them)."""
+    named = {vendor: where.accounts(vendor) for vendor in VENDORS}
+
+    def collected(key: StreamKey) -> bool:
+        accounts = named.get(key.vendor)
+        return key.account is None or accounts is None or key.account in accounts
+
+    return collected
 
 
 def _vendor_of(stream: str) -> str | None:
