@@ -303,17 +303,22 @@ def requests_for(service: str, operation: str, params: dict[str, Any], deploymen
     if service == "secretsmanager" and operation in ("GetSecretValue", "PutSecretValue", "DescribeSecret"):
         arn = hints.get("ARN") or params["SecretId"]
         if not arn.startswith("arn:"):
-            # A secret named by a name that names none (a named account's, before `secret set` creates it): AWS
-            # has no ARN to authorize on but the name's, without the random suffix.
-            arn = f"arn:aws:secretsmanager:{REGION}:{ACCOUNT}:secret:{arn}"
-        key = deployment.secret_key(arn)
+            if operation == "DescribeSecret":
+                raise Unmodelled(f"secret {arn} named by name: the model needs its ARN")
+            # No secret by that name (its ARN came back with none: a named account's before `secret set` creates
+            # it, which reads it, then tries to put a value): authorized on the ARN it would have, whose
+            # six random characters are unknown (Secrets Manager User Guide, "What's in a Secrets Manager secret?";
+            # the caller gets AccessDeniedException or ResourceNotFoundException depending on its permissions).
+            arn = f"arn:aws:secretsmanager:{REGION}:{ACCOUNT}:secret:{arn}-??????"
+        # The template's secrets name their key there; another secret (a named account's) in its metadata.
+        key = deployment.secret_key(arn) or (deployment.key_arn(hints["KmsKeyId"]) if hints.get("KmsKeyId") else None)
         own = request(f"secretsmanager:{operation}", arn)
         kms = {"GetSecretValue": "kms:Decrypt", "PutSecretValue": "kms:GenerateDataKey"}.get(operation)
         return [own] + ([request(kms, key, via="secretsmanager")] if key and kms else [])
     if service == "secretsmanager" and operation == "CreateSecret":
         # On the new secret's ARN; with a customer managed key, kms:GenerateDataKey and kms:Decrypt on it through
         # Secrets Manager (Secrets Manager API Reference, CreateSecret).
-        arn = hints.get("ARN") or f"arn:aws:secretsmanager:{REGION}:{ACCOUNT}:secret:{params['Name']}"
+        arn = hints.get("ARN") or f"arn:aws:secretsmanager:{REGION}:{ACCOUNT}:secret:{params['Name']}-??????"
         own = request("secretsmanager:CreateSecret", arn)
         key = deployment.key_arn(params["KmsKeyId"]) if params.get("KmsKeyId") else None
         return [own] + ([request(a, key, via="secretsmanager") for a in ("kms:GenerateDataKey", "kms:Decrypt")]

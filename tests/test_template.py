@@ -9,12 +9,14 @@ from __future__ import annotations
 import fnmatch
 import importlib.util
 import json
+import re
 import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from auditlake.state import check_account
 from auditlake.vendor import VendorAdapter
 from auditlake_local.template import PROJECT_ROOT, load_template, resolve
 from auditlake_vendors import VENDORS, adapters
@@ -225,16 +227,18 @@ def policy_problems(statements: list[dict[str, Any]], vendor: str, *, secret_arn
         if "secretsmanager" in services:
             if set(actions) != {"secretsmanager:getsecretvalue"}:
                 problems.append(f"{sid}: secret actions beyond GetSecretValue: {actions}")
-            if resources != [secret_arn]:
-                problems.append(f"{sid}: secret resource {resources} is not exactly {secret_arn}")
+            # Its default account's secret, and its further accounts' under its own prefix (account_secrets_arn).
+            if resources != [secret_arn, account_secrets_arn(vendor)]:
+                problems.append(f"{sid}: secret resource {resources} is not exactly {secret_arn} and "
+                                f"{account_secrets_arn(vendor)}")
         if "dynamodb" in services:
             if not set(actions) <= {"dynamodb:getitem", "dynamodb:putitem", "dynamodb:updateitem"}:
                 problems.append(f"{sid}: DynamoDB actions beyond Get/Put/UpdateItem: {actions}")
             if resources != [table_arn]:
                 problems.append(f"{sid}: DynamoDB resource {resources} is not the state table")
             leading = condition.get("ForAllValues:StringLike", {}).get("dynamodb:LeadingKeys")
-            if as_list(leading) != [f"{vendor}#*"] or set(condition) != {"ForAllValues:StringLike"}:
-                problems.append(f"{sid}: LeadingKeys condition is {condition}, not [{vendor}#*]")
+            if as_list(leading) != [f"{vendor}#*", f"{vendor}@*"] or set(condition) != {"ForAllValues:StringLike"}:
+                problems.append(f"{sid}: LeadingKeys condition is {condition}, not [{vendor}#*, {vendor}@*]")
         if "s3" in services:
             object_actions = [a for a in actions if a != "s3:listbucket"]
             if object_actions and (set(object_actions) - {"s3:putobject", "s3:getobject"}
@@ -270,6 +274,13 @@ def policy_problems(statements: list[dict[str, Any]], vendor: str, *, secret_arn
         if missing:
             problems.append(f"missing {sorted(missing)} on the archive key through {service}")
     return problems
+
+
+def account_secrets_arn(vendor: str) -> str:
+    """Where a vendor's further accounts' secrets are: `auditlake/<stack>/<vendor>/<account>`, then the six random
+    characters Secrets Manager adds to every secret's ARN (Secrets Manager User Guide, "What's in a Secrets Manager
+    secret?")."""
+    return f"arn:aws:secretsmanager:{REGION}:{ACCOUNT}:secret:auditlake/{STACK}/{vendor}/*"
 
 
 def problems_for(logical_id: str, create_secret: bool, extra: list[dict[str, Any]] | None = None) -> list[str]:
@@ -494,8 +505,11 @@ def test_schedule_rate_parameter() -> None:
 def test_environment_contract(logical_id: str) -> None:
     environment = function_properties(logical_id)["Environment"]["Variables"]
     assert set(environment) >= ENV_CONTRACT
-    assert set(RESOURCES[logical_id]["Properties"]["Environment"]["Variables"]) == {"SECRET_ID"}, \
-        "shared variables belong in Globals; a collector sets only its SECRET_ID"
+    assert set(RESOURCES[logical_id]["Properties"]["Environment"]["Variables"]) == {
+        "SECRET_ID", "ACCOUNTS", "ACCOUNT_SECRET_PREFIX"}, \
+        "shared variables belong in Globals; a collector sets only its secrets' (SECRET_ID, ACCOUNTS and their prefix)"
+    assert environment["ACCOUNTS"] == {"Ref": f"{prefix_of(logical_id)}Accounts"}
+    assert evaluate(environment["ACCOUNT_SECRET_PREFIX"]) == f"auditlake/{STACK}/{vendor_of(logical_id)}/"
     for name in ("STATE_TABLE", "ARCHIVE_BUCKET", "ARCHIVE_KMS_KEY_ARN", "DIGEST_SIGNING_KEY_ARN", "SECRET_ID"):
         assert isinstance(environment[name], dict), f"{name} must be an intrinsic, not a hard-coded name"
     assert environment["STATE_TABLE"] == {"Ref": "StateTable"}
@@ -528,6 +542,58 @@ def test_vendor_secret(logical_id: str) -> None:
     assert "token" in placeholder
     assert set(placeholder.values()) == {"REPLACE_ME"}
     assert "REPLACE_ME" in secret["Properties"]["Description"]
+
+
+@pytest.mark.parametrize("logical_id", COLLECTORS)
+def test_vendor_accounts(logical_id: str) -> None:
+    """Further accounts: a list of names, each account's secret under the vendor's own prefix, which the function's
+    environment and an output name, the parameter shown with the vendor secrets."""
+    prefix, vendor = prefix_of(logical_id), vendor_of(logical_id)
+    parameter = PARAMETERS[f"{prefix}Accounts"]
+    assert (parameter["Type"], parameter["Default"]) == ("String", "")
+    pattern = re.compile(parameter["AllowedPattern"])
+    for good in ("", "us-sub", "us-sub,eu2,acq-2024", "a", "a" * 31, "0-org"):
+        assert pattern.fullmatch(good), good
+    for bad in ("us_sub", "US", "-us", "us sub", "us-sub,", ",us", "a" * 32, "us/sub", "us,,eu", "us@sub", "us#1"):
+        assert not pattern.fullmatch(bad), bad
+    groups = TEMPLATE["Metadata"]["AWS::CloudFormation::Interface"]["ParameterGroups"]
+    assert sum(f"{prefix}Accounts" in group["Parameters"] for group in groups) == 1
+    assert evaluate(TEMPLATE["Outputs"][f"{prefix}AccountSecretPrefix"]["Value"]) == f"auditlake/{STACK}/{vendor}/"
+    read = next(s for s in collector_statements(logical_id, True) if s["Sid"] == "ReadOwnSecret")
+    assert read["Resource"][1] == account_secrets_arn(vendor)
+
+
+def test_account_names_are_the_engines() -> None:
+    """The parameter's pattern and the engine's check (state.check_account) accept the same names, "default" aside
+    (the default account is the vendor's secret, never named in the list)."""
+    pattern = re.compile(PARAMETERS["MakeAccounts"]["AllowedPattern"])
+    for name in ("us-sub", "a", "a" * 31, "0-org", "a" * 32, "US", "-x", "x_y", "x.y", ""):
+        try:
+            check_account(name)
+            engine_accepts = True
+        except ValueError:
+            engine_accepts = False
+        assert engine_accepts == bool(name and pattern.fullmatch(name)), name
+    assert pattern.fullmatch("default")  # CloudFormation lets it through; the engine's ConfigError names it
+    with pytest.raises(ValueError, match="not 'default'"):
+        check_account("default")
+
+
+@pytest.mark.parametrize("resource", [
+    f"arn:aws:secretsmanager:{REGION}:{ACCOUNT}:secret:auditlake/{STACK}/*",
+    f"arn:aws:secretsmanager:{REGION}:{ACCOUNT}:secret:auditlake/{STACK}/clickup/*",
+    f"arn:aws:secretsmanager:{REGION}:{ACCOUNT}:secret:auditlake/*",
+    "*",
+], ids=["every-vendor", "another-vendor", "every-stack", "any"])
+def test_policy_check_rejects_reading_other_secrets(resource: str) -> None:
+    statements = collector_statements("AsanaCollector", True)
+    for statement in statements:
+        if statement["Sid"] == "ReadOwnSecret":
+            statement["Resource"] = [statement["Resource"][0], resource]
+    problems = policy_problems(statements, "asana", secret_arn=secret_arn_for("AsanaCollector", True),
+                               table_arn="getatt:StateTable.Arn", bucket_arn=ATTRS["ArchiveBucket", "Arn"],
+                               key_arn="getatt:ArchiveKey.Arn", log_group_arn="getatt:AsanaCollectorLogGroup.Arn")
+    assert any("secret resource" in p for p in problems), problems
 
 
 def test_asana_secret_placeholder_is_exact() -> None:

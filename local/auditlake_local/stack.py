@@ -134,6 +134,19 @@ class LocalStack:
                 create = phase.get(spec["Type"])
                 if create and self.conditions.get(spec.get("Condition", ""), True):
                     create(logical_id, spec.get("Properties", {}))
+        for function_id, function in self.functions.items():
+            for account in filter(None, function.environment.get("ACCOUNTS", "").split(",")):
+                self._create_account_secret(function_id, account.strip())
+
+    def _create_account_secret(self, function_id: str, account: str) -> None:
+        """A named account's secret, as an operator creates it (`auditlake secret set --account`): under the
+        function's ACCOUNT_SECRET_PREFIX, encrypted with the archive key, holding the placeholders of the vendor's
+        default secret until a value is put."""
+        title = function_id.removesuffix("Collector")
+        placeholder = self.template["Resources"].get(f"{title}Secret", {}).get("Properties", {}).get("SecretString")
+        self.client("secretsmanager").create_secret(
+            Name=self.account_secret_id(function_id, account), KmsKeyId=self.functions_env("ARCHIVE_KMS_KEY_ARN"),
+            SecretString=str(self._resolve(placeholder)) if placeholder else "{}")
 
     def _evaluate_condition(self, expr: Any) -> bool:
         (op, args), = expr.items()
@@ -245,6 +258,22 @@ class LocalStack:
         secret_id = self.functions[function_id].environment["SECRET_ID"]
         self.client("secretsmanager").put_secret_value(
             SecretId=secret_id, SecretString=value if isinstance(value, str) else json.dumps(value))
+        _reset_engine_clients()  # a warm Lambda would keep its cached secret for SECRET_MAX_AGE_SECONDS
+
+    def account_secret_id(self, function_id: str, account: str) -> str:
+        """The name of a named account's secret (`auditlake/<stack>/<vendor>/<account>`)."""
+        return self.functions[function_id].environment["ACCOUNT_SECRET_PREFIX"] + account
+
+    def put_account_secret(self, function_id: str, account: str, value: dict[str, Any] | str) -> None:
+        """Puts a named account's token (and scope fields) into its secret, creating the secret (with the archive key)
+        when the stack's parameters did not name the account."""
+        secrets = self.client("secretsmanager")
+        secret_id = self.account_secret_id(function_id, account)
+        text = value if isinstance(value, str) else json.dumps(value)
+        try:
+            secrets.put_secret_value(SecretId=secret_id, SecretString=text)
+        except secrets.exceptions.ResourceNotFoundException:
+            secrets.create_secret(Name=secret_id, KmsKeyId=self.functions_env("ARCHIVE_KMS_KEY_ARN"), SecretString=text)
         _reset_engine_clients()  # a warm Lambda would keep its cached secret for SECRET_MAX_AGE_SECONDS
 
     def handler(self, function_id: str) -> Callable[[dict[str, Any], Any], dict[str, Any]]:

@@ -68,6 +68,7 @@ log = logging.getLogger("auditlake")
 @dataclass
 class StreamResult:
     stream: str
+    account: str = "default"  # the vendor's account the stream belongs to (StreamKey.account_name)
     status: str = "ok"  # ok | backlog | busy | error
     events_archived: int = 0
     duplicates_skipped: int = 0
@@ -104,9 +105,11 @@ class _Part:
 class Collector:
     def __init__(self, adapter: VendorAdapter, settings: Settings, store: StateStore, archive: Archive,
                  digests: DigestWriter, deadline: Deadline, owner: str,
-                 now: Callable[[], datetime] | None = None) -> None:
+                 now: Callable[[], datetime] | None = None, *, account: str | None = None) -> None:
+        """`account`: the vendor's account `adapter` reads (None: its default one), which the streams' keys name."""
         self.adapter = adapter
         self.vendor = adapter.vendor
+        self.account = account
         self.settings = settings
         self.store = store
         self.archive = archive
@@ -124,8 +127,8 @@ class Collector:
         completed and archives what the archive lacks (reconcile.py)."""
         kind = Kind.BACKFILL if backfill_since is not None else Kind.RECONCILE if reconcile is not None \
             else Kind.LIVE
-        key = StreamKey(self.vendor, stream, kind)
-        result = StreamResult(stream=str(key))
+        key = StreamKey(self.vendor, stream, kind, self.account)
+        result = StreamResult(stream=str(key), account=key.account_name)
         if reconcile is not None and not self._reconciliation_due(key, reconcile, result):
             return result  # not due: one read, no lease, no vendor request
         try:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -21,7 +22,7 @@ from auditlake.http import HttpClient
 from auditlake.reconcile import Reconciliation
 from auditlake.secrets import load_secret
 from auditlake.settings import Settings
-from auditlake.state import StateStore, StreamKey
+from auditlake.state import DEFAULT_ACCOUNT, StateStore, StreamKey, check_account
 from auditlake.vendor import VendorAdapter
 
 logger = Logger(service="auditlake", logger_name="auditlake")
@@ -50,7 +51,7 @@ def make_handler(adapter_class: type[VendorAdapter]) -> Handler:
         logger.append_keys(vendor=adapter_class.vendor)
         settings = Settings.from_env()
         return collect(adapter_class, settings, context, backfill_since=backfill_since(event),
-                       reconcile=reconcile_request(event, settings))
+                       reconcile=reconcile_request(event, settings), account=account_request(event))
 
     return handler
 
@@ -84,30 +85,54 @@ def reconcile_request(event: Any, settings: Settings) -> Reconciliation | None:
     return Reconciliation(span=settings.reconcile_span, every=settings.reconcile_every, since=parsed)
 
 
+def account_request(event: Any) -> str | None:
+    """The account a backfill or reconciliation event names (`"account": "us-sub"`, or "default" for the vendor's
+    first one); None: every account (and every schedule tick)."""
+    if not isinstance(event, dict):
+        return None
+    for mode in ("backfill", "reconcile"):
+        request = event.get(mode)
+        if isinstance(request, dict) and request.get("account") is not None:
+            name = request["account"]
+            if name == DEFAULT_ACCOUNT:
+                return name
+            try:
+                return check_account(name)
+            except ValueError as exc:
+                raise ConfigError(f"a {mode} event's account: {exc}") from None
+    return None
+
+
+@dataclass
+class _Account:
+    """One account of the vendor in this run: its secret's HTTP client and adapter, and its streams' keys; or why
+    it could not be set up."""
+
+    name: str | None  # None: the default account
+    http: HttpClient | None = None
+    adapter: VendorAdapter | None = None
+    keys: list[StreamKey] = field(default_factory=list)
+    failed: bool = False
+
+    @property
+    def label(self) -> str:
+        return self.name or DEFAULT_ACCOUNT
+
+
 def collect(adapter_class: type[VendorAdapter], settings: Settings, context: Any, *,
-            backfill_since: datetime | None = None, reconcile: Reconciliation | None = None) -> dict[str, Any]:
+            backfill_since: datetime | None = None, reconcile: Reconciliation | None = None,
+            account: str | None = None) -> dict[str, Any]:
+    """One run over the vendor's accounts (`account`: only that one, "default" naming the first): every (account,
+    stream) pair in turn, each with an even share of what is left of the invocation. An account that fails is
+    reported by name and the others are still collected; the run then raises CollectionFailed, listing every
+    failure."""
     vendor = adapter_class.vendor
     mode = "backfill" if backfill_since is not None else "reconcile" if reconcile is not None else "collect"
     if reconcile is not None and reconcile.since is None and not reconcile.every:
         # RECONCILE_INTERVAL_HOURS=0: scheduled reconciliations are off (by hand they still run).
         return {"vendor": vendor, "mode": mode, "status": "ok", "streams": [], "reconciliation": "off"}
+    names = _accounts(vendor, settings, account)
     deadline = Deadline(context.get_remaining_time_in_millis, settings.deadline_margin)
-    secret = load_secret(vendor, settings.secret_id, adapter_class.secret_fields, settings.secret_max_age)
-    # The operator's setting replaces the documented limit, and no rate header may raise it. A reconciliation
-    # paces at its share of that, so it never starves the live collection, which may run at the same time.
-    rate_limit = settings.rate_limit_per_minute or adapter_class.rate_limit_per_minute
-    ceiling = settings.rate_limit_per_minute
-    if reconcile is not None and rate_limit:
-        rate_limit = ceiling = max(1, int(rate_limit * settings.reconcile_rate_percent / 100))
-    http = HttpClient(
-        vendor, adapter_class.base_url(secret),
-        headers=adapter_class.auth_headers(secret), error_details=adapter_class.error_details, deadline=deadline,
-        timeout=settings.http_timeout, max_attempts=settings.http_max_attempts, secrets=secret.values(),
-        rate_limit_per_minute=rate_limit,
-        rate_limit_ceiling=ceiling,
-        lacks_audit_logs=adapter_class.lacks_audit_logs, audit_log_requirement=adapter_class.audit_log_requirement,
-    )
-    adapter = adapter_class(secret, http, settings.page_size)
     store = StateStore(aws.client("dynamodb"), settings.state_table)
     archive = Archive(aws.client("s3"), settings.archive_bucket, settings.kms_key_arn)
     digests = DigestWriter(aws.client("s3"), aws.client("kms"), settings.archive_bucket, settings.kms_key_arn,
@@ -115,59 +140,136 @@ def collect(adapter_class: type[VendorAdapter], settings: Settings, context: Any
     owner = f"{getattr(context, 'aws_request_id', None) or 'local'}/{uuid.uuid4().hex[:8]}"
 
     results: list[StreamResult] = []
-    failures: list[str] = []
-    keys = [StreamKey(vendor, stream) for stream in adapter.streams()]  # a stream id that cannot be a key fails here
-    for index, key in enumerate(keys):
-        # Streams share the invocation: each may spend an even share of what is left, so one stream's backlog
-        # never starves the others.
-        collector = Collector(adapter, settings, store, archive, digests, deadline.share(len(keys) - index), owner)
+    failures: list[tuple[str, BaseException]] = []
+    accounts = [_Account(name) for name in names]
+    for entry in accounts:
+        try:
+            _open_account(entry, adapter_class, settings, deadline, reconciling=reconcile is not None)
+        except Exception as exc:  # this account only: the others are still collected
+            entry.failed = True
+            logger.exception("account could not be set up", extra={"account": entry.label})
+            results.append(StreamResult(stream=f"{vendor} account {entry.label}", account=entry.label,
+                                        status="error", error=str(exc)))
+            failures.append((f"{vendor} account {entry.label}: {exc}", exc))
+
+    pairs = [(entry, key) for entry in accounts for key in entry.keys]
+    for index, (entry, key) in enumerate(pairs):
+        if entry.failed:
+            continue  # its audit logs are unavailable: its other streams would fail the same way
+        assert entry.adapter is not None
+        # Every (account, stream) pair shares the invocation: each may spend an even share of what is left, so one
+        # stream's or one account's backlog never starves the others.
+        left = sum(1 for other, _ in pairs[index:] if not other.failed)
+        collector = Collector(entry.adapter, settings, store, archive, digests, deadline.share(left), owner,
+                              account=entry.name)
         with tracer.provider.in_subsegment(f"## {vendor} stream") as subsegment:
             subsegment.put_annotation("stream", key.stream)
+            subsegment.put_annotation("account", entry.label)
             try:
                 result = collector.run_stream(key.stream, backfill_since, reconcile)
             except AuditLogsUnavailable as exc:
-                # The account, not the stream: every other stream would fail the same way. One error says so.
-                logger.exception("audit logs are not available to this account", extra={"stream": key.stream})
-                results.append(StreamResult(stream=str(key), status="error", error=str(exc)))
-                _publish_metrics(vendor, results, http, digests, mode=mode)
-                raise CollectionFailed(f"{vendor}: {exc}") from exc
+                # The account, not the stream: every other stream of it would fail the same way. One error says so.
+                logger.exception("audit logs are not available to this account",
+                                 extra={"stream": str(key), "account": entry.label})
+                entry.failed = True
+                result = StreamResult(stream=str(key), account=entry.label, status="error", error=str(exc))
+                failures.append((f"{vendor} account {entry.label}: {exc}", exc))
             except Exception as exc:  # the other streams still run; the failure is raised at the end
-                logger.exception("stream failed", extra={"stream": str(key)})
-                result = StreamResult(stream=str(key), status="error", error=str(exc))
-                failures.append(f"{result.stream}: {exc}")
+                logger.exception("stream failed", extra={"stream": str(key), "account": entry.label})
+                result = StreamResult(stream=str(key), account=entry.label, status="error", error=str(exc))
+                failures.append((f"{vendor} account {entry.label}, stream {key}: {exc}", exc))
         results.append(result)
         logger.info("stream collected", extra=result.as_dict())
 
-    _publish_metrics(vendor, results, http, digests, mode=mode)
-    summary = {
+    clients = [entry.http for entry in accounts if entry.http is not None]
+    _publish_metrics(vendor, results, clients, digests, mode=mode)
+    summary = _summary(vendor, mode, results, accounts, clients, store, archive, digests, failed=bool(failures))
+    if failures:
+        raise CollectionFailed(f"{vendor}: {len(failures)} failure(s) after committing what was safe: "
+                               + "; ".join(text for text, _ in failures)) from failures[0][1]
+    return summary
+
+
+def _summary(vendor: str, mode: str, results: list[StreamResult], accounts: list[_Account],
+             clients: list[HttpClient], store: StateStore, archive: Archive, digests: DigestWriter, *,
+             failed: bool) -> dict[str, Any]:
+    return {
         "vendor": vendor,
         "mode": mode,
-        "status": "error" if failures else ("backlog" if any(r.status == "backlog" for r in results) else "ok"),
+        "status": "error" if failed else ("backlog" if any(r.status == "backlog" for r in results) else "ok"),
         "streams": [r.as_dict() for r in results],
-        "http": {"requests": http.stats.requests, "retries": http.stats.retries, "throttles": http.stats.throttles,
-                 "retry_seconds": round(http.stats.retry_seconds, 1), "pacing_waits": http.stats.pacing_waits,
-                 "pacing_seconds": round(http.stats.pacing_seconds, 1),
-                 "paced_per_minute": round(http.pacer.per_minute) if http.pacer.per_minute else None},
+        "accounts": [{"account": entry.label, "status": "error" if entry.failed else "ok",
+                      "streams": len(entry.keys), "requests": entry.http.stats.requests if entry.http else 0}
+                     for entry in accounts],
+        "http": _http_summary(clients),
         "s3": {"objects": archive.objects_written, "bytes": archive.bytes_written},
         "digests": {"written": digests.written, "adopted": digests.adopted, "signatures": digests.signatures},
         "dynamodb_operations": store.operations,
         "dynamodb": {"reads": store.reads, "writes": store.writes},
     }
-    if failures:
-        raise CollectionFailed(f"{vendor}: {len(failures)} stream(s) failed after committing what was safe: "
-                               + "; ".join(failures))
-    return summary
 
 
-def _publish_metrics(vendor: str, results: list[StreamResult], http: HttpClient, digests: DigestWriter, *,
-                     mode: str) -> None:
+def _accounts(vendor: str, settings: Settings, asked: str | None) -> list[str | None]:
+    """The accounts this run collects: the default one (None), then the named ones; or only the one asked for."""
+    every: list[str | None] = [None, *settings.accounts]
+    if asked is None:
+        return every
+    if asked == DEFAULT_ACCOUNT:
+        return [None]
+    if asked not in settings.accounts:
+        known = ", ".join([DEFAULT_ACCOUNT, *settings.accounts])
+        raise ConfigError(f"{vendor} has no account {asked!r} (ACCOUNTS); its accounts are {known}")
+    return [asked]
+
+
+def _open_account(entry: _Account, adapter_class: type[VendorAdapter], settings: Settings, deadline: Deadline, *,
+                  reconciling: bool) -> None:
+    """Loads the account's secret and builds its own HTTP client (its headers, its pacer, its secret's values to
+    redact) and adapter, then lists its streams. A request never carries another account's token."""
+    vendor = adapter_class.vendor
+    secret_id = settings.secret_id if entry.name is None else settings.account_secret_prefix + entry.name
+    secret = load_secret(vendor, secret_id, adapter_class.secret_fields, settings.secret_max_age)
+    # The operator's setting replaces the documented limit, and no rate header may raise it. A reconciliation
+    # paces at its share of that, so it never starves the live collection, which may run at the same time. Each
+    # account paces on its own: vendors limit per token or per organization.
+    rate_limit = settings.rate_limit_per_minute or adapter_class.rate_limit_per_minute
+    ceiling = settings.rate_limit_per_minute
+    if reconciling and rate_limit:
+        rate_limit = ceiling = max(1, int(rate_limit * settings.reconcile_rate_percent / 100))
+    entry.http = HttpClient(
+        vendor, adapter_class.base_url(secret),
+        headers=adapter_class.auth_headers(secret), error_details=adapter_class.error_details, deadline=deadline,
+        timeout=settings.http_timeout, max_attempts=settings.http_max_attempts, secrets=secret.values(),
+        rate_limit_per_minute=rate_limit,
+        rate_limit_ceiling=ceiling,
+        lacks_audit_logs=adapter_class.lacks_audit_logs, audit_log_requirement=adapter_class.audit_log_requirement,
+    )
+    entry.adapter = adapter_class(secret, entry.http, settings.page_size)
+    # A stream id that cannot be a key fails here.
+    entry.keys = [StreamKey(vendor, stream, account=entry.name) for stream in entry.adapter.streams()]
+
+
+def _http_summary(clients: list[HttpClient]) -> dict[str, Any]:
+    """The run's HTTP counts over every account's client."""
+    paced = [client.pacer.per_minute for client in clients if client.pacer.per_minute]
+    return {"requests": sum(c.stats.requests for c in clients), "retries": sum(c.stats.retries for c in clients),
+            "throttles": sum(c.stats.throttles for c in clients),
+            "retry_seconds": round(sum(c.stats.retry_seconds for c in clients), 1),
+            "pacing_waits": sum(c.stats.pacing_waits for c in clients),
+            "pacing_seconds": round(sum(c.stats.pacing_seconds for c in clients), 1),
+            # Each account's pacer on its own; the lowest, as one client reported it before accounts.
+            "paced_per_minute": round(min(paced)) if paced else None}
+
+
+def _publish_metrics(vendor: str, results: list[StreamResult], clients: list[HttpClient], digests: DigestWriter,
+                     *, mode: str) -> None:
     metrics.add_metric(name="EventsArchived", unit=MetricUnit.Count, value=sum(r.events_archived for r in results))
     metrics.add_metric(name="PagesFetched", unit=MetricUnit.Count, value=sum(r.pages_fetched for r in results))
     metrics.add_metric(name="ObjectsWritten", unit=MetricUnit.Count, value=sum(r.objects_written for r in results))
     metrics.add_metric(name="DuplicatesSkipped", unit=MetricUnit.Count,
                        value=sum(r.duplicates_skipped for r in results))
-    metrics.add_metric(name="HttpRetries", unit=MetricUnit.Count, value=http.stats.retries)
-    metrics.add_metric(name="Throttles", unit=MetricUnit.Count, value=http.stats.throttles)
+    metrics.add_metric(name="HttpRetries", unit=MetricUnit.Count, value=sum(c.stats.retries for c in clients))
+    metrics.add_metric(name="Throttles", unit=MetricUnit.Count, value=sum(c.stats.throttles for c in clients))
     metrics.add_metric(name="StreamErrors", unit=MetricUnit.Count, value=sum(r.status == "error" for r in results))
     metrics.add_metric(name="DigestsWritten", unit=MetricUnit.Count, value=digests.written)
     if mode == "reconcile":

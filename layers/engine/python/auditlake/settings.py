@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from auditlake.errors import ConfigError
+from auditlake.state import check_account
 
 
 @dataclass(frozen=True)
@@ -34,6 +35,10 @@ class Settings:
     reconcile_span: timedelta = timedelta(days=7)
     reconcile_every: timedelta = timedelta(hours=24)
     reconcile_rate_percent: float = 20.0
+    # The vendor's named accounts (its default account is SECRET_ID's), each with its secret at
+    # `account_secret_prefix + name`.
+    accounts: tuple[str, ...] = ()
+    account_secret_prefix: str = ""
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] = os.environ) -> Settings:
@@ -56,6 +61,11 @@ class Settings:
             return value
 
         d = cls.__dataclass_fields__
+        accounts = account_names(environ.get("ACCOUNTS", ""))
+        prefix = environ.get("ACCOUNT_SECRET_PREFIX", "").strip()
+        if accounts and not prefix:
+            raise ConfigError("environment variable ACCOUNT_SECRET_PREFIX is not set, and ACCOUNTS names accounts "
+                              "whose secrets are found under it")
         if number("RECONCILE_RATE_PERCENT", 0, 0) > 100:
             raise ConfigError("environment variable RECONCILE_RATE_PERCENT is a share of the rate limit: at most 100")
         return cls(
@@ -80,4 +90,21 @@ class Settings:
             reconcile_every=timedelta(hours=number(
                 "RECONCILE_INTERVAL_HOURS", d["reconcile_every"].default.total_seconds() / 3600, 0)),
             reconcile_rate_percent=number("RECONCILE_RATE_PERCENT", d["reconcile_rate_percent"].default, 1),
+            accounts=accounts,
+            account_secret_prefix=prefix,
         )
+
+
+def account_names(raw: str) -> tuple[str, ...]:
+    """ACCOUNTS: comma-separated account names (the template's `<Title>Accounts`), each named once; ConfigError
+    naming the first that is not a name."""
+    names = tuple(name.strip() for name in raw.split(",")) if raw.strip() else ()
+    for name in names:
+        try:
+            check_account(name)
+        except ValueError as exc:
+            raise ConfigError(f"environment variable ACCOUNTS: {exc}") from None
+    repeated = sorted({name for name in names if names.count(name) > 1})
+    if repeated:
+        raise ConfigError(f"environment variable ACCOUNTS names {', '.join(repeated)} more than once")
+    return names

@@ -1,8 +1,8 @@
 """Per-stream state in DynamoDB: the cursor, a version, and a lease, in one item per stream.
 
-Item `stream = str(StreamKey)` (`<vendor>#<stream id>`). Every write after the lease is taken is conditional on the
-version read and on still owning the lease, so a run that lost its stream can never move the cursor. What the item
-holds:
+Item `stream = str(StreamKey)` (`<vendor>#<stream id>`; a named account's `<vendor>@<account>#<stream id>`). Every
+write after the lease is taken is conditional on the version read and on still owning the lease, so a run that lost
+its stream can never move the cursor. What the item holds:
 
 - `done_until`: every window before it is complete (late events included, as far as the overlap reaches).
 - `origin`: where the first window began; a backfill (its own item, `<vendor>#<stream id>#backfill`, whose
@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import enum
 import json
+import re
 import zlib
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -48,20 +49,28 @@ class Kind(enum.Enum):
     RECONCILE = "reconcile"
 
 
+# A named account, as the template's `<Title>Accounts` parameter allows it; "default" names the vendor's first one.
+ACCOUNT_NAME = re.compile(r"[a-z0-9][a-z0-9-]{0,30}")
+DEFAULT_ACCOUNT = "default"
+
+
 @dataclass(frozen=True)
 class StreamKey:
-    """Which stream a state item, a digest chain and an archived object belong to: the vendor, the adapter's stream
-    id, and the kind of collection.
+    """Which stream a state item, a digest chain and an archived object belong to: the vendor, the account, the
+    adapter's stream id, and the kind of collection.
 
-    `str()` is the state item's key, as stored since the first release: `<vendor>#<stream>` for the live stream, and
-    `#backfill` or `#reconcile` after it for the streams beside it. `parse` is the one place that reads a key back.
-    A stream id may hold any character but `#` (ClickUp's are `<workspace id>:<log class>`), so the key reads back
-    unambiguously.
+    `str()` is the state item's key, as stored since the first release: `<vendor>#<stream>` for the live stream of
+    the vendor's default account (`account` None), and `#backfill` or `#reconcile` after it for the streams beside
+    it. A named account's keys are `<vendor>@<account>#<stream>[#kind]`: an account name holds neither `@` nor
+    `#`, so the default account's keys, objects and digests stay exactly as they were. `parse` is the one place
+    that reads a key back. A stream id may hold any character but `#` (ClickUp's are `<workspace id>:<log class>`),
+    so the key reads back unambiguously.
     """
 
     vendor: str
     stream: str
     kind: Kind = Kind.LIVE
+    account: str | None = None  # None: the vendor's default account (its first secret)
 
     def __post_init__(self) -> None:
         if not isinstance(self.kind, Kind):
@@ -71,23 +80,40 @@ class StreamKey:
                 raise TypeError(f"a stream key's {name} is a string, not {value!r}")
             if not value or "#" in value:
                 raise ValueError(f"a stream key's {name} {value!r} is empty or holds '#', the key's separator")
+        if "@" in self.vendor:
+            raise ValueError(f"a stream key's vendor {self.vendor!r} holds '@', the account's separator")
+        if self.account is not None:
+            check_account(self.account)
 
     def __str__(self) -> str:
-        base = f"{self.vendor}#{self.stream}"
+        owner = self.vendor if self.account is None else f"{self.vendor}@{self.account}"
+        base = f"{owner}#{self.stream}"
         return base if self.kind is Kind.LIVE else f"{base}#{self.kind.value}"
+
+    @property
+    def account_name(self) -> str:
+        """The account as records and operators name it: "default" for the vendor's first one."""
+        return self.account or DEFAULT_ACCOUNT
 
     @classmethod
     def parse(cls, text: str) -> StreamKey:
         """The key whose `str()` is `text`; ValueError for anything else."""
         match text.split("#"):
-            case [vendor, stream]:
-                return cls(vendor, stream)
-            case [vendor, stream, kind] if kind in (Kind.BACKFILL.value, Kind.RECONCILE.value):
-                return cls(vendor, stream, Kind(kind))
-        raise ValueError(f"{text!r} is not a stream key (<vendor>#<stream>, then #backfill or #reconcile)")
+            case [owner, stream]:
+                kind = Kind.LIVE
+            case [owner, stream, kind_text] if kind_text in (Kind.BACKFILL.value, Kind.RECONCILE.value):
+                kind = Kind(kind_text)
+            case _:
+                raise ValueError(f"{text!r} is not a stream key (<vendor>[@<account>]#<stream>, then #backfill or "
+                                 "#reconcile)")
+        vendor, at, account = owner.partition("@")
+        if at and account == DEFAULT_ACCOUNT:
+            # The default account has one spelling, without `@`: two keys may never name one stream.
+            raise ValueError(f"{text!r} is not a stream key: the default account's keys name no account")
+        return cls(vendor, stream, kind, account if at else None)
 
     def with_kind(self, kind: Kind) -> StreamKey:
-        return StreamKey(self.vendor, self.stream, kind)
+        return StreamKey(self.vendor, self.stream, kind, self.account)
 
     @property
     def live(self) -> StreamKey:
@@ -100,6 +126,14 @@ class StreamKey:
     @property
     def reconcile(self) -> StreamKey:
         return self.with_kind(Kind.RECONCILE)
+
+
+def check_account(name: object) -> str:
+    """A named account's name, or ValueError saying what a name may be."""
+    if not isinstance(name, str) or not ACCOUNT_NAME.fullmatch(name) or name == DEFAULT_ACCOUNT:
+        raise ValueError(f"account name {name!r} is not one: 1 to 31 lower-case letters, digits and '-', starting "
+                         f"with a letter or digit, and not {DEFAULT_ACCOUNT!r}")
+    return name
 
 
 _serialize = TypeSerializer().serialize
