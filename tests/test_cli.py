@@ -33,9 +33,12 @@ from moto.sns.models import sns_backends
 from worlds import deploy, world_of
 
 import auditlake_vendors
+from auditlake.state import StateStore, StreamKey
 from auditlake_cli import doctor, errors, main, output, target
 from auditlake_cli.commands import backfill
+from auditlake_cli.commands import verify as verify_command
 from auditlake_cli.probe import build_adapter
+from auditlake_cli.verify import GAP, Verifier, load_public_key
 from auditlake_local import athena, demo, workspace
 from auditlake_local.simulators import serve
 from auditlake_local.stack import ACCOUNT, REGION, LambdaContext, LocalStack
@@ -500,6 +503,36 @@ def test_verify_the_saved_demo_then_a_changed_object_is_named(capsys: pytest.Cap
     key = changed.relative_to(ws_dir / "archive").as_posix()
     assert lines[1].startswith(f"modified object: {key} (version ") and "its bytes changed" in lines[1], lines
     assert lines[-1].endswith("1 finding(s): 1 modified object")
+
+
+def test_verify_does_not_flag_the_age_of_a_removed_accounts_chain(ws_dir: Path) -> None:
+    """Three hours on, every live chain's last digest is stale, unless its account is no longer collected (removed
+    from `<Title>Accounts`): that chain ended when its collection stopped."""
+    class Removed:
+        """A stack whose MakeAccounts no longer lists us-subsidiary, and which predates Asana's parameter."""
+
+        def accounts(self, vendor: str) -> tuple[str, ...] | None:
+            return None if vendor == "asana" else ()
+
+    collected = verify_command.collected_accounts(Removed())  # type: ignore[arg-type]
+    assert collected(StreamKey("make", "4187")) and not collected(StreamKey("make", "5302", account="us-subsidiary"))
+    assert collected(StreamKey("asana", "1", account="domain-b"))  # no parameter: nothing to say it was removed
+
+    later = datetime.now(UTC) + timedelta(hours=3)
+    with workspace.open(ws_dir, vendors=[]) as ws:
+        kms, s3 = boto3.client("kms"), boto3.client("s3")
+        public = load_public_key(kms.get_public_key(KeyId=ws.stack.functions_env("DIGEST_SIGNING_KEY_ARN"))[
+            "PublicKey"], "the demo's key")
+        states = StateStore(boto3.client("dynamodb"), ws.stack.table).scan
+
+        def stale(**removed: Any) -> list[str]:
+            report = Verifier(s3, ws.stack.bucket, public, states=states, now=lambda: later, **removed).run()
+            assert {f.kind for f in report.findings} == {GAP}
+            return sorted(f.subject.split("/")[2] for f in report.findings)
+
+        every = stale()
+        assert len(every) == 10 and "stream=make-us-subsidiary-5302" in every
+        assert stale(collected=collected) == [s for s in every if s != "stream=make-us-subsidiary-5302"]
 
 
 def test_verify_offline_with_the_public_key_file(capsys: pytest.CaptureFixture[str], ws_dir: Path,
