@@ -986,19 +986,22 @@ def test_doctor_on_a_healthy_stack_says_every_check_is_ok(
 
 def test_doctor_names_each_problem_with_its_fix(
         capsys: pytest.CaptureFixture[str], stack: LocalStack, monkeypatch: pytest.MonkeyPatch) -> None:
-    """A stack as an operator may leave it: a placeholder secret, a wrong token, a plan without audit logs, a
-    collector failing, an unconfirmed subscription, a disabled schedule, reconciliations off, and the issue's
-    missing KMS-through-DynamoDB permission planted in one role."""
+    """A stack as an operator may leave it: a placeholder secret, a wrong token, a plan without audit logs, an
+    account named in the parameters whose secret was never created (beside one that was, and works), a collector
+    failing, an unconfirmed subscription, a disabled schedule, reconciliations off, and the issue's missing
+    KMS-through-DynamoDB permission planted in one role."""
     name = "auditlake-stage"
-    stack.refs["AWS::StackId"] = deploy(stack, name, {"ReconcileIntervalHours": "0"})
+    stack.refs["AWS::StackId"] = deploy(stack, name, {"ReconcileIntervalHours": "0", "AshbyAccounts": "subsidiary",
+                                                      "MakeAccounts": "us-subsidiary"})
 
     def without_dynamodb_kms(role: str, statements: list[dict[str, Any]]) -> list[dict[str, Any]]:
         return [s for s in statements if not (role == "AsanaCollectorRole" and s.get("Sid") == "ArchiveKeyForDynamoDB")]
 
     _fake_policy_simulator(monkeypatch, stack, name, without_dynamodb_kms)
-    clickup, make = VENDORS["clickup"], VENDORS["make"]
+    clickup, make, us = VENDORS["clickup"], VENDORS["make"], ACCOUNTS["make"]["us-subsidiary"]
     with serve(VENDORS["asana"].start()) as asana_origin, serve(clickup.start()) as clickup_origin, \
-            serve(make_simulator := make.start()) as make_origin:
+            serve(make_simulator := make.start()) as make_origin, serve(us.start()) as us_origin:
+        stack.put_account_secret("MakeCollector", "us-subsidiary", us.secret(us_origin))
         stack.put_secret("AsanaCollector", VENDORS["asana"].secret(asana_origin))
         stack.invoke("AsanaCollector", environment=workspace.QUIET)
         stack.put_secret("ClickUpCollector", {**clickup.secret(clickup_origin), "token": "pk_revoked_0000"})
@@ -1030,6 +1033,12 @@ def test_doctor_names_each_problem_with_its_fix(
     requirement = auditlake_vendors.adapter("make").audit_log_requirement
     assert checks["secret make"].startswith("problem Make answered that this account cannot read audit logs")
     assert requirement in checks["secret make"] and "administrator of the Make account" in checks["secret make"]
+    # Each named account's secret is checked on its own: the us1 organization's token works where eu1's plan lapsed.
+    assert checks["secret make@us-subsidiary"] == \
+        f"ok filled, and Make accepted the token for organization_id 5302, zone {us.scope['zone']}"
+    missing = checks["secret ashby@subsidiary"]
+    assert missing.startswith("problem auditlake/") and "does not exist, though AshbyAccounts names subsidiary" \
+        in missing and f"`auditlake secret set ashby --account subsidiary --stack {name}`" in missing
     assert checks["runs asana"].startswith("ok last run ")
     assert checks["runs ashby"].startswith("problem no run is recorded")
     assert checks["runs clickup"].startswith("problem 12 of 12 invocation(s) in the last hour failed")
@@ -1045,7 +1054,7 @@ def test_doctor_names_each_problem_with_its_fix(
     assert "kms:GenerateDataKey" in denied and "kms:Sign" not in denied
     assert all(checks[f"permissions {v}"].startswith("ok ") for v in ("ashby", "clickup", "make"))
     problems = sum(line.startswith("problem ") for line in checks.values())
-    assert result.out.strip().endswith(f"{problems} problem(s)") and problems == 9
+    assert result.out.strip().endswith(f"{problems} problem(s)") and problems == 10
     for line in result.out.splitlines()[1:-1]:  # every problem says what to do, in one line
         assert line.startswith("ok ") or ". Fix: " in line, line
 
