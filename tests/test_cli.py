@@ -473,6 +473,40 @@ def test_secret_set_checks_the_token_with_the_vendor_and_never_shows_it(
         assert ws.invoke("asana")["status"] == "ok"
 
 
+def test_secret_set_for_a_named_account_of_the_demo(capsys: pytest.CaptureFixture[str], ws_dir: Path,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """The subsidiary's token, checked against its own simulator (the default organization's token is refused
+    there), stored in its own secret and saved with the workspace; an account the demo does not simulate is
+    refused before any request, since its token would go to the real vendor."""
+    us = ACCOUNTS["make"]["us-subsidiary"]
+    fields = [f"--field=organization_id={us.scope['organization_id']}", f"--field=zone={us.scope['zone']}"]
+    secrets_file = ws_dir / "secrets.json"
+    before = json.loads(secrets_file.read_text())
+    monkeypatch.setattr("sys.stdin", io.StringIO(VENDORS["make"].token + "\n"))
+    refused = run(capsys, "secret", "set", "make", "--account", "us-subsidiary", "--token-stdin", *fields,
+                  "--workspace", ws_dir)
+    assert "Make did not accept these values for account us-subsidiary" in one_sentence_error(refused)
+    assert json.loads(secrets_file.read_text()) == before
+
+    monkeypatch.setattr("sys.stdin", io.StringIO(us.token + "\n"))
+    stored = run(capsys, "secret", "set", "make", "--account", "us-subsidiary", "--token-stdin", *fields,
+                 "--workspace", ws_dir)
+    assert stored.code == 0, stored.err
+    assert "stored in the demo's make secret of account us-subsidiary" in stored.out
+    assert "does not read account" not in stored.out and us.token not in stored.out + stored.err
+    saved = json.loads(secrets_file.read_text())
+
+    def without_origin(text: str) -> dict[str, str]:  # each run serves the simulators on new ports
+        return {k: v for k, v in json.loads(text).items() if k != "base_url"}
+
+    assert without_origin(saved["make@us-subsidiary"]) == {"token": us.token, **us.scope}
+    assert without_origin(saved["make"]) == without_origin(before["make"])
+
+    message = one_sentence_error(run(capsys, "secret", "set", "make", "--account", "emea", "--token-stdin",
+                                     "--workspace", ws_dir))
+    assert message.endswith("the demo simulates no make account emea; its make accounts: default, us-subsidiary")
+
+
 def test_secret_set_refuses_a_token_on_the_command_line(capsys: pytest.CaptureFixture[str], ws_dir: Path) -> None:
     result = run(capsys, "secret", "set", "asana", "--field", "token=abc", "--workspace", ws_dir)
     assert "never passed as --field" in one_sentence_error(result)
