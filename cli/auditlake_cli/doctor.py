@@ -27,6 +27,7 @@ from auditlake.errors import AuditlakeError, AuditLogsUnavailable
 from auditlake.secrets import parse_secret
 from auditlake.state import Kind, StreamKey, StreamState
 from auditlake.timeutil import parse_time
+from auditlake_cli.errors import CliError
 from auditlake_cli.probe import probe_vendor
 from auditlake_vendors import VENDORS, adapter
 
@@ -84,11 +85,17 @@ def _via(service: str) -> tuple[str, str, tuple[str, ...]]:
 # to what the engine calls belongs here too, or `doctor` stops proving the roles sufficient.
 COLLECTOR_CALLS: tuple[Call, ...] = (
     Call("read its secret (secrets.load_secret)", ("secretsmanager:GetSecretValue",), "{secret_arn}"),
+    # Its further accounts' secrets, by name under its own prefix (<Title>AccountSecretPrefix).
+    Call("read its further accounts' secrets", ("secretsmanager:GetSecretValue",), "{account_secret_arn}"),
     Call("decrypt its secret through Secrets Manager", ("kms:Decrypt",), "{archive_key_arn}",
          (_via("secretsmanager"),)),
     # StateStore: leases and cursors, each item keyed `<vendor>#...` (dynamodb:LeadingKeys).
     Call("read and write its streams' state items", ("dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"),
          "{table_arn}", (("dynamodb:LeadingKeys", "stringList", ("{stream_key}",)),)),
+    # A further account's items are keyed `<vendor>@<account>#...`.
+    Call("read and write its further accounts' state items",
+         ("dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"),
+         "{table_arn}", (("dynamodb:LeadingKeys", "stringList", ("{account_stream_key}",)),)),
     # The table is encrypted with the archive key, used with the caller's permissions (AWS KMS Developer Guide,
     # "How Amazon DynamoDB uses AWS KMS").
     Call("use the state table's key through DynamoDB", ("kms:Decrypt", "kms:GenerateDataKey", "kms:DescribeKey"),
@@ -366,9 +373,16 @@ class Doctor:
         p, r, a = self.where.partition, self.where.region, self.where.account
         stream = StreamKey(vendor, EXAMPLE_STREAM)
         start = datetime(2026, 1, 1, tzinfo=UTC)
+        try:
+            prefix = self.stack.output(f"{_title(vendor)}AccountSecretPrefix")
+        except CliError:  # a stack deployed before accounts: the prefix its template would have
+            prefix = f"auditlake/{self.stack.stack}/{vendor}/"
         return {
             "vendor": vendor, "region": r, "stream_key": str(stream),
+            "account_stream_key": str(StreamKey(vendor, EXAMPLE_STREAM, account=EXAMPLE_STREAM)),
             "secret_arn": self.stack.output(f"{_title(vendor)}TokenSecretArn"),
+            # Any account's: the six characters Secrets Manager adds to a secret's name in its ARN are its own.
+            "account_secret_arn": f"arn:{p}:secretsmanager:{r}:{a}:secret:{prefix}{EXAMPLE_STREAM}-AbCdEf",
             "archive_key_arn": self.stack.output("ArchiveKeyArn"),
             "signing_key_arn": self.stack.output("DigestSigningKeyArn"),
             "table_arn": f"arn:{p}:dynamodb:{r}:{a}:table/{self.stack.output('StateTableName')}",
