@@ -10,6 +10,7 @@ view's typed columns, are checked against what the simulators served, read strai
 
 from __future__ import annotations
 
+import gzip
 import json
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -26,12 +27,14 @@ from sqlglot import exp
 from worlds import VENDORS, world_of
 
 from auditlake import http, timeutil
+from auditlake.records import record_line
 from auditlake_local import athena
 from auditlake_local.simulators import asana, ashby, clickup, make
 from auditlake_local.simulators.people import MAX_PEOPLE, roster
 from auditlake_local.stack import LocalStack
 from auditlake_local.template import load_template
 from auditlake_local.vendors import VENDORS as LOCAL_VENDORS
+from auditlake_vendors import adapter as vendor_adapter
 
 TEMPLATE = load_template()
 RESOURCES = TEMPLATE["Resources"]
@@ -113,6 +116,12 @@ def test_view_sql_parses_as_athena_and_selects_its_declared_columns(name: str) -
     where = select.args["where"].this
     assert isinstance(where, exp.EQ) and where.this.name == "vendor" and where.expression.name == vendor
     assert "dt" in select.named_selects
+    # The account follows the stream, and records written before the column existed (NULL) are the default's.
+    selects = select.named_selects
+    assert selects[selects.index("stream") + 1] == "account"
+    account = select.selects[selects.index("account")].this
+    assert isinstance(account, exp.Coalesce) and account.this.name == "account"
+    assert [e.name for e in account.expressions] == ["default"]
     types = {c.name: c.type for c in view.columns}
     assert types["event_time"] == types["collected_at"] == "timestamp"
     # The originalSql is embedded in JSON by the template: it must not need escaping.
@@ -144,12 +153,17 @@ def test_saved_query_parses_as_athena_and_prunes_on_dt(key: str) -> None:
     ranges = [b for b in tree.find_all(exp.Between) if isinstance(b.this, exp.Column) and b.this.name == "dt"]
     assert len(ranges) == 1
     assert isinstance(ranges[0].args["low"], exp.Placeholder) and isinstance(ranges[0].args["high"], exp.Placeholder)
-    assert {t.name for t in tree.find_all(exp.Table)} - {"daily", "bounds", "calendar", "vendors"} == {"events"}
+    assert {t.name for t in tree.find_all(exp.Table)} - {"daily", "bounds", "calendar", "accounts"} == {"events"}
     # Vendor names the query spells out are projected ones (a typo would silently match nothing).
     named = {eq.expression.name for eq in tree.find_all(exp.EQ)
              if isinstance(eq.this, exp.Column) and eq.this.name == "vendor" and isinstance(eq.expression, exp.Literal)}
     assert named <= set(VENDOR_NAMES)
     assert athena.to_duckdb(query.sql)
+    # Every query says which account a row is of, right after the vendor; NULL (older records) is the default's.
+    columns = tree.named_selects
+    assert columns[columns.index("vendor") + 1] == "account"
+    accounts = [c for c in tree.find_all(exp.Coalesce) if isinstance(c.this, exp.Column) and c.this.name == "account"]
+    assert accounts and all([e.name for e in c.expressions] == ["default"] for c in accounts)
 
 
 def test_the_gap_detector_lists_every_projected_vendor() -> None:
@@ -182,7 +196,7 @@ def test_an_empty_archive_answers_with_no_rows(tmp_path: Path) -> None:
     for view in athena.views():
         assert athena.run_sql(connection, f"SELECT count(*) FROM {view}")[1] == [(0,)]
     columns, rows = athena.run_saved(connection, "failed-logins", ["2026-01-01", "2026-01-31"])
-    assert rows == [] and columns[:2] == ["event_time", "vendor"]
+    assert rows == [] and columns[:3] == ["event_time", "vendor", "account"]
     assert athena.run_saved(connection, "events-per-vendor-per-day", ["2026-01-01", "2026-01-31"])[1] == []
 
 
@@ -321,19 +335,23 @@ def in_range(archive: Archive, vendor: str, event: dict[str, Any]) -> bool:
 
 
 def expected(archive: Archive, row: Callable[[str, dict[str, Any]], tuple[Any, ...] | None]) -> list[tuple[Any, ...]]:
-    """Rows for the events `row` selects in the query's day range, ordered as the queries order them."""
+    """Rows (event_time, vendor, account, *selected, event_id) for the events `row` selects in the query's day
+    range, ordered as the queries order them."""
     rows = []
     for vendor, events in archive.truth.items():
         for event in events:
             if in_range(archive, vendor, event) and (selected := row(vendor, event)) is not None:
                 rows.append((event_time(vendor, event), vendor, event_id(vendor, event), selected))
-    return [(moment, vendor, *selected, identifier) for moment, vendor, identifier, selected in sorted(rows)]
+    # Each vendor has one account here, its default one.
+    return [(moment, vendor, "default", *selected, identifier)
+            for moment, vendor, identifier, selected in sorted(rows)]
 
 
 def ask(archive: Archive, key: str, columns: list[str], *parameters: str) -> list[tuple[Any, ...]]:
     names, rows = athena.run_saved(archive.connect(), key, [*parameters, archive.first_day, archive.last_day])
     assert set(columns) <= set(names), names
-    return [tuple(row[names.index(c)] for c in ["event_time", "vendor", *columns, "event_id"]) for row in rows]
+    return [tuple(row[names.index(c)] for c in ["event_time", "vendor", "account", *columns, "event_id"])
+            for row in rows]
 
 
 def vendors_of(rows: list[tuple[Any, ...]]) -> set[str]:
@@ -355,7 +373,7 @@ def test_failed_logins(archive: Archive) -> None:
 
     want = expected(archive, row)
     assert vendors_of(want) == {"asana", "ashby", "clickup"}  # Make logs no sign-ins
-    assert any(r[2] and r[2].endswith("@example.net") for r in want if r[1] == "ashby")  # an unknown user
+    assert any(r[3] and r[3].endswith("@example.net") for r in want if r[1] == "ashby")  # an unknown user
     assert ask(archive, "failed-logins", ["login", "source_ip", "detail"]) == want
 
 
@@ -391,7 +409,7 @@ def test_admin_role_and_permission_changes(archive: Archive) -> None:
 
     want = expected(archive, row)
     assert vendors_of(want) == set(VENDOR_NAMES)
-    assert {r[1] for r in want if r[5] is not None} == {"asana", "ashby"}  # the values before, where logged
+    assert {r[1] for r in want if r[6] is not None} == {"asana", "ashby"}  # the values before, where logged
     assert ask(archive, "admin-role-and-permission-changes",
                ["action", "actor_email", "target_id", "old_value", "new_value"]) == want
 
@@ -416,7 +434,7 @@ def test_api_keys_and_tokens(archive: Archive) -> None:
 
     want = expected(archive, row)
     assert vendors_of(want) == {"asana", "ashby", "make"}  # ClickUp does not log API tokens
-    assert {r[2] for r in want} == {"created", "revoked"}
+    assert {r[3] for r in want} == {"created", "revoked"}
     assert ask(archive, "api-keys-and-tokens-created-or-revoked",
                ["change", "action", "actor_email", "key_id", "key_name", "permissions"]) == want
 
@@ -444,7 +462,7 @@ def test_users_invited_deprovisioned_or_removed(archive: Archive) -> None:
 
     want = expected(archive, row)
     assert vendors_of(want) == set(VENDOR_NAMES)
-    assert {"invited", "deprovisioned", "removed"} <= {r[2] for r in want}
+    assert {"invited", "deprovisioned", "removed"} <= {r[3] for r in want}
     assert ask(archive, "users-invited-deprovisioned-or-removed",
                ["change", "action", "actor_email", "user_id", "user_email"]) == want
 
@@ -472,13 +490,13 @@ def test_events_per_vendor_per_day(archive: Archive) -> None:
     days = sorted({d for _, d in counts})
     first, last = date.fromisoformat(days[0]), date.fromisoformat(days[-1])
     calendar = [(first + timedelta(days=n)).isoformat() for n in range((last - first).days + 1)]
-    want = [(vendor, d, counts[(vendor, d)]) for vendor in sorted(VENDOR_NAMES) for d in calendar]
+    want = [(vendor, "default", d, counts[(vendor, d)]) for vendor in sorted(VENDOR_NAMES) for d in calendar]
     assert (archive.gap_day in calendar) and counts[("make", archive.gap_day)] == 0  # the gap is there to find
     columns, rows = athena.run_saved(archive.connect(), "events-per-vendor-per-day",
                                      {"first_day": archive.first_day, "last_day": archive.last_day})
-    assert columns == ["vendor", "dt", "events"]
+    assert columns == ["vendor", "account", "dt", "events"]
     assert rows == want
-    assert ("make", archive.gap_day, 0) in rows
+    assert ("make", "default", archive.gap_day, 0) in rows
 
 
 def test_parameters_may_be_given_as_athena_literals(archive: Archive) -> None:
@@ -500,8 +518,9 @@ def test_events_table_reads_the_archive_as_written(archive: Archive) -> None:
 
 # Every view starts with the table's columns (times as timestamps), ends with raw and dt, and has the vendor's own
 # columns in between; here each column a test reads from the vendor's events.
-COMMON = ["event_id", "event_time", "stream", "action", "category", "actor_id", "actor_email", "actor_name",
-          "actor_type", "target_id", "target_type", "target_name", "source_ip", "user_agent", "outcome", "collected_at"]
+COMMON = ["event_id", "event_time", "stream", "account", "action", "category", "actor_id", "actor_email",
+          "actor_name", "actor_type", "target_id", "target_type", "target_name", "source_ip", "user_agent", "outcome",
+          "collected_at"]
 VIEW_FIELDS: dict[str, dict[str, Callable[[dict[str, Any]], Any]]] = {
     "asana": {
         "event_time": lambda e: event_time("asana", e),
@@ -576,6 +595,7 @@ def test_vendor_view_has_typed_columns_and_only_its_vendors_events(archive: Arch
         assert json.loads(got["raw"]) == event
         assert got["dt"] == event_time(vendor, event).date().isoformat()
         assert isinstance(got["collected_at"], datetime)
+        assert got["account"] == "default"
         for name, read in VIEW_FIELDS[vendor].items():
             assert got[name] == read(event), (identifier, name)
     # Every typed column holds values somewhere, so the checks above compared more than NULLs.
@@ -583,3 +603,130 @@ def test_vendor_view_has_typed_columns_and_only_its_vendors_events(archive: Arch
         assert any(row[name] is not None for row in by_id.values()), name
     if vendor == "clickup":  # both of ClickUp's time formats were read
         assert {isinstance(e.get("endTime"), int) for e in events.values()} == {True, False}
+
+
+# ------------------------------------------------------------------------------------------------ accounts
+# Two Make organizations in one archive: the default one's records as they were written before the `account`
+# column existed (no such key), a second one's (`us-sub`) with it, on four whole UTC days before today.
+
+ORGANIZATIONS = {"default": 4187, "us-sub": 4190}
+
+
+@dataclass
+class AccountsArchive:
+    directory: Path
+    accounts: dict[str, str]  # event id -> the account it was archived for
+    events: dict[str, dict[str, Any]]  # event id -> the vendor's event
+    days: list[date]
+    gap: date  # a day on which the second organization has no events
+
+    def connect(self) -> duckdb.DuckDBPyConnection:
+        return athena.connect(self.directory)
+
+    @property
+    def day_range(self) -> list[str]:
+        """The saved queries' first_day and last_day: every day of the archive."""
+        return [self.days[0].isoformat(), self.days[-1].isoformat()]
+
+    def ids(self, account: str) -> set[str]:
+        return {identifier for identifier, owner in self.accounts.items() if owner == account}
+
+
+def old_record_line(**fields: Any) -> bytes:
+    """A record as written before the account column: today's line without its `account` member."""
+    line = record_line(**fields)
+    old = line.replace(b'"account":"default",', b"", 1)
+    assert old != line and "account" not in json.loads(old)
+    return old
+
+
+@pytest.fixture(scope="module")
+def accounts_archive(tmp_path_factory: pytest.TempPathFactory) -> AccountsArchive:
+    directory = tmp_path_factory.mktemp("accounts")
+    adapter = vendor_adapter("make")({"token": "unused", "organization_id": "0", "zone": "eu1"}, http=None,
+                                     page_size=100)  # normalise makes no requests
+    today = datetime.combine(datetime.now(UTC).date(), datetime.min.time(), UTC)
+    start, end, gap = today - timedelta(days=5), today - timedelta(days=1), today - timedelta(days=3)
+    served = {
+        "default": make.generate_events(300, start, end, seed=41, organization_id=ORGANIZATIONS["default"]),
+        "us-sub": make.generate_events(150, start, gap, seed=42, organization_id=ORGANIZATIONS["us-sub"])
+        + make.generate_events(150, gap + timedelta(days=1), end, seed=43, organization_id=ORGANIZATIONS["us-sub"]),
+    }
+    accounts: dict[str, str] = {}
+    events: dict[str, dict[str, Any]] = {}
+    for account, served_events in served.items():
+        stream = str(ORGANIZATIONS[account])
+        days: dict[date, list[bytes]] = {}
+        for event in served_events:
+            identifier, moment = adapter.event_id(event), adapter.event_time(event)
+            fields = {"event_id": identifier, "event_time": moment, "stream": stream,
+                      "normalised": adapter.normalise(event, stream), "collected_at": timeutil.to_iso(today),
+                      "raw": event}
+            line = old_record_line(**fields) if account == "default" else record_line(**fields, account=account)
+            days.setdefault(moment.date(), []).append(line)
+            accounts[identifier], events[identifier] = account, event
+        for day, lines in days.items():
+            target = directory / f"events/vendor=make/dt={day.isoformat()}/make-{stream}_p0.json.gz"
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(gzip.compress(b"".join(lines)))
+    assert len(accounts) == sum(len(e) for e in served.values())  # no event id is in both organizations
+    days = [(start + timedelta(days=n)).date() for n in range((end - start).days)]
+    return AccountsArchive(directory, accounts, events, days, gap.date())
+
+
+def test_records_without_the_account_column_read_as_the_default_account(accounts_archive: AccountsArchive) -> None:
+    connection = accounts_archive.connect()
+    # The table shows what is stored: no account in the older objects.
+    _, stored = athena.run_sql(connection, "SELECT event_id, account FROM events")
+    assert dict(stored) == {identifier: None if account == "default" else account
+                            for identifier, account in accounts_archive.accounts.items()}
+    # The view says whose they are.
+    _, viewed = athena.run_sql(connection, "SELECT event_id, account, stream FROM make_events")
+    assert {identifier: (account, stream) for identifier, account, stream in viewed} == {
+        identifier: (account, str(ORGANIZATIONS[account])) for identifier, account in accounts_archive.accounts.items()}
+
+
+def test_an_account_is_filterable(accounts_archive: AccountsArchive) -> None:
+    connection = accounts_archive.connect()
+    for account in ORGANIZATIONS:
+        _, rows = athena.run_sql(connection, "SELECT event_id FROM make_events "
+                                             "WHERE account = ? AND dt BETWEEN ? AND ?",
+                                 [account, *accounts_archive.day_range])
+        assert {identifier for (identifier,) in rows} == accounts_archive.ids(account)
+    _, rows = athena.run_sql(connection, "SELECT event_id FROM events WHERE vendor = 'make' AND account = 'us-sub'")
+    assert {identifier for (identifier,) in rows} == accounts_archive.ids("us-sub")
+
+
+def test_the_gap_detector_counts_each_account(accounts_archive: AccountsArchive) -> None:
+    counts = Counter((account, event_time("make", accounts_archive.events[identifier]).date())
+                     for identifier, account in accounts_archive.accounts.items())
+    assert counts[("us-sub", accounts_archive.gap)] == 0
+    assert all(counts[("default", d)] for d in accounts_archive.days)
+    days = [d.isoformat() for d in accounts_archive.days]
+    # Every vendor's default account is listed (with zeros: nothing archived), and each account with events.
+    want = [(vendor, "default", d, 0) for vendor in sorted(VENDOR_NAMES) if vendor != "make" for d in days]
+    want += [("make", account, d.isoformat(), counts[(account, d)]) for account in sorted(ORGANIZATIONS)
+             for d in accounts_archive.days]
+    columns, rows = athena.run_saved(accounts_archive.connect(), "events-per-vendor-per-day",
+                                     accounts_archive.day_range)
+    assert columns == ["vendor", "account", "dt", "events"]
+    assert rows == sorted(want)
+    assert ("make", "us-sub", accounts_archive.gap.isoformat(), 0) in rows
+
+
+def test_saved_queries_say_which_account_a_row_is_of(accounts_archive: AccountsArchive) -> None:
+    days = accounts_archive.day_range
+    people = Counter((actor_email("make", event), accounts_archive.accounts[identifier])
+                     for identifier, event in accounts_archive.events.items() if actor_email("make", event))
+    person = max(sorted({email for email, _ in people}),
+                 key=lambda email: min(people[(email, account)] for account in ORGANIZATIONS))
+    assert all(people[(person, account)] for account in ORGANIZATIONS)  # someone acts in both organizations
+    for key, parameters, selected in (
+            ("everything-one-person-did", [person, *days],
+             {i for i, e in accounts_archive.events.items() if actor_email("make", e) == person}),
+            ("users-invited-deprovisioned-or-removed", days,
+             {i for i, e in accounts_archive.events.items() if e["eventName"] in {"user_invited", "user_removed"}})):
+        columns, rows = athena.run_saved(accounts_archive.connect(), key, parameters)
+        found = {row[columns.index("event_id")]: row[columns.index("account")] for row in rows}
+        assert found == {identifier: accounts_archive.accounts[identifier] for identifier in selected}, key
+        assert set(found.values()) == set(ORGANIZATIONS), key

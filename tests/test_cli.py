@@ -417,7 +417,7 @@ def test_query_saved_and_ad_hoc_on_the_demo(capsys: pytest.CaptureFixture[str], 
     assert saved.code == 0, saved.err
     per_vendor: Counter[str] = Counter()
     for line in saved.out.splitlines()[1:-1]:
-        vendor, _day, count = line.split()
+        vendor, _account, _day, count = line.split()
         per_vendor[vendor] += int(count.replace(",", ""))
     assert per_vendor == {vendor: len(archive_lines(ws_dir, vendor)) for vendor in VENDORS}
     needs = one_sentence_error(run(capsys, "query", "--saved", "events-per-vendor-per-day", "--workspace", ws_dir))

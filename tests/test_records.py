@@ -27,10 +27,23 @@ def test_a_record_line_is_the_record_encoded_as_one_json_object_in_column_order(
     assert record["event_time"] == "2026-11-22T10:15:00.123Z"
     assert record["action"] == 'role "admin"\n' and record["category"] is None and record["actor_id"] == "42"
     assert json.loads(record["raw"]) == EVENT
+    assert record["account"] == "default"  # a caller that names no account writes the vendor's default one
+
+
+def test_the_account_column_follows_stream_and_holds_the_account_named() -> None:
+    assert COLUMNS[COLUMNS.index("stream") + 1] == "account"
+    fields = {"event_id": "e-1", "event_time": datetime(2026, 11, 22, tzinfo=UTC), "stream": "4190",
+              "normalised": Normalised(action="scenario_updated"), "collected_at": "2026-11-22T10:20:00.000Z",
+              "raw": EVENT}
+    named = record_line(**fields, account="us-sub")
+    record = json.loads(named)
+    assert list(record) == list(COLUMNS) and record["account"] == "us-sub" and record["stream"] == "4190"
+    # Apart from the account's value, the bytes are those of the default account's record.
+    assert named.replace(b'"account":"us-sub"', b'"account":"default"') == record_line(**fields)
 
 
 def test_normalised_fields_are_the_records_vendor_columns_in_order() -> None:
-    assert Normalised._fields == COLUMNS[3:-2]
+    assert Normalised._fields == COLUMNS[COLUMNS.index("account") + 1: -2]
 
 
 @pytest.mark.parametrize(("value", "expected"), [

@@ -41,9 +41,9 @@ FIXED_ENV = {"PAGE_SIZE": "100", "DEADLINE_MARGIN_SECONDS": "60", "MAX_OBJECT_EV
              "POWERTOOLS_SERVICE_NAME": "auditlake", "POWERTOOLS_METRICS_NAMESPACE": "auditlake", "LOG_LEVEL": "INFO"}
 PARAMETER_ENV = {"LAG_SECONDS": ("CollectionLagSeconds", 120), "OVERLAP_SECONDS": ("LateEventOverlapSeconds", 600),
                  "INITIAL_LOOKBACK_DAYS": ("InitialLookbackDays", 90)}
-EVENT_COLUMNS = ["event_id", "event_time", "stream", "action", "category", "actor_id", "actor_email", "actor_name",
-                 "actor_type", "target_id", "target_type", "target_name", "source_ip", "user_agent", "outcome",
-                 "collected_at", "raw"]
+EVENT_COLUMNS = ["event_id", "event_time", "stream", "account", "action", "category", "actor_id", "actor_email",
+                 "actor_name", "actor_type", "target_id", "target_type", "target_name", "source_ip", "user_agent",
+                 "outcome", "collected_at", "raw"]
 ALL_VENDORS = set(VENDORS)
 ALLOWED_COLLECTOR_SERVICES = {"secretsmanager", "kms", "dynamodb", "s3", "logs", "xray"}
 FORBIDDEN_S3_ACTION_PATTERNS = ["s3:delete*", "s3:putbucket*", "s3:putobjectacl", "s3:putobjectversionacl",

@@ -1,7 +1,9 @@
 """The archive's record: one JSON line per event, the same columns for every vendor.
 
 `raw` keeps the vendor's event verbatim; the other columns are what a cross-vendor query needs. The Glue table
-in template.yaml declares exactly these columns, in this order.
+in template.yaml declares exactly these columns, in this order. `account` names the vendor account the event was
+collected from ("default" for the vendor's first secret); objects written before it existed lack it, and the views
+read that as "default".
 """
 
 from __future__ import annotations
@@ -13,8 +15,9 @@ from typing import Any, NamedTuple
 from auditlake.timeutil import to_iso
 
 COLUMNS = (
-    "event_id", "event_time", "stream", "action", "category", "actor_id", "actor_email", "actor_name", "actor_type",
-    "target_id", "target_type", "target_name", "source_ip", "user_agent", "outcome", "collected_at", "raw",
+    "event_id", "event_time", "stream", "account", "action", "category", "actor_id", "actor_email", "actor_name",
+    "actor_type", "target_id", "target_type", "target_name", "source_ip", "user_agent", "outcome", "collected_at",
+    "raw",
 )
 
 
@@ -60,7 +63,7 @@ def _json(value: str | None) -> str:
 
 
 def record_line(*, event_id: str, event_time: datetime, stream: str, normalised: Normalised,
-                collected_at: str, raw: Any) -> bytes:
+                collected_at: str, raw: Any, account: str = "default") -> bytes:
     """One NDJSON line (with its newline), UTF-8, the columns in order."""
-    return (_LINE % (_quote(event_id), _quote(to_iso(event_time)), _quote(stream), *map(_json, normalised),
-                     _quote(collected_at), _quote(_encode(raw)))).encode()
+    return (_LINE % (_quote(event_id), _quote(to_iso(event_time)), _quote(stream), _quote(account),
+                     *map(_json, normalised), _quote(collected_at), _quote(_encode(raw)))).encode()
