@@ -49,6 +49,8 @@ def as_principal(principal: str, stack: Any) -> Iterator[None]:
 
 _HINTS = {("cloudformation", "DescribeStacks"): lambda r: {"StackId": r["Stacks"][0]["StackId"]},
           ("secretsmanager", "GetSecretValue"): lambda r: {"ARN": r["ARN"]},
+          ("secretsmanager", "PutSecretValue"): lambda r: {"ARN": r["ARN"]},
+          ("secretsmanager", "CreateSecret"): lambda r: {"ARN": r["ARN"]},
           ("athena", "GetQueryExecution"): lambda r: {"WorkGroup": r["QueryExecution"].get("WorkGroup")}}
 
 
@@ -79,8 +81,8 @@ def recording() -> Iterator[None]:
         if hint and not call.hints:
             with suppress(KeyError, IndexError, TypeError):
                 call.hints = hint(response)
-        if (service, operation) == ("secretsmanager", "GetSecretValue") and "ARN" in call.hints:
-            # The key Secrets Manager decrypts with for the caller: a secret the template does not declare (a named
+        if service == "secretsmanager" and operation in ("GetSecretValue", "PutSecretValue") and "ARN" in call.hints:
+            # The key Secrets Manager uses for the caller: a secret the template does not declare (a named
             # account's, which the operator creates) names it only in its metadata. Read unrecorded, as AWS reads it.
             described = real(client, "DescribeSecret", {"SecretId": call.hints["ARN"]})
             if described.get("KmsKeyId"):

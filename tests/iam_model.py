@@ -303,9 +303,10 @@ def requests_for(service: str, operation: str, params: dict[str, Any], deploymen
     if service == "secretsmanager" and operation in ("GetSecretValue", "PutSecretValue", "DescribeSecret"):
         arn = hints.get("ARN") or params["SecretId"]
         if not arn.startswith("arn:"):
-            if operation != "GetSecretValue" or "ARN" in hints:
+            if operation == "DescribeSecret":
                 raise Unmodelled(f"secret {arn} named by name: the model needs its ARN")
-            # No secret by that name (its ARN came back with none): authorized on the ARN it would have, whose
+            # No secret by that name (its ARN came back with none: a named account's before `secret set` creates
+            # it, which reads it, then tries to put a value): authorized on the ARN it would have, whose
             # six random characters are unknown (Secrets Manager User Guide, "What's in a Secrets Manager secret?";
             # the caller gets AccessDeniedException or ResourceNotFoundException depending on its permissions).
             arn = f"arn:aws:secretsmanager:{REGION}:{ACCOUNT}:secret:{arn}-??????"
@@ -314,6 +315,14 @@ def requests_for(service: str, operation: str, params: dict[str, Any], deploymen
         own = request(f"secretsmanager:{operation}", arn)
         kms = {"GetSecretValue": "kms:Decrypt", "PutSecretValue": "kms:GenerateDataKey"}.get(operation)
         return [own] + ([request(kms, key, via="secretsmanager")] if key and kms else [])
+    if service == "secretsmanager" and operation == "CreateSecret":
+        # On the new secret's ARN; with a customer managed key, kms:GenerateDataKey and kms:Decrypt on it through
+        # Secrets Manager (Secrets Manager API Reference, CreateSecret).
+        arn = hints.get("ARN") or f"arn:aws:secretsmanager:{REGION}:{ACCOUNT}:secret:{params['Name']}-??????"
+        own = request("secretsmanager:CreateSecret", arn)
+        key = deployment.key_arn(params["KmsKeyId"]) if params.get("KmsKeyId") else None
+        return [own] + ([request(a, key, via="secretsmanager") for a in ("kms:GenerateDataKey", "kms:Decrypt")]
+                        if key else [])
     if service == "cloudformation" and operation == "DescribeStacks":
         stack_id = hints.get("StackId") or params.get("StackName", "")
         if not stack_id.startswith("arn:"):  # a stack that does not exist: authorized on the name's ARN pattern

@@ -33,13 +33,16 @@ from moto.sns.models import sns_backends
 from worlds import deploy, world_of
 
 import auditlake_vendors
+from auditlake.state import StateStore, StreamKey
 from auditlake_cli import doctor, errors, main, output, target
 from auditlake_cli.commands import backfill
+from auditlake_cli.commands import verify as verify_command
 from auditlake_cli.probe import build_adapter
+from auditlake_cli.verify import GAP, Verifier, load_public_key
 from auditlake_local import athena, demo, workspace
 from auditlake_local.simulators import serve
 from auditlake_local.stack import ACCOUNT, REGION, LambdaContext, LocalStack
-from auditlake_local.vendors import VENDORS
+from auditlake_local.vendors import ACCOUNTS, VENDORS
 
 EVENTS = 400  # per vendor, over DAYS; the demo collects LOOKBACK days and leaves the rest for backfill
 DAYS = 10
@@ -91,14 +94,16 @@ def canonical(event: Any) -> str:
     return json.dumps(event, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
-def archive_against_truth(directory: Path, vendor: str, since: datetime) -> dict[str, int]:
-    """The vendor's archive (as the workspace puts it back) against its simulator's events from `since` on."""
+def archive_against_truth(directory: Path, vendor: str, since: datetime,
+                          account: str | None = None) -> dict[str, int]:
+    """One account's archive (as the workspace puts it back; its records by their `account` column) against its
+    simulator's events from `since` on."""
     with workspace.open(directory, vendors=[vendor]) as ws:
-        adapter = build_adapter(vendor, json.loads(ws.secret(vendor)))
-        truth = ws.simulators[vendor].ground_truth().values()
+        adapter = build_adapter(vendor, json.loads(ws.secret(vendor, account)))
+        truth = ws.simulators[vendor if account is None else f"{vendor}@{account}"].ground_truth().values()
         expected = Counter(canonical(e) for e in truth if adapter.event_time(e) >= since)
         older = sum(1 for e in truth if adapter.event_time(e) < since)
-        records = ws.stack.archived_records(vendor)
+        records = [r for r in ws.stack.archived_records(vendor) if r["account"] == (account or "default")]
     archived = Counter(canonical(json.loads(r["raw"])) for r in records)
     ids = Counter(r["event_id"] for r in records)
     return {"expected": sum(expected.values()), "older_than_since": older,
@@ -133,6 +138,14 @@ def test_demo_collects_checks_saves_and_shows_queries_and_status(capsys: pytest.
         assert f"{vendor:<8}" in result.out and "missing 0, duplicates 0, unexpected 0" in result.out
     assert "auditlake query --saved" in result.out
     assert "STREAM" in result.out and "asana#1200000000000001" in result.out
+    # Make's two organizations, in different zones, each checked against its own simulator and shown apart.
+    us = ACCOUNTS["make"]["us-subsidiary"]
+    assert us.scope["zone"] != VENDORS["make"].scope["zone"]
+    assert re.search(r"^  make@us-subsidiary +\d+ records in +\d+ objects; missing 0, duplicates 0, unexpected 0",
+                     result.out, re.MULTILINE), result.out
+    assert re.search(rf"^make@us-subsidiary#{us.scope['organization_id']} +us-subsidiary +\S+", result.out,
+                     re.MULTILINE), result.out
+    assert re.search(rf"^make#{VENDORS['make'].scope['organization_id']} +default ", result.out, re.MULTILINE)
     for vendor in VENDORS:  # each vendor published events a day late; its reconciliation found every one
         line = next(line for line in result.out.splitlines() if line.startswith(f"{vendor:<8} reconciliation:"))
         assert re.search(r": (\d+) events published a day late; .* found and archived \1 the live", line), line
@@ -140,8 +153,10 @@ def test_demo_collects_checks_saves_and_shows_queries_and_status(capsys: pytest.
                                                      "simulators", "signing-key.pem"}
     last = result.out.strip().splitlines()[-2:]
     assert last[0] == "$ auditlake verify"
-    # Nine streams, each with its live chain and its reconciliation's.
-    assert last[1].startswith("18 chain(s)") and last[1].endswith("no findings"), last
+    # Ten streams (Make's second organization's among them), each with its live chain and its reconciliation's.
+    assert last[1].startswith("20 chain(s)") and last[1].endswith("no findings"), last
+    assert (directory / "simulators" / "make@us-subsidiary.json.gz").is_file()
+    assert set(json.loads((directory / "secrets.json").read_text())) == {*VENDORS, "make@us-subsidiary"}
 
 
 def test_demo_refuses_a_directory_that_is_not_a_workspace(capsys: pytest.CaptureFixture[str],
@@ -156,23 +171,91 @@ def test_status_reads_the_saved_workspace(capsys: pytest.CaptureFixture[str], ws
     result = run(capsys, "status", "--workspace", ws_dir)
     assert result.code == 0, result.err
     header, *rows = result.out.split("\n\n")[1].splitlines()  # the streams' table; the reconciliations' follows
-    assert header.split()[:3] == ["STREAM", "DONE", "UNTIL"]
+    assert header.split()[:4] == ["STREAM", "ACCOUNT", "DONE", "UNTIL"]
     archived: Counter[str] = Counter()
+    accounts = []
     for row in rows:
         cells = row.split()
-        vendor = cells[0].split("#")[0]
-        assert cells[0].startswith(f"{vendor}#") and "ok" in cells
-        assert datetime.fromisoformat(cells[1]) > datetime.now(UTC) - timedelta(minutes=10)  # done until
+        vendor, _, account = cells[0].split("#")[0].partition("@")
+        accounts.append((vendor, cells[1]))
+        assert cells[1] == (account or "default") and "ok" in cells
+        assert datetime.fromisoformat(cells[2]) > datetime.now(UTC) - timedelta(minutes=10)  # done until
         archived[vendor] += int(cells[-1].replace(",", ""))
-    assert len(rows) == 9  # asana, ashby, make: one stream each; clickup: six
+    # asana, ashby: one stream each; clickup: six; make: one per organization, the default one first.
+    assert len(rows) == 10 and accounts[-2:] == [("make", "default"), ("make", "us-subsidiary")]
     # The reconciliations' table: one per stream, done, with what each found (the demo's late events).
     header, *reconciled = result.out.split("reconciliations")[1].split("\n\n")[0].splitlines()[1:]
-    assert header.split()[-2:] == ["FOUND", "OUTCOME"] and len(reconciled) == 9
+    assert header.split()[:2] == ["STREAM", "ACCOUNT"] and header.split()[-2:] == ["FOUND", "OUTCOME"]
+    assert len(reconciled) == 10
     for row in reconciled:
         assert "done" in row.split()
-        archived[row.split()[0].split("#")[0]] += int(row.split()[-2])
+        archived[row.split()[0].split("#")[0].split("@")[0]] += int(row.split()[-2])
     # The tables' counts are the state's; the archive the workspace saved holds exactly as many records.
     assert archived == {vendor: len(archive_lines(ws_dir, vendor)) for vendor in VENDORS}
+
+
+def test_status_shows_one_account_when_asked(capsys: pytest.CaptureFixture[str], ws_dir: Path) -> None:
+    us = ACCOUNTS["make"]["us-subsidiary"]
+    result = run(capsys, "status", "--account", "us-subsidiary", "--workspace", ws_dir)
+    assert result.code == 0, result.err
+    assert result.out.splitlines()[0].endswith(", account us-subsidiary:")
+    keys = [line.split()[0] for line in result.out.splitlines()[3:] if "#" in line.split(" ")[0]]
+    # Its live stream, then (in the reconciliations' table) the same stream's reconciliation.
+    assert keys == [f"make@us-subsidiary#{us.scope['organization_id']}"] * 2, result.out
+
+    default = run(capsys, "status", "--account", "default", "--workspace", ws_dir)
+    assert default.code == 0 and "us-subsidiary" not in default.out
+    assert f"make#{VENDORS['make'].scope['organization_id']} " in default.out and "asana#" in default.out
+
+    message = one_sentence_error(run(capsys, "status", "--account", "emea", "--workspace", ws_dir))
+    assert message.endswith("no stream of account emea has been collected yet; the streams' accounts are default, "
+                            "us-subsidiary")
+    with pytest.raises(SystemExit) as exit_:
+        main.main(["status", "--account", "US_Sub", "--workspace", str(ws_dir)])
+    assert exit_.value.code == 2 and "an account is `default` or 1 to 31 of a-z" in capsys.readouterr().err
+
+
+def test_the_workspace_puts_back_both_make_organizations(ws_dir: Path) -> None:
+    """Each organization's simulator comes back with the events it was given, on its own port, and each secret
+    (its own token and scope) points at its own simulator: a tick collects both, each with its own token."""
+    saved = {key: json.loads(gzip.decompress((ws_dir / "simulators" / f"{key}.json.gz").read_bytes()))
+             for key in ("make", "make@us-subsidiary")}
+    with workspace.open(ws_dir, vendors=["make"]) as ws:
+        assert set(ws.simulators) == {"make", "make@us-subsidiary"}
+        assert ws.origins["make"] != ws.origins["make@us-subsidiary"]
+        for key, local in (("make", VENDORS["make"]), ("make@us-subsidiary", ACCOUNTS["make"]["us-subsidiary"])):
+            truth = ws.simulators[key].ground_truth()
+            assert sorted(truth) == sorted(e["uuid"] for e in saved[key])
+            secret = json.loads(ws.secret("make", local.account))
+            assert secret == {"token": local.token, **local.scope, "base_url": f"{ws.origins[key]}/api/v2"}
+        assert {e["organizationId"] for e in saved["make@us-subsidiary"]} == \
+            {int(ACCOUNTS["make"]["us-subsidiary"].scope["organization_id"])}
+        before = {key: sim.counters["requests"] for key, sim in ws.simulators.items()}
+        summary = ws.invoke("make")
+        assert summary["status"] == "ok", summary
+        assert {stream["account"] for stream in summary["streams"]} == {"default", "us-subsidiary"}
+        # Each simulator accepts only its own token (a 401 otherwise): both answered this tick.
+        assert all(sim.counters["requests"] > before[key] for key, sim in ws.simulators.items())
+
+
+def test_backfill_of_one_account_leaves_the_other_alone(capsys: pytest.CaptureFixture[str], ws_dir: Path) -> None:
+    since = (datetime.now(UTC) - timedelta(days=DAYS + 2)).date()
+    since_instant = datetime(since.year, since.month, since.day, tzinfo=UTC)
+    before = archive_against_truth(ws_dir, "make", since_instant)
+    result = run(capsys, "backfill", "make", "--since", since.isoformat(), "--account", "us-subsidiary",
+                 "--workspace", ws_dir)
+    assert result.code == 0, result.err
+    assert f"backfilling make@us-subsidiary from {since.isoformat()}" in result.out
+    assert "backfill complete" in result.out
+    us = archive_against_truth(ws_dir, "make", since_instant, "us-subsidiary")
+    assert us["older_than_since"] == 0 and us["expected"] == EVENTS + demo.late_events(EVENTS)
+    assert us == {**us, "missing": 0, "extra": 0, "duplicate_ids": 0}
+    assert archive_against_truth(ws_dir, "make", since_instant) == before  # the default organization: untouched
+    assert before["missing"] > 0
+
+    message = one_sentence_error(run(capsys, "backfill", "make", "--since", since.isoformat(), "--account", "emea",
+                                     "--workspace", ws_dir))
+    assert "make has no account emea on the demo workspace" in message and "default, us-subsidiary" in message
 
 
 def test_commands_without_a_workspace_say_so_in_one_sentence(capsys: pytest.CaptureFixture[str],
@@ -390,6 +473,40 @@ def test_secret_set_checks_the_token_with_the_vendor_and_never_shows_it(
         assert ws.invoke("asana")["status"] == "ok"
 
 
+def test_secret_set_for_a_named_account_of_the_demo(capsys: pytest.CaptureFixture[str], ws_dir: Path,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """The subsidiary's token, checked against its own simulator (the default organization's token is refused
+    there), stored in its own secret and saved with the workspace; an account the demo does not simulate is
+    refused before any request, since its token would go to the real vendor."""
+    us = ACCOUNTS["make"]["us-subsidiary"]
+    fields = [f"--field=organization_id={us.scope['organization_id']}", f"--field=zone={us.scope['zone']}"]
+    secrets_file = ws_dir / "secrets.json"
+    before = json.loads(secrets_file.read_text())
+    monkeypatch.setattr("sys.stdin", io.StringIO(VENDORS["make"].token + "\n"))
+    refused = run(capsys, "secret", "set", "make", "--account", "us-subsidiary", "--token-stdin", *fields,
+                  "--workspace", ws_dir)
+    assert "Make did not accept these values for account us-subsidiary" in one_sentence_error(refused)
+    assert json.loads(secrets_file.read_text()) == before
+
+    monkeypatch.setattr("sys.stdin", io.StringIO(us.token + "\n"))
+    stored = run(capsys, "secret", "set", "make", "--account", "us-subsidiary", "--token-stdin", *fields,
+                 "--workspace", ws_dir)
+    assert stored.code == 0, stored.err
+    assert "stored in the demo's make secret of account us-subsidiary" in stored.out
+    assert "does not read account" not in stored.out and us.token not in stored.out + stored.err
+    saved = json.loads(secrets_file.read_text())
+
+    def without_origin(text: str) -> dict[str, str]:  # each run serves the simulators on new ports
+        return {k: v for k, v in json.loads(text).items() if k != "base_url"}
+
+    assert without_origin(saved["make@us-subsidiary"]) == {"token": us.token, **us.scope}
+    assert without_origin(saved["make"]) == without_origin(before["make"])
+
+    message = one_sentence_error(run(capsys, "secret", "set", "make", "--account", "emea", "--token-stdin",
+                                     "--workspace", ws_dir))
+    assert message.endswith("the demo simulates no make account emea; its make accounts: default, us-subsidiary")
+
+
 def test_secret_set_refuses_a_token_on_the_command_line(capsys: pytest.CaptureFixture[str], ws_dir: Path) -> None:
     result = run(capsys, "secret", "set", "asana", "--field", "token=abc", "--workspace", ws_dir)
     assert "never passed as --field" in one_sentence_error(result)
@@ -420,6 +537,36 @@ def test_verify_the_saved_demo_then_a_changed_object_is_named(capsys: pytest.Cap
     key = changed.relative_to(ws_dir / "archive").as_posix()
     assert lines[1].startswith(f"modified object: {key} (version ") and "its bytes changed" in lines[1], lines
     assert lines[-1].endswith("1 finding(s): 1 modified object")
+
+
+def test_verify_does_not_flag_the_age_of_a_removed_accounts_chain(ws_dir: Path) -> None:
+    """Three hours on, every live chain's last digest is stale, unless its account is no longer collected (removed
+    from `<Title>Accounts`): that chain ended when its collection stopped."""
+    class Removed:
+        """A stack whose MakeAccounts no longer lists us-subsidiary, and which predates Asana's parameter."""
+
+        def accounts(self, vendor: str) -> tuple[str, ...] | None:
+            return None if vendor == "asana" else ()
+
+    collected = verify_command.collected_accounts(Removed())  # type: ignore[arg-type]
+    assert collected(StreamKey("make", "4187")) and not collected(StreamKey("make", "5302", account="us-subsidiary"))
+    assert collected(StreamKey("asana", "1", account="domain-b"))  # no parameter: nothing to say it was removed
+
+    later = datetime.now(UTC) + timedelta(hours=3)
+    with workspace.open(ws_dir, vendors=[]) as ws:
+        kms, s3 = boto3.client("kms"), boto3.client("s3")
+        public = load_public_key(kms.get_public_key(KeyId=ws.stack.functions_env("DIGEST_SIGNING_KEY_ARN"))[
+            "PublicKey"], "the demo's key")
+        states = StateStore(boto3.client("dynamodb"), ws.stack.table).scan
+
+        def stale(**removed: Any) -> list[str]:
+            report = Verifier(s3, ws.stack.bucket, public, states=states, now=lambda: later, **removed).run()
+            assert {f.kind for f in report.findings} == {GAP}
+            return sorted(f.subject.split("/")[2] for f in report.findings)
+
+        every = stale()
+        assert len(every) == 10 and "stream=make-us-subsidiary-5302" in every
+        assert stale(collected=collected) == [s for s in every if s != "stream=make-us-subsidiary-5302"]
 
 
 def test_verify_offline_with_the_public_key_file(capsys: pytest.CaptureFixture[str], ws_dir: Path,
@@ -581,6 +728,90 @@ def test_secret_set_on_a_deployed_stack(capsys: pytest.CaptureFixture[str], depl
         assert local.token not in stored.out + stored.err and secret_id in stored.out
     value = json.loads(boto3.client("secretsmanager").get_secret_value(SecretId=secret_id)["SecretString"])
     assert value == {"token": local.token, **local.scope, "base_url": f"{origin}{local.api_path}"}
+
+
+def test_backfill_and_reconcile_of_one_account_on_a_deployed_stack(
+        capsys: pytest.CaptureFixture[str], stack: LocalStack, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The invocation carries the account; a name the stack's `MakeAccounts` does not list is refused before any
+    invocation, naming the accounts it does list."""
+    stack.refs["AWS::StackId"] = deploy(stack, "auditlake-prod", {"MakeAccounts": "us-sub,emea"})
+    events: list[dict[str, Any]] = []
+
+    def invoke(self: target.StackTarget, vendor: str, event: dict[str, Any]) -> dict[str, Any]:
+        events.append(event)
+        kind = "backfill" if "backfill" in event else "reconciliation"
+        span = {"since": "2026-11-01T00:00:00.000Z", "until": "2026-11-02T00:00:00.000Z",
+                "done_until": "2026-11-02T00:00:00.000Z"}
+        return {"vendor": vendor, "status": "ok", "streams": [
+            {"stream": "make@us-sub#4190#" + ("backfill" if kind == "backfill" else "reconcile"), "account": "us-sub",
+             "status": "ok", "events_archived": 3, kind: span}]}
+
+    monkeypatch.setattr(target.StackTarget, "invoke", invoke)
+    since = (datetime.now(UTC) - timedelta(days=3)).date().isoformat()
+    where = ("--stack", "auditlake-prod", "--region", REGION)
+    backfilled = run(capsys, "backfill", "make", "--since", since, "--account", "us-sub", *where)
+    assert backfilled.code == 0 and "backfilling make@us-sub from" in backfilled.out, backfilled.err
+    reconciled = run(capsys, "reconcile", "make", "--since", since, "--account", "us-sub", *where)
+    assert reconciled.code == 0 and "reconciling make@us-sub from" in reconciled.out, reconciled.err
+    everything = run(capsys, "backfill", "make", "--since", since, *where)
+    first = run(capsys, "reconcile", "make", "--since", since, "--account", "default", *where)
+    assert everything.code == first.code == 0
+    assert events == [{"backfill": {"since": since, "account": "us-sub"}},
+                      {"reconcile": {"since": since, "account": "us-sub"}},
+                      {"backfill": {"since": since}},  # every account
+                      {"reconcile": {"since": since, "account": "default"}}]
+
+    message = one_sentence_error(run(capsys, "backfill", "make", "--since", since, "--account", "us-subsidiary",
+                                     *where))
+    assert message == ("auditlake: error: make has no account us-subsidiary on stack auditlake-prod (its accounts: "
+                       "default, us-sub, emea); to add one, `auditlake secret set make --account us-subsidiary`, "
+                       "then deploy with MakeAccounts naming it")
+    assert len(events) == 4
+
+
+def test_secret_set_creates_a_named_accounts_secret_with_the_archive_key(
+        capsys: pytest.CaptureFixture[str], deployed: tuple[LocalStack, str], monkeypatch: pytest.MonkeyPatch) -> None:
+    """`secret set make --account us-subsidiary` on a stack that does not collect it yet: the token is checked with
+    the vendor first, then the account's secret is created under the stack's prefix, encrypted with the archive key,
+    and the command says how to have the collector read it. A second run puts a new value in the same secret. The
+    token is never shown; the default account's secret is untouched."""
+    stack, name = deployed
+    local = ACCOUNTS["make"]["us-subsidiary"]
+    secrets = boto3.client("secretsmanager")
+    environment = stack.functions[local.function_id].environment
+    secret_name = environment["ACCOUNT_SECRET_PREFIX"] + "us-subsidiary"
+    default_before = secrets.get_secret_value(SecretId=environment["SECRET_ID"])["SecretString"]
+    where = ("--account", "us-subsidiary", "--stack", name, "--region", REGION)
+    with serve(local.start()) as origin:
+        fields = [f"--field=organization_id={local.scope['organization_id']}", f"--field=zone={local.scope['zone']}",
+                  f"--field=base_url={origin}{local.api_path}"]
+        # The default organization's token is another organization's: the subsidiary's simulator refuses it.
+        monkeypatch.setattr("sys.stdin", io.StringIO(VENDORS["make"].token + "\n"))
+        refused = run(capsys, "secret", "set", "make", "--token-stdin", *fields, *where)
+        message = one_sentence_error(refused)
+        assert "Make did not accept these values for account us-subsidiary" in message and "nothing was stored" \
+            in message
+        assert VENDORS["make"].token not in refused.out + refused.err
+        with pytest.raises(secrets.exceptions.ResourceNotFoundException):
+            secrets.describe_secret(SecretId=secret_name)
+
+        monkeypatch.setattr("sys.stdin", io.StringIO(local.token + "\n"))
+        stored = run(capsys, "secret", "set", "make", "--token-stdin", *fields, *where)
+        assert stored.code == 0, stored.err
+        assert local.token not in stored.out + stored.err
+        described = secrets.describe_secret(SecretId=secret_name)
+        assert described["ARN"] in stored.out
+        assert described["KmsKeyId"] == stack.functions_env("ARCHIVE_KMS_KEY_ARN")
+        assert "`sam deploy --parameter-overrides MakeAccounts=us-subsidiary` adds it" in stored.out
+
+        # Again (a rotated token): a new value in the same secret, not a second secret.
+        monkeypatch.setattr("sys.stdin", io.StringIO(local.token + "\n"))
+        again = run(capsys, "secret", "set", "make", "--token-stdin", *fields, *where)
+        assert again.code == 0 and described["ARN"] in again.out, again.err
+    value = json.loads(secrets.get_secret_value(SecretId=secret_name)["SecretString"])
+    assert value == {"token": local.token, **local.scope, "base_url": f"{origin}{local.api_path}"}
+    assert len(secrets.list_secret_version_ids(SecretId=secret_name)["Versions"]) == 2
+    assert secrets.get_secret_value(SecretId=environment["SECRET_ID"])["SecretString"] == default_before
 
 
 def test_query_on_a_deployed_stack_runs_athena_and_prints_every_page(
@@ -789,19 +1020,22 @@ def test_doctor_on_a_healthy_stack_says_every_check_is_ok(
 
 def test_doctor_names_each_problem_with_its_fix(
         capsys: pytest.CaptureFixture[str], stack: LocalStack, monkeypatch: pytest.MonkeyPatch) -> None:
-    """A stack as an operator may leave it: a placeholder secret, a wrong token, a plan without audit logs, a
-    collector failing, an unconfirmed subscription, a disabled schedule, reconciliations off, and the issue's
-    missing KMS-through-DynamoDB permission planted in one role."""
+    """A stack as an operator may leave it: a placeholder secret, a wrong token, a plan without audit logs, an
+    account named in the parameters whose secret was never created (beside one that was, and works), a collector
+    failing, an unconfirmed subscription, a disabled schedule, reconciliations off, and the issue's missing
+    KMS-through-DynamoDB permission planted in one role."""
     name = "auditlake-stage"
-    stack.refs["AWS::StackId"] = deploy(stack, name, {"ReconcileIntervalHours": "0"})
+    stack.refs["AWS::StackId"] = deploy(stack, name, {"ReconcileIntervalHours": "0", "AshbyAccounts": "subsidiary",
+                                                      "MakeAccounts": "us-subsidiary"})
 
     def without_dynamodb_kms(role: str, statements: list[dict[str, Any]]) -> list[dict[str, Any]]:
         return [s for s in statements if not (role == "AsanaCollectorRole" and s.get("Sid") == "ArchiveKeyForDynamoDB")]
 
     _fake_policy_simulator(monkeypatch, stack, name, without_dynamodb_kms)
-    clickup, make = VENDORS["clickup"], VENDORS["make"]
+    clickup, make, us = VENDORS["clickup"], VENDORS["make"], ACCOUNTS["make"]["us-subsidiary"]
     with serve(VENDORS["asana"].start()) as asana_origin, serve(clickup.start()) as clickup_origin, \
-            serve(make_simulator := make.start()) as make_origin:
+            serve(make_simulator := make.start()) as make_origin, serve(us.start()) as us_origin:
+        stack.put_account_secret("MakeCollector", "us-subsidiary", us.secret(us_origin))
         stack.put_secret("AsanaCollector", VENDORS["asana"].secret(asana_origin))
         stack.invoke("AsanaCollector", environment=workspace.QUIET)
         stack.put_secret("ClickUpCollector", {**clickup.secret(clickup_origin), "token": "pk_revoked_0000"})
@@ -833,6 +1067,12 @@ def test_doctor_names_each_problem_with_its_fix(
     requirement = auditlake_vendors.adapter("make").audit_log_requirement
     assert checks["secret make"].startswith("problem Make answered that this account cannot read audit logs")
     assert requirement in checks["secret make"] and "administrator of the Make account" in checks["secret make"]
+    # Each named account's secret is checked on its own: the us1 organization's token works where eu1's plan lapsed.
+    assert checks["secret make@us-subsidiary"] == \
+        f"ok filled, and Make accepted the token for organization_id 5302, zone {us.scope['zone']}"
+    missing = checks["secret ashby@subsidiary"]
+    assert missing.startswith("problem auditlake/") and "does not exist, though AshbyAccounts names subsidiary" \
+        in missing and f"`auditlake secret set ashby --account subsidiary --stack {name}`" in missing
     assert checks["runs asana"].startswith("ok last run ")
     assert checks["runs ashby"].startswith("problem no run is recorded")
     assert checks["runs clickup"].startswith("problem 12 of 12 invocation(s) in the last hour failed")
@@ -848,7 +1088,7 @@ def test_doctor_names_each_problem_with_its_fix(
     assert "kms:GenerateDataKey" in denied and "kms:Sign" not in denied
     assert all(checks[f"permissions {v}"].startswith("ok ") for v in ("ashby", "clickup", "make"))
     problems = sum(line.startswith("problem ") for line in checks.values())
-    assert result.out.strip().endswith(f"{problems} problem(s)") and problems == 9
+    assert result.out.strip().endswith(f"{problems} problem(s)") and problems == 10
     for line in result.out.splitlines()[1:-1]:  # every problem says what to do, in one line
         assert line.startswith("ok ") or ". Fix: " in line, line
 

@@ -203,10 +203,14 @@ def deploy(stack: LocalStack, name: str, parameters: dict[str, str] | None = Non
         "ArchiveKeyArn": stack.functions_env("ARCHIVE_KMS_KEY_ARN"),
         "DigestSigningKeyArn": stack.functions_env("DIGEST_SIGNING_KEY_ARN")}
     resources: dict[str, Any] = {"AlarmTopic": {"Type": "AWS::SNS::Topic"}}
+    declared = ["ScheduleRateMinutes", "ReconcileIntervalHours"]
     for local in LOCAL_VENDORS.values():
         title = local.function_id.removesuffix("Collector")
-        outputs[f"{title}TokenSecretArn"] = stack.functions[local.function_id].environment["SECRET_ID"]
-        outputs[f"{title}AccountSecretPrefix"] = stack.functions[local.function_id].environment["ACCOUNT_SECRET_PREFIX"]
+        environment = stack.functions[local.function_id].environment
+        outputs[f"{title}TokenSecretArn"] = environment["SECRET_ID"]
+        # Where `secret set --account` puts a named account's secret: the prefix the collector reads it under.
+        outputs[f"{title}AccountSecretPrefix"] = environment["ACCOUNT_SECRET_PREFIX"]
+        declared.append(f"{title}Accounts")
         outputs[f"{title}CollectorFunctionName"] = stack.refs[local.function_id]
         resources[f"{local.function_id}Role"] = {"Type": "AWS::IAM::Role", "Properties": {
             "AssumeRolePolicyDocument": stack.resource(f"{local.function_id}Role")["Properties"][
@@ -214,8 +218,7 @@ def deploy(stack: LocalStack, name: str, parameters: dict[str, str] | None = Non
         group = stack.resource(f"{local.function_id}LogGroup")["Properties"]["LogGroupName"]
         resources[f"{local.function_id}LogGroup"] = {"Type": "AWS::Logs::LogGroup", "Properties": {
             "LogGroupName": resolve(group, {"AWS::StackName": name})}}
-    template = {"Parameters": {key: {"Type": "String", "Default": stack.parameters[key]}
-                               for key in ("ScheduleRateMinutes", "ReconcileIntervalHours")},
+    template = {"Parameters": {key: {"Type": "String", "Default": stack.parameters[key]} for key in declared},
                 "Resources": resources,
                 "Outputs": {**{key: {"Value": value} for key, value in outputs.items()},
                             "AlarmTopicArn": {"Value": {"Ref": "AlarmTopic"}}}}

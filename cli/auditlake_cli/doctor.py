@@ -162,6 +162,8 @@ class Doctor:
         """The checks in the order an operator fixes them: secrets, runs, alarms, schedules, permissions."""
         for vendor in VENDORS:
             yield self._guarded(f"secret {vendor}", lambda v=vendor: self.secret(v))
+            for account in self.stack.accounts(vendor) or ():
+                yield self._guarded(f"secret {vendor}@{account}", lambda v=vendor, a=account: self.secret(v, a))
         states: list[StreamState] | None = None
         try:
             states = self.stack.states()
@@ -191,27 +193,33 @@ class Doctor:
         return Check(name, False, f"AWS refused {exc.operation_name}: {error.get('Code')}: {error.get('Message')}",
                      f"run doctor with credentials that may call {exc.operation_name} on this stack's resources")
 
-    def _fix_secret(self, vendor: str) -> str:
-        return f"run `auditlake secret set {vendor} --stack {self.stack.stack}`"
+    def _fix_secret(self, vendor: str, account: str | None = None) -> str:
+        chosen = "" if account is None else f" --account {account}"
+        return f"run `auditlake secret set {vendor}{chosen} --stack {self.stack.stack}`"
 
     # -- secrets --------------------------------------------------------------------------------------------------
 
-    def secret(self, vendor: str) -> Check:
-        name, title = f"secret {vendor}", _title(vendor)
+    def secret(self, vendor: str, account: str | None = None) -> Check:
+        """The default account's secret, or a named account's (`<Title>Accounts`), which the operator creates."""
+        name, title = f"secret {vendor}" + ("" if account is None else f"@{account}"), _title(vendor)
         cls = adapter(vendor)
-        secret_id = self.stack.output(f"{title}TokenSecretArn")
+        secret_id = self.stack.output(f"{title}TokenSecretArn") if account is None else \
+            self.stack.output(f"{title}AccountSecretPrefix") + account
         try:
             raw = self.client("secretsmanager").get_secret_value(SecretId=secret_id).get("SecretString")
         except ClientError as exc:
             if _code(exc) != "ResourceNotFoundException":
                 raise
+            if account is not None:
+                return Check(name, False, f"{secret_id} does not exist, though {title}Accounts names {account}",
+                             self._fix_secret(vendor, account))
             return Check(name, False, f"{secret_id} does not exist",
                          f"deploy again with {title}SecretArn empty (the stack then creates it) or naming an "
                          "existing secret")
         try:
             value = parse_secret(vendor, secret_id, raw, cls.secret_fields)
         except AuditlakeError as exc:  # its message names the field, never a value
-            return Check(name, False, str(exc), self._fix_secret(vendor))
+            return Check(name, False, str(exc), self._fix_secret(vendor, account))
         try:
             probe_vendor(vendor, value)
         except AuditLogsUnavailable as exc:
@@ -219,7 +227,7 @@ class Doctor:
                          f"have an administrator of the {title} account give it what the message names, then run "
                          "doctor again")
         except AuditlakeError as exc:
-            return Check(name, False, f"{title} refused it: {exc}", self._fix_secret(vendor))
+            return Check(name, False, f"{title} refused it: {exc}", self._fix_secret(vendor, account))
         scope = ", ".join(f"{field} {value[field]}" for field in cls.secret_fields if field != "token")
         return Check(name, True, f"filled, and {title} accepted the token{' for ' + scope if scope else ''}")
 

@@ -1,10 +1,11 @@
 """`auditlake`: the operator's command line, against a deployed stack (`--stack NAME`).
 
-    auditlake status                                 per stream: cursor, freshness, last run, backlog
+    auditlake status                                 per stream: account, cursor, freshness, last run, backlog
     auditlake backfill VENDOR --since YYYY-MM-DD     history before the first collected window, exactly once
     auditlake reconcile VENDOR --since YYYY-MM-DD    re-read what the vendor still holds, archive what is missing
     auditlake query "SQL" | --saved NAME | --list    Athena SQL in the stack's workgroup
     auditlake secret set VENDOR                      prompts for the token and scope, checks them, stores them
+    (status, backfill, reconcile and secret set take --account NAME: one of a vendor's accounts)
     auditlake verify [--stream S] [--since T]        the digests' signatures and chains, every object's hash,
                                                      no unlisted object, no gap in the time covered
     auditlake doctor --stack NAME                    after `sam deploy`: secrets, last runs, alarm subscription,

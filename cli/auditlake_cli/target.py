@@ -40,11 +40,15 @@ class Target(Protocol):
 
     def invoke(self, vendor: str, event: dict[str, Any]) -> dict[str, Any]: ...
 
-    def secret(self, vendor: str) -> dict[str, Any] | None: ...
+    def secret(self, vendor: str, account: str | None = None) -> dict[str, Any] | None: ...
 
-    def put_secret(self, vendor: str, value: dict[str, str]) -> str: ...
+    def put_secret(self, vendor: str, value: dict[str, str], account: str | None = None) -> str: ...
 
-    def base_url(self, vendor: str) -> str | None: ...
+    def base_url(self, vendor: str, account: str | None = None) -> str | None: ...
+
+    def accounts(self, vendor: str) -> tuple[str, ...] | None:
+        """The vendor's named accounts the collector reads (not `default`); None when the target does not say."""
+        ...
 
     def save(self) -> None: ...
 
@@ -126,23 +130,45 @@ class StackTarget:
         return self.session.client("lambda", config=Config(read_timeout=LAMBDA_READ_TIMEOUT_SECONDS,
                                                             retries={"total_max_attempts": 1}))
 
-    def _secret_id(self, vendor: str) -> str:
-        return self.output(f"{adapter(vendor).title}TokenSecretArn")
+    def _secret_id(self, vendor: str, account: str | None = None) -> str:
+        """The default account's secret is the stack's `<Title>TokenSecretArn`; a named account's is that name under
+        the vendor's prefix (`<Title>AccountSecretPrefix`, `auditlake/<stack>/<vendor>/`)."""
+        title = adapter(vendor).title
+        if account is None:
+            return self.output(f"{title}TokenSecretArn")
+        return self.output(f"{title}AccountSecretPrefix") + account
 
-    def secret(self, vendor: str) -> dict[str, Any] | None:
+    def secret(self, vendor: str, account: str | None = None) -> dict[str, Any] | None:
         try:
-            value = self.session.client("secretsmanager").get_secret_value(SecretId=self._secret_id(vendor))
+            value = self.session.client("secretsmanager").get_secret_value(SecretId=self._secret_id(vendor, account))
         except ClientError:
-            return None  # only a source of defaults for the prompts
+            return None  # only a source of defaults for the prompts (a new account has no secret yet)
         return json_object(value.get("SecretString"))
 
-    def put_secret(self, vendor: str, value: dict[str, str]) -> str:
-        secret_id = self._secret_id(vendor)
-        self.session.client("secretsmanager").put_secret_value(SecretId=secret_id, SecretString=json.dumps(value))
-        return secret_id
+    def put_secret(self, vendor: str, value: dict[str, str], account: str | None = None) -> str:
+        """Stores the value; a named account's secret is created on first use, encrypted with the stack's archive
+        key, which the collector may decrypt through Secrets Manager. Returns the secret's ARN."""
+        secret_id = self._secret_id(vendor, account)
+        secrets = self.session.client("secretsmanager")
+        try:
+            return str(secrets.put_secret_value(SecretId=secret_id, SecretString=json.dumps(value))["ARN"])
+        except ClientError as exc:
+            if account is None or exc.response.get("Error", {}).get("Code") != "ResourceNotFoundException":
+                raise
+        # With a customer managed key, CreateSecret needs kms:GenerateDataKey and kms:Decrypt on it (Secrets
+        # Manager API Reference, CreateSecret); the operator's credentials have them through the key's policy.
+        created = secrets.create_secret(
+            Name=secret_id, KmsKeyId=self.output("ArchiveKeyArn"), SecretString=json.dumps(value),
+            Description=f"auditlake {self.stack}: the {adapter(vendor).title} account {account}")
+        return str(created["ARN"])
 
-    def base_url(self, vendor: str) -> str | None:
+    def base_url(self, vendor: str, account: str | None = None) -> str | None:
         return None
+
+    def accounts(self, vendor: str) -> tuple[str, ...] | None:
+        """The stack's `<Title>Accounts` parameter; None for a stack deployed before accounts existed."""
+        names = self.parameters.get(f"{adapter(vendor).title}Accounts")
+        return None if names is None else tuple(n.strip() for n in names.split(",") if n.strip())
 
     def save(self) -> None:
         """Nothing to do: a deployed stack keeps its own state."""

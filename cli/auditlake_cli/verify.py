@@ -198,17 +198,21 @@ def chain_prefixes(s3: Any, bucket: str, vendors: Iterable[str] | None) -> list[
 
 class Verifier:
     """Verifies one bucket's digests and objects. `states` are the streams' state items (None: not readable, so
-    the chains' heads and the objects awaiting a digest are unknown); `now` is the clock staleness is judged by."""
+    the chains' heads and the objects awaiting a digest are unknown); `now` is the clock staleness is judged by;
+    `collected` says whether a stream is still collected (None: every stream is): the live chain of an account
+    removed from the stack ends where its collection stopped, so its age is no finding."""
 
     def __init__(self, s3: Any, bucket: str, public_key: ec.EllipticCurvePublicKey, *,
                  states: Callable[[], list[StreamState]] | None = None,
-                 now: Callable[[], datetime] | None = None, readers: int = READERS) -> None:
+                 now: Callable[[], datetime] | None = None, readers: int = READERS,
+                 collected: Callable[[StreamKey], bool] | None = None) -> None:
         self.s3 = s3
         self.bucket = bucket
         self.public_key = public_key
         self.states = states
         self.now = now
         self.readers = readers
+        self.collected = collected
 
     def run(self, streams: list[str] | None = None, since: datetime | None = None,
             until: datetime | None = None) -> Report:
@@ -382,6 +386,9 @@ class Verifier:
         head = chain.head
         if head is None or head.body is None or _kind_of(head.body.get("stream")) is not Kind.LIVE:
             return  # a backfill's or a reconciliation's chain ends when its span is read
+        key = _parsed(head.body.get("stream"))
+        if key is not None and self.collected is not None and not self.collected(key):
+            return  # an account no longer collected: its chain ended when it was removed
         created = _time(head.body.get("created_at"))
         now = self.now() if self.now else None
         if now is not None and self._recent(report.until) and created is not None and now - created > STALE_AFTER:

@@ -15,6 +15,7 @@ from typing import Any
 import boto3
 import duckdb
 import sqlglot
+from botocore.exceptions import ClientError
 
 from auditlake.state import StateStore, StreamState
 from auditlake_cli.commands.status import status_table
@@ -77,15 +78,26 @@ class DemoTarget:
     def invoke(self, vendor: str, event: dict[str, Any]) -> dict[str, Any]:
         return self.ws.invoke(vendor, event)
 
-    def secret(self, vendor: str) -> dict[str, Any] | None:
-        return json_object(self.ws.secret(vendor))
+    def secret(self, vendor: str, account: str | None = None) -> dict[str, Any] | None:
+        if not self.ws.has_account(vendor, account):
+            # Its token would go to the real vendor: the demo only speaks to its simulators.
+            simulated = ", ".join(["default", *(self.accounts(vendor) or ())])
+            raise CliError(f"the demo simulates no {vendor} account {account}; its {vendor} accounts: {simulated}")
+        try:
+            return json_object(self.ws.secret(vendor, account))
+        except ClientError:
+            return None  # no secret stored yet
 
-    def put_secret(self, vendor: str, value: dict[str, str]) -> str:
-        self.ws.put_secret(vendor, value)
-        return f"the demo's {vendor} secret"
+    def put_secret(self, vendor: str, value: dict[str, str], account: str | None = None) -> str:
+        self.ws.put_secret(vendor, value, account)
+        return f"the demo's {vendor} secret" + ("" if account is None else f" of account {account}")
 
-    def base_url(self, vendor: str) -> str | None:
-        return self.ws.base_url(vendor)  # its simulator, wherever it is served in this run
+    def base_url(self, vendor: str, account: str | None = None) -> str | None:
+        return self.ws.base_url(vendor, account)  # its simulator, wherever it is served in this run
+
+    def accounts(self, vendor: str) -> tuple[str, ...] | None:
+        return tuple(local.account for local in self.ws.accounts.values()
+                     if local.vendor == vendor and local.account is not None)
 
     def save(self) -> None:
         self.ws.save()
@@ -137,7 +149,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
     checks = demo.run(args.workspace, events=args.events, days=args.days, lookback_days=args.lookback_days,
                       then=then)
-    bad = [c.vendor for c in checks if c.missing or c.duplicates or c.unexpected]
+    bad = [c.key for c in checks if c.missing or c.duplicates or c.unexpected]
     if bad:
         print(f"\nthe archive of {', '.join(bad)} does not match the vendor's events", file=sys.stderr)
         return EXIT_ERROR

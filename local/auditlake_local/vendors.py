@@ -1,5 +1,7 @@
 """How each vendor is stood up locally: its simulator, its account, and the secret that points its collector at
-the simulator. The demo, the benchmark, chaos and the tests all start vendors from here.
+the simulator. The demo, the benchmark, chaos and the tests all start vendors from here. `VENDORS` holds each vendor's
+default account; `ACCOUNTS` the further accounts the demo runs beside it (a Make organization in another zone), each
+with its own simulator, token and scope.
 
 Everything else about a vendor (its name, secret fields, function) is its adapter's (`auditlake_vendors`); a vendor
 of the registry without an entry here is still collected and operated on a deployed stack, only not simulated.
@@ -8,8 +10,9 @@ of the registry without an entry here is still collected and operated on a deplo
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any
 
 import auditlake_vendors
@@ -31,6 +34,17 @@ class LocalVendor:
     simulator: Callable[[LocalVendor, Clock], VendorSimulator]
     generate_events: Callable[..., list[dict[str, Any]]]
     id_field: str  # the field of the simulator's events that holds the vendor's event id (the ground truth's key)
+    account: str | None = None  # None: the vendor's default account (its first secret)
+
+    @property
+    def key(self) -> str:
+        """`make`, or `make@us-subsidiary` for a named account: how stream keys spell it, and the workspace's name
+        for this account's simulator and secret."""
+        return self.vendor if self.account is None else f"{self.vendor}@{self.account}"
+
+    @property
+    def account_name(self) -> str:
+        return self.account or "default"
 
     @property
     def function_id(self) -> str:
@@ -73,3 +87,27 @@ VENDORS: dict[str, LocalVendor] = {
         generate_events=make.generate_events, id_field="uuid",
     ),
 }
+
+
+# An acquisition's organization in another zone: its own org id, token and simulator (us1, where the default is eu1).
+US_SUBSIDIARY_ORGANIZATION_ID = 5302
+
+ACCOUNTS: dict[str, dict[str, LocalVendor]] = {
+    "make": {
+        "us-subsidiary": replace(
+            VENDORS["make"], account="us-subsidiary", token="7c41d9e0-2f6a-4b8d-8e13-5a9f0c2d6b71",  # noqa: S106
+            scope={"organization_id": str(US_SUBSIDIARY_ORGANIZATION_ID), "zone": "us1.make.com"},
+            generate_events=partial(make.generate_events, organization_id=US_SUBSIDIARY_ORGANIZATION_ID)),
+    },
+}
+
+
+def accounts_of(vendor: str) -> list[LocalVendor]:
+    """The vendor's default account, then its named ones."""
+    return [VENDORS[vendor], *ACCOUNTS.get(vendor, {}).values()]
+
+
+def every_account() -> dict[str, LocalVendor]:
+    """Every simulated account of every vendor, by key (`make`, `make@us-subsidiary`)."""
+    return {local.key: local for vendor in VENDORS for local in accounts_of(vendor)}
+

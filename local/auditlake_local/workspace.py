@@ -11,9 +11,11 @@ process ends:
   same moment (an object a save did not finish listing is dropped),
 - `signing-key.pem`: the demo's digest signing key (moto's; in AWS the private half never leaves KMS), so the
   digests stay verifiable and later runs extend their chains,
-- `secrets.json`: each collector's secret (the simulators' own tokens, no real credential),
-- `simulators/<vendor>.json.gz`: the events each simulator was given,
-- `workspace.json`: what the demo was started with; written last, so a directory without it is no workspace.
+- `secrets.json`: each account's secret (the simulators' own tokens, no real credential), by account key (`make`,
+  `make@us-subsidiary`),
+- `simulators/<account key>.json.gz`: the events each simulator was given (one simulator per account),
+- `workspace.json`: what the demo was started with (its accounts among it); written last, so a directory without it
+  is no workspace.
 
 `open()` rebuilds the stack on moto, puts objects, items and secrets back, and serves each simulator on loopback
 again (on a new port, so each secret's `base_url` is rewritten). `Workspace.save()` writes back.
@@ -36,15 +38,16 @@ from typing import Any
 
 import boto3
 
+import auditlake_vendors
 from auditlake.digest import DIGESTS_PREFIX
 from auditlake_cli.errors import CliError
 from auditlake_local.simulators import VendorSimulator, serve
 from auditlake_local.stack import LambdaContext, LocalStack
-from auditlake_local.vendors import VENDORS
+from auditlake_local.vendors import ACCOUNTS, VENDORS, LocalVendor
 
 DEFAULT_DIRECTORY = Path(".auditlake/demo")
 MANIFEST = "workspace.json"
-FORMAT = 1
+FORMAT = 2  # 2: several accounts per vendor (simulators and secrets by account key)
 # The collectors' JSON logs and metrics are for CloudWatch; the command line prints its own summaries instead,
 # and reports a failed run itself.
 QUIET = {"LOG_LEVEL": "CRITICAL", "POWERTOOLS_METRICS_DISABLED": "true"}
@@ -59,9 +62,9 @@ class Workspace:
     directory: Path
     stack: LocalStack
     manifest: dict[str, Any]
-    events: dict[str, list[dict[str, Any]]]  # vendor -> the events its simulator was given
-    simulators: dict[str, VendorSimulator] = field(default_factory=dict)
-    origins: dict[str, str] = field(default_factory=dict)  # vendor -> http://127.0.0.1:port of its simulator
+    events: dict[str, list[dict[str, Any]]]  # account key (`make`, `make@us-subsidiary`) -> its simulator's events
+    simulators: dict[str, VendorSimulator] = field(default_factory=dict)  # by account key
+    origins: dict[str, str] = field(default_factory=dict)  # account key -> http://127.0.0.1:port of its simulator
 
     @property
     def archive_dir(self) -> Path:
@@ -71,6 +74,11 @@ class Workspace:
     def lookback_days(self) -> int:
         return int(self.manifest["lookback_days"])
 
+    @property
+    def accounts(self) -> dict[str, LocalVendor]:
+        """Every account of the workspace, by key: each vendor's default one, then its named ones."""
+        return workspace_accounts(self.manifest)
+
     def context(self, function_id: str) -> LambdaContext | None:
         """The Lambda context of one invocation; None gives the function's own timeout (see LocalStack.invoke)."""
         return None
@@ -79,26 +87,43 @@ class Workspace:
         function_id = VENDORS[vendor].function_id
         return self.stack.invoke(function_id, event, context=self.context(function_id), environment=QUIET)
 
-    def publish_late(self, vendor: str, events: list[dict[str, Any]]) -> None:
-        """Events the vendor publishes now, though they happened earlier: its simulator serves them from now on,
+    def publish_late(self, key: str, events: list[dict[str, Any]]) -> None:
+        """Events an account publishes now, though they happened earlier: its simulator serves them from now on,
         and the workspace keeps them with the others."""
-        self.simulators[vendor].add_events(events)
-        self.events[vendor] = [*self.events[vendor], *events]
+        self.simulators[key].add_events(events)
+        self.events[key] = [*self.events[key], *events]
 
-    def secret(self, vendor: str) -> str:
-        secret_id = self.stack.functions[VENDORS[vendor].function_id].environment["SECRET_ID"]
+    def secret_id(self, vendor: str, account: str | None = None) -> str:
+        """The default account's secret is the function's SECRET_ID; a named one's is its name under the vendor's
+        prefix (ACCOUNT_SECRET_PREFIX), as on a deployed stack."""
+        environment = self.stack.functions[VENDORS[vendor].function_id].environment
+        return environment["SECRET_ID"] if account is None else environment["ACCOUNT_SECRET_PREFIX"] + account
+
+    def secret(self, vendor: str, account: str | None = None) -> str:
+        secret_id = self.secret_id(vendor, account)
         return str(boto3.client("secretsmanager").get_secret_value(SecretId=secret_id)["SecretString"])
 
-    def put_secret(self, vendor: str, value: dict[str, Any] | str) -> None:
-        """Stores a vendor's secret; a JSON object gets `base_url` pointing at this run's simulator."""
-        self.stack.put_secret(VENDORS[vendor].function_id, self._pointed(vendor, value))
+    def put_secret(self, vendor: str, value: dict[str, Any] | str, account: str | None = None) -> None:
+        """Stores an account's secret (a named one's is created with the archive key the first time); a JSON
+        object gets `base_url` pointing at this run's simulator of that account."""
+        function_id = VENDORS[vendor].function_id
+        value = self._pointed(vendor, value, account)
+        if account is None:
+            self.stack.put_secret(function_id, value)
+        else:
+            self.stack.put_account_secret(function_id, account, value)
 
-    def base_url(self, vendor: str) -> str:
-        """Where the vendor's collector reaches its simulator in this run."""
-        local = VENDORS[vendor]
-        return f"{self.origins[vendor]}{local.api_path}"
+    def has_account(self, vendor: str, account: str | None = None) -> bool:
+        """Whether this run serves a simulator for the account."""
+        return _key(vendor, account) in self.origins
 
-    def _pointed(self, vendor: str, value: dict[str, Any] | str) -> dict[str, Any] | str:
+    def base_url(self, vendor: str, account: str | None = None) -> str:
+        """Where the account's collector reaches its simulator in this run."""
+        local = self.accounts[_key(vendor, account)]
+        return f"{self.origins[local.key]}{local.api_path}"
+
+    def _pointed(self, vendor: str, value: dict[str, Any] | str,
+                 account: str | None = None) -> dict[str, Any] | str:
         if isinstance(value, str):
             try:
                 parsed = json.loads(value)
@@ -107,8 +132,8 @@ class Workspace:
             if not isinstance(parsed, dict):
                 return value
             value = parsed
-        if vendor in self.origins:
-            value = {**value, "base_url": self.base_url(vendor)}
+        if _key(vendor, account) in self.origins:
+            value = {**value, "base_url": self.base_url(vendor, account)}
         return value
 
     # -- saving --------------------------------------------------------------------------------------------
@@ -130,12 +155,12 @@ class Workspace:
         key_file = self.directory / "signing-key.pem"
         if not key_file.exists():
             _write_bytes(key_file, self.stack.signing_key_pem(), private=True)
-        secrets = {vendor: self.secret(vendor) for vendor in VENDORS}
+        secrets = {key: self.secret(local.vendor, local.account) for key, local in self.accounts.items()}
         _write_json(self.directory / "secrets.json", secrets, private=True)
         simulators = self.directory / "simulators"
         simulators.mkdir(exist_ok=True)
-        for vendor, events in self.events.items():
-            path = simulators / f"{vendor}.json.gz"
+        for key, events in self.events.items():
+            path = simulators / f"{key}.json.gz"
             if not path.exists():  # a simulator's events never change after the demo creates them
                 _write_bytes(path, gzip.compress(json.dumps(events, separators=(",", ":")).encode(), 6))
         _write_json(self.directory / MANIFEST, self.manifest)
@@ -166,29 +191,35 @@ class Workspace:
 @contextlib.contextmanager
 def create(directory: Path, events: dict[str, list[dict[str, Any]]], manifest: dict[str, Any]
            ) -> Iterator[Workspace]:
-    """A new workspace: a fresh stack, each simulator serving `events`, each secret in place. Replaces an older
-    workspace in `directory`, and refuses to touch a directory that holds anything else."""
+    """A new workspace: a fresh stack, each simulator serving `events` (by account key: `make`,
+    `make@us-subsidiary`), each secret in place. Replaces an older workspace in `directory`, and refuses to touch a
+    directory that holds anything else."""
     if directory.exists() and any(directory.iterdir()):
         if not (directory / MANIFEST).exists():
             raise WorkspaceError(f"{directory} exists and is not a demo workspace; choose another --workspace")
         shutil.rmtree(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    manifest = {"format": FORMAT, **manifest}
-    parameters = {"InitialLookbackDays": str(manifest["lookback_days"])}
-    with LocalStack.start(parameters) as stack, _serving(events) as (simulators, origins):
+    named: dict[str, list[str]] = {}
+    for key in events:
+        vendor, _, account = key.partition("@")
+        if account:
+            named.setdefault(vendor, []).append(account)
+    manifest = {"format": FORMAT, **manifest, "accounts": named}
+    with LocalStack.start(_parameters(manifest)) as stack, _serving(manifest, events) as (simulators, origins):
         workspace = Workspace(directory, stack, manifest, events, simulators, origins)
-        for vendor, local in VENDORS.items():
-            workspace.put_secret(vendor, local.secret(origins[vendor]))
+        for key, local in workspace.accounts.items():
+            workspace.put_secret(local.vendor, local.secret(origins[key]), local.account)
         yield workspace
 
 
 @contextlib.contextmanager
 def open(directory: Path, *, vendors: Collection[str] | None = None) -> Iterator[Workspace]:
-    """The saved workspace, running again: its stack on moto and the simulators of `vendors` (default: all)."""
+    """The saved workspace, running again: its stack on moto and the simulators of every account of `vendors`
+    (default: all)."""
     manifest = read_manifest(directory)
-    events = {vendor: _read_events(directory, vendor) for vendor in (VENDORS if vendors is None else vendors)}
-    parameters = {"InitialLookbackDays": str(manifest["lookback_days"])}
-    with LocalStack.start(parameters) as stack, _serving(events) as (running, origins):
+    events = {key: _read_events(directory, key) for key, local in workspace_accounts(manifest).items()
+              if vendors is None or local.vendor in vendors}
+    with LocalStack.start(_parameters(manifest)) as stack, _serving(manifest, events) as (running, origins):
         workspace = Workspace(directory, stack, manifest, events, running, origins)
         key_file = directory / "signing-key.pem"
         if key_file.is_file():
@@ -196,9 +227,10 @@ def open(directory: Path, *, vendors: Collection[str] | None = None) -> Iterator
         saved = _read_json(directory / "state.json", {"items": [], "objects": []})
         _restore_archive(workspace, set(saved["objects"]), saved.get("versions", {}), saved.get("metadata", {}))
         _restore_items(stack.table, saved["items"])
-        for vendor, value in _read_json(directory / "secrets.json", {}).items():
-            if vendor in VENDORS:
-                workspace.put_secret(vendor, value)
+        accounts = workspace.accounts
+        for key, value in _read_json(directory / "secrets.json", {}).items():
+            if key in accounts:
+                workspace.put_secret(accounts[key].vendor, value, accounts[key].account)
         yield workspace
 
 
@@ -216,17 +248,45 @@ def read_manifest(directory: Path) -> dict[str, Any]:
     return manifest
 
 
+def workspace_accounts(manifest: dict[str, Any]) -> dict[str, LocalVendor]:
+    """The accounts a workspace's manifest names: every vendor's default one and the named ones it lists."""
+    found = {local.key: local for local in VENDORS.values()}
+    for vendor, names in manifest.get("accounts", {}).items():
+        for name in names:
+            local = ACCOUNTS.get(vendor, {}).get(name)
+            if local is None:
+                raise WorkspaceError(f"the demo workspace names a {vendor} account {name} this version does not "
+                                     "simulate; run `auditlake demo` again")
+            found[local.key] = local
+    return found
+
+
+def _parameters(manifest: dict[str, Any]) -> dict[str, str]:
+    """The stack's parameters: the demo's lookback, and the named accounts each collector reads
+    (`<Title>Accounts`)."""
+    parameters = {"InitialLookbackDays": str(manifest["lookback_days"])}
+    for vendor, names in manifest.get("accounts", {}).items():
+        if names:
+            parameters[f"{auditlake_vendors.adapter(vendor).title}Accounts"] = ",".join(names)
+    return parameters
+
+
+def _key(vendor: str, account: str | None) -> str:
+    return vendor if account is None else f"{vendor}@{account}"
+
+
 @contextlib.contextmanager
-def _serving(events: dict[str, list[dict[str, Any]]]
+def _serving(manifest: dict[str, Any], events: dict[str, list[dict[str, Any]]]
              ) -> Iterator[tuple[dict[str, VendorSimulator], dict[str, str]]]:
+    accounts = workspace_accounts(manifest)
     simulators: dict[str, VendorSimulator] = {}
     origins: dict[str, str] = {}
     with contextlib.ExitStack() as servers:
-        for vendor, vendor_events in events.items():
-            simulator = VENDORS[vendor].start()
-            simulator.add_events(vendor_events)
-            origins[vendor] = servers.enter_context(serve(simulator))
-            simulators[vendor] = simulator
+        for key, account_events in events.items():
+            simulator = accounts[key].start()
+            simulator.add_events(account_events)
+            origins[key] = servers.enter_context(serve(simulator))
+            simulators[key] = simulator
         yield simulators, origins
 
 
@@ -307,10 +367,10 @@ def _decode(value: Any) -> Any:
     return value
 
 
-def _read_events(directory: Path, vendor: str) -> list[dict[str, Any]]:
-    path = directory / "simulators" / f"{vendor}.json.gz"
+def _read_events(directory: Path, key: str) -> list[dict[str, Any]]:
+    path = directory / "simulators" / f"{key}.json.gz"
     if not path.is_file():
-        raise WorkspaceError(f"the demo workspace at {directory} lacks the {vendor} simulator's events; "
+        raise WorkspaceError(f"the demo workspace at {directory} lacks the {key} simulator's events; "
                              "run `auditlake demo` again")
     return list(json.loads(gzip.decompress(path.read_bytes())))
 

@@ -9,6 +9,7 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from auditlake import planning
+from auditlake_cli import accounts
 from auditlake_cli.output import Progress, moment
 from auditlake_cli.spans import BackfillProgress, BackfillReport, SpanJob, invoke_saving, past_date, run_spans
 from auditlake_cli.target import target
@@ -24,14 +25,16 @@ def add_parser(commands: Any, where: argparse.ArgumentParser) -> None:
     backfill.add_argument("--since", required=True, metavar="YYYY-MM-DD", help="the first day to collect (UTC)")
     backfill.add_argument("--max-invocations", type=int, metavar="N",
                           help="stop after N collector invocations (run again to continue)")
+    accounts.add_argument(backfill, "backfill only this account's streams")
     backfill.set_defaults(handler=cmd_backfill)
 
 
 def run_backfill(invoke: Callable[[dict[str, Any]], dict[str, Any]], vendor: str, since: date, progress: Progress,
                  *, after_invocation: Callable[[], None] = lambda: None, max_invocations: int | None = None,
-                 starts_at: datetime | None = None) -> BackfillReport:
+                 starts_at: datetime | None = None, account: str | None = None) -> BackfillReport:
     """Invokes the collector in backfill mode until the history from `since` is archived (see run_spans);
-    `starts_at` is where the vendor's retention lets that history start, if later than `since`."""
+    `starts_at` is where the vendor's retention lets that history start, if later than `since`; `account` limits
+    it to that account's streams (None: every account)."""
     target_since = starts_at or datetime(since.year, since.month, since.day, tzinfo=UTC)
 
     def was_earlier(_spans: list[dict[str, Any]], step: BackfillProgress) -> bool:
@@ -39,9 +42,12 @@ def run_backfill(invoke: Callable[[dict[str, Any]], dict[str, Any]], vendor: str
         # retention bound moving while this runs.
         return step.since is not None and step.since - target_since > timedelta(hours=1)
 
-    job = SpanJob("backfill", {"backfill": {"since": since.isoformat()}}, was_earlier,
-                  "nothing to fetch before the first collected window", "events")
-    return run_spans(invoke, vendor, job, progress, after_invocation=after_invocation,
+    event: dict[str, Any] = {"since": since.isoformat()}
+    if account is not None:
+        event["account"] = account
+    job = SpanJob("backfill", {"backfill": event}, was_earlier, "nothing to fetch before the first collected window",
+                  "events")
+    return run_spans(invoke, accounts.label(vendor, account), job, progress, after_invocation=after_invocation,
                      max_invocations=max_invocations)
 
 
@@ -52,10 +58,11 @@ def cmd_backfill(args: argparse.Namespace) -> int:
     if starts_at > asked:
         print(f"{args.vendor} keeps its audit log back to {moment(starts_at)}; the backfill starts there")
     with target(args, vendors=[args.vendor]) as where:
-        print(f"backfilling {args.vendor} from {since.isoformat()} on {where.name}")
+        accounts.require_collected(where, args.vendor, args.account)
+        print(f"backfilling {accounts.label(args.vendor, args.account)} from {since.isoformat()} on {where.name}")
         report = run_backfill(lambda event: invoke_saving(where, args.vendor, event), args.vendor, since,
                               Progress(sys.stdout), after_invocation=where.save, max_invocations=args.max_invocations,
-                              starts_at=starts_at)
+                              starts_at=starts_at, account=args.account)
     if report.complete:
         print(f"backfill complete: {report.events:,} events archived in {report.invocations} invocation(s)")
     else:

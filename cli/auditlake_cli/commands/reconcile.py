@@ -9,6 +9,7 @@ from datetime import UTC, date, datetime
 from typing import Any
 
 from auditlake.timeutil import parse_time
+from auditlake_cli import accounts
 from auditlake_cli.output import Progress
 from auditlake_cli.spans import BackfillProgress, BackfillReport, SpanJob, invoke_saving, past_date, run_spans
 from auditlake_cli.target import target
@@ -28,33 +29,39 @@ def add_parser(commands: Any, where: argparse.ArgumentParser) -> None:
     reconcile.add_argument("--since", required=True, metavar="YYYY-MM-DD", help="the first day to re-read (UTC)")
     reconcile.add_argument("--max-invocations", type=int, metavar="N",
                            help="stop after N collector invocations (run again to continue)")
+    accounts.add_argument(reconcile, "re-read only this account's streams")
     reconcile.set_defaults(handler=cmd_reconcile)
 
 
 def run_reconcile(invoke: Callable[[dict[str, Any]], dict[str, Any]], vendor: str, since: date, progress: Progress,
                   *, after_invocation: Callable[[], None] = lambda: None,
-                  max_invocations: int | None = None) -> BackfillReport:
+                  max_invocations: int | None = None, account: str | None = None) -> BackfillReport:
     """Invokes the collector in reconciliation mode until every stream's reconciliation from `since` is complete
-    (see run_spans)."""
+    (see run_spans); `account` limits it to that account's streams (None: every account)."""
     asked_at = datetime.now(UTC)
 
     def was_earlier(spans: list[dict[str, Any]], _step: BackfillProgress) -> bool:
         # A reconciliation the schedule had begun is finished first.
         return any(span.get("started_at") and parse_time(span["started_at"]) < asked_at for span in spans)
 
-    job = SpanJob("reconciliation", {"reconcile": {"since": since.isoformat()}}, was_earlier,
-                  "nothing to re-read yet", "missing event(s) archived")
-    return run_spans(invoke, vendor, job, progress, after_invocation=after_invocation,
+    event: dict[str, Any] = {"since": since.isoformat()}
+    if account is not None:
+        event["account"] = account
+    job = SpanJob("reconciliation", {"reconcile": event}, was_earlier, "nothing to re-read yet",
+                  "missing event(s) archived")
+    return run_spans(invoke, accounts.label(vendor, account), job, progress, after_invocation=after_invocation,
                      max_invocations=max_invocations)
 
 
 def cmd_reconcile(args: argparse.Namespace) -> int:
     since = past_date(args.since)
+    chosen = accounts.label(args.vendor, args.account)
     with target(args, vendors=[args.vendor]) as where:
-        print(f"reconciling {args.vendor} from {since.isoformat()} on {where.name}")
+        accounts.require_collected(where, args.vendor, args.account)
+        print(f"reconciling {chosen} from {since.isoformat()} on {where.name}")
         report = run_reconcile(lambda event: invoke_saving(where, args.vendor, event, "reconciliation"),
                                args.vendor, since, Progress(sys.stdout), after_invocation=where.save,
-                               max_invocations=args.max_invocations)
+                               max_invocations=args.max_invocations, account=args.account)
     if not report.complete:
         print(f"stopped after {report.invocations} invocation(s), {report.progress * 100:.0f}% done; run the same "
               "command again to continue where it stopped")
@@ -62,7 +69,7 @@ def cmd_reconcile(args: argparse.Namespace) -> int:
         print(f"reconciliation complete: {report.events:,} event(s) the live collection had missed are archived "
               f"now ({report.invocations} invocation(s)); `auditlake status` shows which streams")
     else:
-        print(f"reconciliation complete: the archive holds every event {args.vendor} still holds from "
+        print(f"reconciliation complete: the archive holds every event {chosen} still holds from "
               f"{since.isoformat()} on ({report.invocations} invocation(s))")
     return 0
 

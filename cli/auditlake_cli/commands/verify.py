@@ -15,7 +15,7 @@ from auditlake.state import StreamKey, StreamState
 from auditlake.timeutil import parse_time
 from auditlake_cli.errors import EXIT_ERROR, CliError
 from auditlake_cli.output import moment
-from auditlake_cli.target import ArchiveAccess, target
+from auditlake_cli.target import ArchiveAccess, Target, target
 from auditlake_cli.verify import Report, Verifier, load_public_key
 from auditlake_vendors import VENDORS
 
@@ -27,8 +27,10 @@ def add_parser(commands: Any, where: argparse.ArgumentParser) -> None:
                     "link, every listed object's version, SHA-256 and record count, no object that no digest lists, "
                     "no gap in the time the digests cover. One line per finding; exits 1 on any.")
     verify.add_argument("--stream", action="append", metavar="STREAM",
-                        help="a vendor (asana), a stream key with its backfill (asana#<gid>) or a backfill alone "
-                             "(asana#<gid>#backfill); repeatable (default: every stream)")
+                        help="a vendor (make: every account's streams), a stream key with its backfill and "
+                             "reconciliation (make#<org id>, or make@<account>#<org id> for a named account) or one "
+                             "of these alone (make#<org id>#backfill); repeatable (default: every stream of every "
+                             "account)")
     verify.add_argument("--since", metavar="TIME", help="check objects and coverage from this day or ISO time (UTC)")
     verify.add_argument("--until", metavar="TIME", help="... up to this day or time (default: now; the chains' "
                                                        "last digests must then be recent)")
@@ -45,7 +47,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
     for stream in streams or []:
         if _vendor_of(stream) not in VENDORS:
             raise CliError(f"--stream takes a vendor ({', '.join(VENDORS)}) or a stream key such as "
-                           f"asana#<workspace gid>, not {stream!r}")
+                           f"asana#<workspace gid> or make@<account>#<org id>, not {stream!r}")
     public_key = None
     if args.public_key is not None:
         try:
@@ -60,7 +62,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
         print(f"verifying {where.name}: {', '.join(streams) if streams else 'every stream'}, "
               f"{moment(since) if since else 'from the first digest'} to {moment(until) if until else 'now'}")
         verifier = Verifier(access.s3, access.bucket, public_key, states=readable_states(access),
-                            now=lambda: datetime.now(UTC))
+                            now=lambda: datetime.now(UTC), collected=collected_accounts(where))
         report = verifier.run(streams, since, until)
     print_report(report)
     return EXIT_ERROR if report.findings else 0
@@ -84,6 +86,18 @@ def readable_states(access: ArchiveAccess) -> Callable[[], list[StreamState]] | 
               "age only", file=sys.stderr)
         return None
     return access.states
+
+
+def collected_accounts(where: Target) -> Callable[[StreamKey], bool]:
+    """Whether a stream's account is one the stack collects now: every vendor's default account, and the names of
+    its `<Title>Accounts` (any account, when the stack predates them)."""
+    named = {vendor: where.accounts(vendor) for vendor in VENDORS}
+
+    def collected(key: StreamKey) -> bool:
+        accounts = named.get(key.vendor)
+        return key.account is None or accounts is None or key.account in accounts
+
+    return collected
 
 
 def _vendor_of(stream: str) -> str | None:

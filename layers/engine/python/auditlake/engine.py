@@ -461,7 +461,7 @@ class _StreamRun:
                     self.result.duplicates_skipped += 1
                     continue
                 fresh[event_id] = (event_time, record_line(
-                    event_id=event_id, event_time=event_time, stream=self.stream,
+                    event_id=event_id, event_time=event_time, stream=self.stream, account=self.key.account_name,
                     normalised=self.adapter.normalise(event, self.stream), collected_at=collected_at, raw=event))
             except (KeyError, TypeError, ValueError, AttributeError) as exc:
                 raise MalformedResponse(self.c.vendor, f"event #{index} of a page is unreadable "
