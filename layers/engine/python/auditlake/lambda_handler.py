@@ -296,9 +296,10 @@ def _publish_metrics(vendor: str, results: list[StreamResult], clients: list[Htt
         metrics.add_metric(name="ReconciledEvents", unit=MetricUnit.Count,
                            value=sum(r.events_archived for r in results))
         # One EMF document per stream, apart from the run's (whose dimensions are the vendor's only). Ephemeral
-        # metrics, unlike `single_metric`, honour POWERTOOLS_METRICS_DISABLED, as the run's metrics do.
-        per_stream = EphemeralMetrics(namespace=METRICS_NAMESPACE, service="auditlake")
+        # metrics, unlike `single_metric`, honour POWERTOOLS_METRICS_DISABLED, as the run's metrics do; one per
+        # stream, since a disabled flush keeps what was added.
         for result in results:
+            per_stream = EphemeralMetrics(namespace=METRICS_NAMESPACE, service="auditlake")
             per_stream.add_dimension(name="vendor", value=vendor)
             per_stream.add_dimension(name="stream", value=result.stream)
             per_stream.add_metric(name="ReconciledEvents", unit=MetricUnit.Count, value=result.events_archived)
