@@ -212,7 +212,7 @@ def test_status_shows_one_account_when_asked(capsys: pytest.CaptureFixture[str],
                             "us-subsidiary")
     with pytest.raises(SystemExit) as exit_:
         main.main(["status", "--account", "US_Sub", "--workspace", str(ws_dir)])
-    assert exit_.value.code == 2 and "an account is `default` or 1 to 31 of a-z" in capsys.readouterr().err
+    assert exit_.value.code == 2 and "1 to 31 lower-case letters, digits and '-'" in capsys.readouterr().err
 
 
 def test_the_workspace_puts_back_both_make_organizations(ws_dir: Path) -> None:

@@ -4,23 +4,23 @@ account; further accounts are named in the stack's `<Title>Accounts` parameter, 
 from __future__ import annotations
 
 import argparse
-import re
 
+from auditlake.state import DEFAULT_ACCOUNT, check_account
 from auditlake_cli.errors import CliError
 from auditlake_cli.target import Target
 from auditlake_vendors import adapter
 
-DEFAULT = "default"
-# The template's AllowedPattern for one name of `<Title>Accounts`.
-NAME = re.compile(r"[a-z0-9][a-z0-9-]{0,30}")
+DEFAULT = DEFAULT_ACCOUNT
 
 
 def name(text: str) -> str:
-    """argparse's type for `--account`: `default`, or a name the template accepts."""
-    if text == DEFAULT or NAME.fullmatch(text):
+    """argparse's type for `--account`: `default`, or a name the engine (and the template's pattern) accepts."""
+    if text == DEFAULT:
         return text
-    raise argparse.ArgumentTypeError(f"an account is `{DEFAULT}` or 1 to 31 of a-z, 0-9 and '-', starting with a "
-                                     f"letter or digit, not {text!r}")
+    try:
+        return check_account(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"{exc}; or `{DEFAULT}`, the vendor's first secret") from None
 
 
 def add_argument(parser: argparse.ArgumentParser, what: str) -> None:
