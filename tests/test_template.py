@@ -738,7 +738,10 @@ def test_archive_object_lock_is_optional() -> None:
                                                                                    "NONE"]}]}
     props = RESOURCES["ArchiveBucket"]["Properties"]
     for enabled in (True, False):
-        resolved = evaluate(props, conditions={"UseObjectLock": enabled}, refs={"ObjectLockMode": "COMPLIANCE"})
+        # The storage-ageing conditions off (the defaults); tests/test_storage_tiering.py renders them on.
+        ageing = dict.fromkeys(("TierArchive", "ExpireArchive", "AgeArchive", "TierNoncurrentVersions"), False)
+        resolved = evaluate(props, conditions={"UseObjectLock": enabled, **ageing},
+                            refs={"ObjectLockMode": "COMPLIANCE"})
         if enabled:
             assert resolved["ObjectLockEnabled"] is True
             assert resolved["ObjectLockConfiguration"] == {
