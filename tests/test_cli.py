@@ -170,6 +170,7 @@ def test_demo_refuses_a_directory_that_is_not_a_workspace(capsys: pytest.Capture
 def test_status_reads_the_saved_workspace(capsys: pytest.CaptureFixture[str], ws_dir: Path) -> None:
     result = run(capsys, "status", "--workspace", ws_dir)
     assert result.code == 0, result.err
+    assert "dashboard:" not in result.out  # a local workspace has none
     header, *rows = result.out.split("\n\n")[1].splitlines()  # the streams' table; the reconciliations' follows
     assert header.split()[:4] == ["STREAM", "ACCOUNT", "DONE", "UNTIL"]
     archived: Counter[str] = Counter()
@@ -647,6 +648,9 @@ def test_status_of_a_deployed_stack(capsys: pytest.CaptureFixture[str], deployed
     assert result.out.startswith(f"stack {name}, at ")
     row = next(line for line in result.out.splitlines() if line.startswith("make#"))
     assert " ok " in row and row.split()[-1] == "250"
+    # The stack's dashboard, from its DashboardUrl output.
+    assert result.out.splitlines()[-1] == (f"dashboard: https://{REGION}.console.aws.amazon.com/cloudwatch/home"
+                                           f"?region={REGION}#dashboards/dashboard/{name}-{REGION}")
 
     missing = one_sentence_error(run(capsys, "status", "--stack", "nope", "--region", REGION))
     assert missing == f"auditlake: error: there is no CloudFormation stack named nope in {REGION}"

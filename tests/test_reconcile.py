@@ -17,6 +17,7 @@ from worlds import VENDORS, World, world_of
 
 from auditlake.archive import Archive
 from auditlake.engine import Collector
+from auditlake.lambda_handler import METRICS_NAMESPACE, PUBLISHED_METRICS
 from auditlake.reconcile import ArchivedIds
 from auditlake.state import Kind, StateStore, StreamKey
 from auditlake.timeutil import parse_time
@@ -89,6 +90,19 @@ def test_reconciliation_finds_what_the_live_collection_missed(stack: LocalStack,
     assert sum(sum(m["ReconciledEvents"]) for m in per_stream) == LATE  # EMF: a list of values
     assert {m["stream"] for m in per_stream} == {s.key for s in store.scan() if s.stream_key.kind is Kind.RECONCILE}
     assert sum(sum(m["ReconciledEvents"]) for m in published if "stream" not in m) == LATE
+    # Published as PUBLISHED_METRICS says (the dashboard and alarms are held to that table): names, units and
+    # dimension sets, the run's and each stream's.
+    dimension_sets = set()
+    for document in published:
+        for directive in document["_aws"]["CloudWatchMetrics"]:
+            assert directive["Namespace"] == METRICS_NAMESPACE
+            for metric in directive["Metrics"]:
+                spec = PUBLISHED_METRICS[metric["Name"]]
+                assert metric["Unit"] == spec.unit.value
+                assert len(directive["Dimensions"]) == 1
+                assert set(directive["Dimensions"][0]) in [set(s) for s in spec.dimension_sets]
+                dimension_sets.add(frozenset(directive["Dimensions"][0]))
+    assert dimension_sets == {frozenset(s) for s in PUBLISHED_METRICS["ReconciledEvents"].dimension_sets}
 
 
 def test_a_reconciliation_that_is_not_due_asks_the_vendor_nothing(stack: LocalStack, world: World,

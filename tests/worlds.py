@@ -202,6 +202,9 @@ def deploy(stack: LocalStack, name: str, parameters: dict[str, str] | None = Non
         "GlueEventsTable": "events", "AthenaWorkGroup": "auditlake-analysts",
         "ArchiveKeyArn": stack.functions_env("ARCHIVE_KMS_KEY_ARN"),
         "DigestSigningKeyArn": stack.functions_env("DIGEST_SIGNING_KEY_ARN")}
+    region = boto3.session.Session().region_name
+    outputs["DashboardUrl"] = (f"https://{region}.console.aws.amazon.com/cloudwatch/home?region={region}"
+                               f"#dashboards/dashboard/{name}-{region}")
     resources: dict[str, Any] = {"AlarmTopic": {"Type": "AWS::SNS::Topic"}}
     declared = ["ScheduleRateMinutes", "ReconcileIntervalHours"]
     for local in LOCAL_VENDORS.values():

@@ -1,5 +1,6 @@
 """`auditlake status`: per stream, where its cursor is, how fresh the archive is, its last run and backlog; then the
-backfills, the reconciliations and the last errors. Each row names the stream's account (`--account` shows one)."""
+backfills, the reconciliations and the last errors. Each row names the stream's account (`--account` shows one). Of
+a deployed stack, it ends with the console URL of the stack's CloudWatch dashboard (its DashboardUrl output)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from auditlake.timeutil import parse_time
 from auditlake_cli import accounts
 from auditlake_cli.errors import CliError
 from auditlake_cli.output import duration, moment, table
-from auditlake_cli.target import target
+from auditlake_cli.target import StackTarget, target
 
 
 def add_parser(commands: Any, where: argparse.ArgumentParser) -> None:
@@ -101,6 +102,9 @@ def cmd_status(args: argparse.Namespace) -> int:
         shown = "" if args.account is None else f", account {args.account}"
         print(f"{where.name}, at {moment(datetime.now(UTC))}{shown}:\n")
         print(status_table(states))
+        # A stack deployed before the dashboard existed has no such output: nothing to link then.
+        if isinstance(where, StackTarget) and where.outputs.get("DashboardUrl"):
+            print(f"\ndashboard: {where.outputs['DashboardUrl']}")
     return 0
 
 

@@ -28,6 +28,36 @@ from auditlake.vendor import VendorAdapter
 logger = Logger(service="auditlake", logger_name="auditlake")
 METRICS_NAMESPACE = "auditlake"
 metrics = Metrics(namespace=METRICS_NAMESPACE, service="auditlake")
+# The dimension sets the metrics are published with: each run's under its vendor (Powertools adds `service`), and
+# ReconciledEvents also under each stream.
+RUN_DIMENSIONS = ("service", "vendor")
+STREAM_DIMENSIONS = ("service", "vendor", "stream")
+
+
+@dataclass(frozen=True)
+class PublishedMetric:
+    unit: MetricUnit
+    dimension_sets: tuple[tuple[str, ...], ...] = (RUN_DIMENSIONS,)
+
+
+# Every metric the collectors publish in METRICS_NAMESPACE, in one place: `_publish_metrics` publishes only these,
+# with their unit from here, and the template's dashboard and alarms are tested against it
+# (tests/test_template_dashboard.py).
+PUBLISHED_METRICS: dict[str, PublishedMetric] = {
+    "EventsArchived": PublishedMetric(MetricUnit.Count),
+    "PagesFetched": PublishedMetric(MetricUnit.Count),
+    "ObjectsWritten": PublishedMetric(MetricUnit.Count),
+    "DuplicatesSkipped": PublishedMetric(MetricUnit.Count),
+    "HttpRetries": PublishedMetric(MetricUnit.Count),
+    "Throttles": PublishedMetric(MetricUnit.Count),
+    "PacingWaits": PublishedMetric(MetricUnit.Count),
+    "StreamErrors": PublishedMetric(MetricUnit.Count),
+    "DigestsWritten": PublishedMetric(MetricUnit.Count),
+    "ReconciledEvents": PublishedMetric(MetricUnit.Count, (RUN_DIMENSIONS, STREAM_DIMENSIONS)),
+    "FreshnessLagSeconds": PublishedMetric(MetricUnit.Seconds),
+    "WatermarkLagSeconds": PublishedMetric(MetricUnit.Seconds),
+    "BacklogSeconds": PublishedMetric(MetricUnit.Seconds),
+}
 # Only what the engine calls through: AWS (botocore) and the vendors (requests). Patching everything X-Ray knows
 # would also import and patch sqlite3 and probe for a dozen absent libraries at every cold start.
 tracer = Tracer(service="auditlake", patch_modules=("botocore", "requests"))
@@ -281,20 +311,19 @@ def _http_summary(clients: list[HttpClient]) -> dict[str, Any]:
 
 def _publish_metrics(vendor: str, results: list[StreamResult], clients: list[HttpClient], digests: DigestWriter,
                      *, mode: str) -> None:
-    metrics.add_metric(name="EventsArchived", unit=MetricUnit.Count, value=sum(r.events_archived for r in results))
-    metrics.add_metric(name="PagesFetched", unit=MetricUnit.Count, value=sum(r.pages_fetched for r in results))
-    metrics.add_metric(name="ObjectsWritten", unit=MetricUnit.Count, value=sum(r.objects_written for r in results))
-    metrics.add_metric(name="DuplicatesSkipped", unit=MetricUnit.Count,
-                       value=sum(r.duplicates_skipped for r in results))
-    metrics.add_metric(name="HttpRetries", unit=MetricUnit.Count, value=sum(c.stats.retries for c in clients))
-    metrics.add_metric(name="Throttles", unit=MetricUnit.Count, value=sum(c.stats.throttles for c in clients))
-    metrics.add_metric(name="StreamErrors", unit=MetricUnit.Count, value=sum(r.status == "error" for r in results))
-    metrics.add_metric(name="DigestsWritten", unit=MetricUnit.Count, value=digests.written)
+    _add(metrics, "EventsArchived", sum(r.events_archived for r in results))
+    _add(metrics, "PagesFetched", sum(r.pages_fetched for r in results))
+    _add(metrics, "ObjectsWritten", sum(r.objects_written for r in results))
+    _add(metrics, "DuplicatesSkipped", sum(r.duplicates_skipped for r in results))
+    _add(metrics, "HttpRetries", sum(c.stats.retries for c in clients))
+    _add(metrics, "Throttles", sum(c.stats.throttles for c in clients))
+    _add(metrics, "PacingWaits", sum(c.stats.pacing_waits for c in clients))
+    _add(metrics, "StreamErrors", sum(r.status == "error" for r in results))
+    _add(metrics, "DigestsWritten", digests.written)
     if mode == "reconcile":
         # Each event a reconciliation archives is one the live collection missed: alarmed on per vendor, and
         # published per stream so an operator sees which.
-        metrics.add_metric(name="ReconciledEvents", unit=MetricUnit.Count,
-                           value=sum(r.events_archived for r in results))
+        _add(metrics, "ReconciledEvents", sum(r.events_archived for r in results))
         # One EMF document per stream, apart from the run's (whose dimensions are the vendor's only). Ephemeral
         # metrics, unlike `single_metric`, honour POWERTOOLS_METRICS_DISABLED, as the run's metrics do; one per
         # stream, since a disabled flush keeps what was added.
@@ -302,7 +331,7 @@ def _publish_metrics(vendor: str, results: list[StreamResult], clients: list[Htt
             per_stream = EphemeralMetrics(namespace=METRICS_NAMESPACE, service="auditlake")
             per_stream.add_dimension(name="vendor", value=vendor)
             per_stream.add_dimension(name="stream", value=result.stream)
-            per_stream.add_metric(name="ReconciledEvents", unit=MetricUnit.Count, value=result.events_archived)
+            _add(per_stream, "ReconciledEvents", result.events_archived)
             per_stream.flush_metrics()
     if mode != "collect":
         return  # history: its times say nothing about how fresh the archive is
@@ -310,12 +339,15 @@ def _publish_metrics(vendor: str, results: list[StreamResult], clients: list[Htt
     newest = [timeutil.parse_time(r.newest_event_time) for r in results if r.newest_event_time]
     if newest:
         # Freshness: how old the newest archived event is (grows in quiet periods too; see WatermarkLag).
-        metrics.add_metric(name="FreshnessLagSeconds", unit=MetricUnit.Seconds,
-                           value=(now - min(newest)).total_seconds())
+        _add(metrics, "FreshnessLagSeconds", (now - min(newest)).total_seconds())
     watermarks = [timeutil.parse_time(r.done_until) for r in results if r.done_until]
     if watermarks:
         # Staleness: how far behind now the collected span ends; this is what the staleness alarm watches.
-        metrics.add_metric(name="WatermarkLagSeconds", unit=MetricUnit.Seconds,
-                           value=(now - min(watermarks)).total_seconds())
-    metrics.add_metric(name="BacklogSeconds", unit=MetricUnit.Seconds,
-                       value=max((r.backlog_seconds for r in results), default=0.0))
+        _add(metrics, "WatermarkLagSeconds", (now - min(watermarks)).total_seconds())
+    _add(metrics, "BacklogSeconds", max((r.backlog_seconds for r in results), default=0.0))
+
+
+def _add(published: Metrics | EphemeralMetrics, name: str, value: float) -> None:
+    """Adds one of PUBLISHED_METRICS, with its unit; a name not in the table is a KeyError, not a metric that no
+    dashboard or alarm knows of."""
+    published.add_metric(name=name, unit=PUBLISHED_METRICS[name].unit, value=value)
