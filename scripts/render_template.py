@@ -5,9 +5,9 @@
 
 The inputs: template/source.yaml (Jinja2: the whole stack, with one `{% for v in vendors %}` per place that repeats
 per vendor), each vendor's template/vendors/<vendor>.yaml (what is written for that vendor alone: its secret's
-Description, why the secret has no rotation, its secret output's Description, its Athena view), the vendor registry
-(functions/__init__.py: which vendors, in which order; each adapter's title, id and secret fields) and the one
-version number, auditlake.__version__.
+Description, why the secret has no rotation, its secret output's Description, its Athena view, the OCSF classes of
+its events), the vendor registry (functions/__init__.py: which vendors, in which order; each adapter's title, id and
+secret fields) and the one version number, auditlake.__version__.
 
 Why a generated file rather than CloudFormation's Fn::ForEach: the AWS Serverless Application Repository accepts no
 transform but AWS::Serverless-2016-10-31, Fn::ForEach cannot write Parameters or Metadata, and `sam build`,
@@ -35,8 +35,22 @@ VENDOR_PARTS = ROOT / "template" / "vendors"
 TEMPLATE = ROOT / "template.yaml"
 WIDTH = 120  # the project's line length (pyproject.toml, ruff)
 
-# What a vendor's own file holds; every key is required, nothing else is allowed.
-PART_KEYS = ("secret_description", "no_rotation", "secret_output", "view")
+# What a vendor's own file holds; every key is required, nothing else is allowed. `ocsf` is a mapping (the vendor's
+# event types to OCSF classes), the others are strings.
+PART_KEYS = ("secret_description", "no_rotation", "secret_output", "view", "ocsf")
+TEXT_KEYS = ("secret_description", "no_rotation", "secret_output", "view")
+
+# The OCSF 1.x classes the ocsf_events view maps events to: class_uid -> (category_uid, the activity_ids it defines).
+# 99 (Other) is every class's. Anything unmapped is the Base Event: class 0, category 0 (Uncategorized).
+# https://schema.ocsf.io/1.3.0/classes/account_change, .../authentication, .../entity_management,
+# .../user_access, .../api_activity, .../base_event
+OCSF_CLASSES: dict[int, tuple[int, frozenset[int]]] = {
+    3001: (3, frozenset({1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 99})),  # Account Change
+    3002: (3, frozenset({1, 2, 3, 4, 5, 6, 99})),  # Authentication
+    3004: (3, frozenset({1, 2, 3, 4, 5, 6, 7, 99})),  # Entity Management
+    3005: (3, frozenset({1, 2, 99})),  # User Access Management
+    6003: (6, frozenset({1, 2, 3, 4, 99})),  # API Activity
+}
 
 
 class SourceError(ValueError):
@@ -54,6 +68,7 @@ class Vendor:
     no_rotation: str
     secret_output: str
     view: str  # the view resource's YAML, at indentation 0
+    ocsf: Mapping[str, list[int]]  # event type -> [OCSF class_uid, activity_id]
 
     @property
     def secret_string(self) -> str:
@@ -78,10 +93,26 @@ def read_parts(path: Path) -> dict[str, str]:
     if not isinstance(parts, dict) or set(parts) != set(PART_KEYS):
         found = sorted(parts) if isinstance(parts, dict) else type(parts).__name__
         raise SourceError(f"{_shown(path)} must hold exactly {', '.join(PART_KEYS)}; it holds {found}")
-    for key in PART_KEYS:
+    for key in TEXT_KEYS:
         if not isinstance(parts[key], str) or not parts[key].strip():
             raise SourceError(f"{_shown(path)}: {key} must be a non-empty string")
+    check_ocsf(parts["ocsf"], f"{_shown(path)}: ocsf")
     return parts
+
+
+def check_ocsf(mapping: Any, what: str) -> None:
+    """A vendor's `ocsf`: its event types, each to [class_uid, activity_id] of a class in OCSF_CLASSES."""
+    if not isinstance(mapping, dict) or not mapping:
+        raise SourceError(f"{what} must map the vendor's event types to [class_uid, activity_id]")
+    for action, pair in mapping.items():
+        if not isinstance(action, str) or not action or "'" in action:
+            raise SourceError(f"{what}: {action!r} is not an event type")
+        if not (isinstance(pair, list) and len(pair) == 2 and all(type(n) is int for n in pair)):
+            raise SourceError(f"{what}: {action} must be [class_uid, activity_id], not {pair!r}")
+        class_uid, activity_id = pair
+        if class_uid not in OCSF_CLASSES or activity_id not in OCSF_CLASSES[class_uid][1]:
+            raise SourceError(f"{what}: {action}: [{class_uid}, {activity_id}] is no class and activity the view "
+                              f"maps to ({', '.join(map(str, OCSF_CLASSES))})")
 
 
 def vendor(adapter: Any, parts_dir: Path = VENDOR_PARTS) -> Vendor:
@@ -90,7 +121,7 @@ def vendor(adapter: Any, parts_dir: Path = VENDOR_PARTS) -> Vendor:
     parts = read_parts(path)
     result = Vendor(vendor=adapter.vendor, title=adapter.title, secret_fields=tuple(adapter.secret_fields),
                     secret_description=parts["secret_description"], no_rotation=parts["no_rotation"],
-                    secret_output=parts["secret_output"], view=parts["view"])
+                    secret_output=parts["secret_output"], view=parts["view"], ocsf=parts["ocsf"])
     if adapter.function_id() != f"{result.title}Collector":
         raise SourceError(f"{adapter.__name__}.function_id() is {adapter.function_id()!r}; the template names the "
                           f"collector {result.title}Collector")
@@ -149,6 +180,12 @@ def join_and(items: Iterable[str]) -> str:
     return _join_last(items, "and")
 
 
+def ocsf_values(vendors: Iterable[Vendor]) -> str:
+    """Every vendor's `ocsf` as the rows of a SQL VALUES list: ('asana', 'user_login_succeeded', 3002, 3, 1), ..."""
+    return ", ".join(f"('{v.vendor}', '{action}', {class_uid}, {OCSF_CLASSES[class_uid][0]}, {activity_id})"
+                     for v in vendors for action, (class_uid, activity_id) in v.ocsf.items())
+
+
 def folded(text: str, indent: int) -> str:
     """A folded scalar's lines (after `>-`), the first one unindented: it follows the source's own indentation."""
     lines = textwrap.wrap(" ".join(text.split()), WIDTH - indent, break_long_words=False, break_on_hyphens=False)
@@ -166,7 +203,8 @@ def environment(source_dir: Path) -> jinja2.Environment:
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(source_dir), undefined=jinja2.StrictUndefined, trim_blocks=True,
         lstrip_blocks=True, keep_trailing_newline=True, autoescape=False)  # noqa: S701 - YAML, not HTML
-    env.filters.update(each=each, join_or=join_or, join_and=join_and, folded=folded, comment=comment)
+    env.filters.update(each=each, join_or=join_or, join_and=join_and, folded=folded, comment=comment,
+                       ocsf_values=ocsf_values)
     return env
 
 

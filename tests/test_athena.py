@@ -77,8 +77,9 @@ def test_events_table_ddl_parses_as_athena() -> None:
     assert comments[0] == table_input["StorageDescriptor"]["Columns"][0]["Comment"]
 
 
-def test_there_is_one_view_per_vendor() -> None:
-    assert sorted(athena.views()) == sorted(f"{vendor}_events" for vendor in VENDOR_NAMES)
+def test_there_is_one_view_per_vendor_and_the_ocsf_view() -> None:
+    # ocsf_events (all vendors, in OCSF classes) is tested in test_ocsf.py.
+    assert sorted(athena.views()) == sorted([*(f"{vendor}_events" for vendor in VENDOR_NAMES), "ocsf_events"])
 
 
 @pytest.mark.parametrize("name", [f"{vendor}_events" for vendor in VENDOR_NAMES])

@@ -165,7 +165,12 @@ def test_a_fifth_vendor_is_in_every_per_vendor_list(with_zendesk: dict[str, Any]
     (lambda text: text.replace("  ZendeskEventsView:", "  ZendeskView:"), "one resource named ZendeskEventsView"),
     (lambda text: text.replace("Name: zendesk_events", "Name: events2"), "named zendesk_events"),
     (lambda text: text.replace("view: |", "view: |\n  [unclosed"), "not valid YAML"),
-], ids=["renamed-key", "extra-key", "field-not-described", "view-misnamed", "view-table-misnamed", "view-not-yaml"])
+    (lambda text: text.replace("user_logged_out: [3002, 2]", "user_logged_out: [3003, 2]"), "no class and activity"),
+    (lambda text: text.replace("user_logged_out: [3002, 2]", "user_logged_out: [3002, 8]"), "no class and activity"),
+    (lambda text: text.replace("user_logged_out: [3002, 2]", "user_logged_out: 3002"), r"\[class_uid, activity_id\]"),
+    (lambda text: text[: text.index("\nocsf:")] + "\nocsf: {}\n", "must map the vendor's event types"),
+], ids=["renamed-key", "extra-key", "field-not-described", "view-misnamed", "view-table-misnamed", "view-not-yaml",
+        "ocsf-unknown-class", "ocsf-unknown-activity", "ocsf-not-a-pair", "ocsf-empty"])
 def test_a_vendor_file_that_does_not_fit_is_refused(tmp_path: Path, change: Any, message: str) -> None:
     path = _zendesk_parts(tmp_path)
     path.write_text(change(path.read_text()))
