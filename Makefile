@@ -53,7 +53,8 @@ test: lint check-template
 	$(VENV)/bin/pytest -q
 
 # The benchmark (a script, not a test; about ten minutes): backfills of 10k, 100k and 1M events per vendor, the idle
-# tick, the rate-limited backfill, and the deployment packages (`sam build`). Prints tables; JSON in .auditlake/.
+# tick, a day of live ticks, the rate-limited backfill, and the deployment packages (`sam build`). Prints tables and,
+# last, the monthly cost computed from the live ticks (auditlake_local/cost.py); JSON in .auditlake/.
 bench: setup tools
 	SAM=$(TOOLS)/sam/bin/sam $(PY) -m auditlake_local.bench
 

@@ -13,6 +13,9 @@ nor AWS's is counted.
 - the requests that only confirmed a window's end (an empty page, since a short page is never taken for the end);
 - a reconciliation per vendor: 7 days at 10,000 events a day collected in five-minute ticks, then re-read whole:
   requests, S3 reads, DynamoDB operations, wall time (unpaced here; paced, at its share of the rate limit);
+- live collection per vendor: a day of scheduled five-minute ticks at the typical deployment's rate (cost.py), with
+  every AWS operation, DynamoDB request unit, uploaded and logged byte and custom metric counted; the monthly cost
+  table (cost.py) is computed from it and printed last;
 - a rate-limited backfill per vendor, on virtual time against a simulator enforcing the limit (bench_pacing.py);
 - per function, the deployment package (`sam build`) and the cold import of its handler (packages.py).
 """
@@ -30,7 +33,7 @@ from typing import Any
 
 import auditlake_vendors
 from auditlake.settings import Settings
-from auditlake_local import packages
+from auditlake_local import cost, packages
 from auditlake_local.bench_pacing import rate_limited_backfill
 from auditlake_local.vendors import VENDORS
 
@@ -38,6 +41,7 @@ DEFAULT_SIZES = (10_000, 100_000, 1_000_000)
 LARGEST_PAGE = 100  # every vendor's documented maximum page (ClickUp's is undocumented; it is asked for 100)
 BACKLOG_DAYS = 30
 DEFAULT_REPORT = Path(".auditlake/bench.json")
+SKIPPABLE = ("rate-limited", "packages", "reconcile", "live")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -46,9 +50,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--sizes", type=lambda text: [int(n) for n in text.split(",")], default=list(DEFAULT_SIZES),
                         help="backlog sizes, comma-separated (default: %(default)s)")
     parser.add_argument("--json", type=Path, default=DEFAULT_REPORT, help="where to write the report")
-    parser.add_argument("--skip", action="append", default=[], choices=["rate-limited", "packages", "reconcile"],
-                        help="leave out a measurement (repeatable)")
+    parser.add_argument("--skip", action="append", default=[], metavar="|".join(SKIPPABLE),
+                        help="leave out measurements (repeatable, or comma-separated)")
     args = parser.parse_args(argv)
+    args.skip = [name for value in args.skip for name in value.split(",")]
+    if unknown := set(args.skip) - set(SKIPPABLE):
+        parser.error(f"--skip: unknown {', '.join(sorted(unknown))} (choose from {', '.join(SKIPPABLE)})")
     vendors = args.vendor or list(VENDORS)
 
     backfills = [backfill(vendor, size) for vendor in vendors for size in args.sizes]
@@ -62,6 +69,10 @@ def main(argv: list[str] | None = None) -> None:
         report["reconciliations"] = [reconciliation(vendor) for vendor in vendors]
         print_table(f"Reconciliation of {RECONCILE_DAYS} days at {RECONCILE_PER_DAY:,} events a day (after live "
                     "ticks five minutes apart)", report["reconciliations"])
+    if "live" not in args.skip:
+        report["live"] = [live(vendor) for vendor in vendors]
+        print_table(f"Live collection: {LIVE_HOURS} h of five-minute ticks at {LIVE_PER_DAY:,} events a day per vendor",
+                    [{k: v for k, v in row.items() if not isinstance(v, dict | list)} for row in report["live"]])
     if "rate-limited" not in args.skip:
         report["rate_limited"] = [rate_limited_backfill(VENDORS[vendor]) for vendor in vendors]
         print_table("Rate-limited backfill (virtual time; the simulator enforces the limit)", report["rate_limited"])
@@ -76,6 +87,9 @@ def main(argv: list[str] | None = None) -> None:
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(report, indent=2) + "\n")
     print(f"\nwritten to {args.json}")
+    if "live" in report:
+        print()
+        print(cost.format_report(cost.estimate(cost.Measured.from_report(report), cost.Deployment())))
 
 
 def in_world(vendor: str, events: int, start: datetime, end: datetime,
@@ -140,6 +154,39 @@ def reconciliation(vendor: str) -> dict[str, Any]:
     }
     print(f"{vendor:8} reconciliation: {row['http_requests']} requests, {row['s3_gets']} S3 GETs, "
           f"found {row['found']}, missing {row['missing']}, duplicates {row['duplicates']}", flush=True)
+    return row
+
+
+LIVE_HOURS = 24
+LIVE_PER_DAY = 5_000  # the typical deployment's 20,000 events a day over four vendors (cost.py)
+
+
+def live(vendor: str, hours: float = LIVE_HOURS) -> dict[str, Any]:
+    """Scheduled five-minute ticks at the typical rate: what one tick and one event cost in AWS operations."""
+    end = datetime.now(UTC) - timedelta(minutes=15)
+    start = end - timedelta(hours=hours)
+    run, archive = in_world(vendor, round(LIVE_PER_DAY * hours / 24), start, end, ("--live",),
+                            first_event=start.isoformat(), last_tick=end.isoformat())
+    durations = run["durations_s"]
+    row = {
+        "vendor": vendor,
+        "ticks": run["invocations"],
+        "streams": run["streams"],
+        "events": run["events"],
+        "http_requests": run["http_requests"],
+        "event_bytes": run["s3_bytes"],
+        "mean_ms": round(sum(durations) / len(durations) * 1000, 1),
+        "p95_ms": round(durations[int(len(durations) * 0.95)] * 1000, 1),
+        "log_bytes": run["log_bytes"],
+        "custom_metrics": run["custom_metrics"],
+        "missing": archive["missing"],
+        "duplicates": archive["duplicates"],
+        "aws_calls": run["aws_calls"],
+        "units": run["units"],
+    }
+    print(f"{vendor:8} live: {row['ticks']} ticks, {row['events']} events, {row['mean_ms']} ms a tick, "
+          f"{sum(row['aws_calls'].values())} AWS calls, missing {row['missing']}, duplicates {row['duplicates']}",
+          flush=True)
     return row
 
 

@@ -8,6 +8,10 @@ clock, later.
 With `--reconcile`, it measures a reconciliation instead: the live collection runs in scheduled ticks five minutes
 apart (on a stepped clock) over the backlog's whole span, so the archive holds one object per tick and day as in
 production; then one reconciliation re-reads the span, and its requests, S3 reads and wall time are reported.
+
+With `--live`, it runs only the scheduled ticks, as many as fit between the world's first event and `last_tick`,
+and reports what the monthly cost is computed from (cost.py): every AWS operation, the DynamoDB request units, the
+bytes uploaded per key prefix and logged, the distinct custom metrics of its EMF documents, and each tick's time.
 """
 
 from __future__ import annotations
@@ -34,6 +38,9 @@ MAX_INVOCATIONS = 100
 def main() -> None:
     if "--reconcile" in sys.argv[1:]:
         reconcile_main()
+        return
+    if "--live" in sys.argv[1:]:
+        live_main()
         return
     world = json.loads(sys.stdin.readline())
     os.environ.update({**world["environment"], **QUIET, **UNPACED})
@@ -119,6 +126,100 @@ def reconcile_main() -> None:
     totals["s3_calls"] = dict(s3_calls)
     totals["live"] = live
     totals["reconciled_span"] = [s["reconciliation"] for s in summary["streams"]]
+    print(json.dumps(totals))
+
+
+class _CountingStdout:
+    """Stands in for the function's stdout: counts the bytes it would log (its log lines and EMF metric documents)
+    and keeps the metric documents, whose distinct metric and dimension sets are what CloudWatch bills."""
+
+    def __init__(self) -> None:
+        self.bytes = 0
+        self.metrics: set[tuple[str, tuple[tuple[str, str], ...]]] = set()
+
+    def write(self, text: str) -> int:
+        self.bytes += len(text.encode())
+        for line in text.splitlines():
+            if line.startswith("{") and '"_aws"' in line:
+                document = json.loads(line)
+                for directive in document["_aws"]["CloudWatchMetrics"]:
+                    for dimensions in directive["Dimensions"]:
+                        key = tuple((name, str(document[name])) for name in dimensions)
+                        self.metrics.update((metric["Name"], key) for metric in directive["Metrics"])
+        return len(text)
+
+    def flush(self) -> None:
+        pass
+
+
+def _count_aws_calls(calls: Counter[str], units: Counter[str]) -> None:
+    """Counts every AWS operation the function makes, and what it is billed by: DynamoDB request units (items
+    under 1 KB written, 4 KB read: one unit each, half for an eventually consistent read, two in a transaction),
+    and the bytes of each S3 upload by top-level prefix (events/, digests/)."""
+
+    def before(params: dict[str, Any], model: Any, **_: Any) -> None:
+        service = model.service_model.service_name
+        calls[f"{service}.{model.name}"] += 1
+        if service == "dynamodb":
+            if model.name in ("GetItem", "Query", "Scan", "BatchGetItem"):
+                units["dynamodb_rru"] += 1 if params.get("ConsistentRead") else 0.5
+            elif model.name == "TransactGetItems":
+                units["dynamodb_rru"] += 2 * len(params["TransactItems"])
+            elif model.name == "TransactWriteItems":
+                units["dynamodb_wru"] += 2 * len(params["TransactItems"])
+            elif model.name == "BatchWriteItem":
+                units["dynamodb_wru"] += sum(len(items) for items in params["RequestItems"].values())
+            else:
+                units["dynamodb_wru"] += 1
+        elif service == "s3" and model.name == "PutObject":
+            body = params.get("Body", b"")  # bytes, or the stream botocore has already made of them
+            size = body.getbuffer().nbytes if hasattr(body, "getbuffer") else len(body)
+            prefix = params["Key"].split("/", 1)[0]
+            units[f"s3_put_bytes.{prefix}"] += size
+            units[f"s3_puts.{prefix}"] += 1
+
+    for service in ("s3", "dynamodb", "kms", "secretsmanager"):
+        sys.modules["auditlake.aws"].client(service).meta.events.register("before-parameter-build", before)
+
+
+def live_main() -> None:
+    """Scheduled ticks over the backlog's span on a stepped clock, as in production: each tick's AWS operations,
+    request units, uploaded bytes, logged bytes and wall time (the Lambda duration's stand-in)."""
+    world = json.loads(sys.stdin.readline())
+    counting = _CountingStdout()
+    real_stdout, sys.stdout = sys.stdout, counting  # before the import: the function's logger binds stdout then
+    os.environ.update({**world["environment"], **UNPACED, "LOG_LEVEL": "INFO", "POWERTOOLS_TRACE_DISABLED": "true",
+                       "INITIAL_LOOKBACK_DAYS": str(TICK / timedelta(days=1))})
+    sys.path[:0] = [world["code_dir"], *world["layer_dirs"]]
+    module_name, _, attribute = world["handler"].rpartition(".")
+    handler = getattr(importlib.import_module(module_name), attribute)
+    timeutil = sys.modules["auditlake.timeutil"]
+    sys.modules["auditlake.http"].pause = lambda _seconds: None
+    calls: Counter[str] = Counter()
+    units: Counter[str] = Counter()
+    _count_aws_calls(calls, units)
+    totals: dict[str, Any] = {"invocations": 0, "http_requests": 0, "http_throttles": 0, "s3_objects": 0,
+                              "s3_bytes": 0, "dynamodb_reads": 0, "dynamodb_writes": 0, "events": 0}
+    moment = datetime.fromisoformat(world["first_event"]) + TICK
+    end = datetime.fromisoformat(world["last_tick"])
+    durations = []
+    # The secret's cache ages on the real clock, which hardly moves here; in production the ticks are TICK apart, so
+    # a cache younger than that is empty at every tick (a warm container's included).
+    settings = sys.modules["auditlake.settings"].Settings
+    secret_max_age = float(os.environ.get("SECRET_MAX_AGE_SECONDS", settings.secret_max_age))
+    while moment <= end:
+        timeutil.now = lambda moment=moment: moment
+        if secret_max_age <= TICK.total_seconds():
+            sys.modules["auditlake.aws"].secrets_provider().clear_cache()
+        started = time.perf_counter()
+        summary = handler({}, LambdaContext(function_name=world["function"]))
+        durations.append(time.perf_counter() - started)
+        _add(totals, summary)
+        moment += TICK
+    totals["streams"] = len(summary["streams"])
+    totals.update(aws_calls=dict(calls), units=dict(units), log_bytes=counting.bytes,
+                  custom_metrics=len(counting.metrics), durations_s=sorted(durations))
+    sys.stdout = real_stdout
     print(json.dumps(totals))
 
 
