@@ -108,4 +108,4 @@ def test_a_benchmark_report_is_read_per_tick_and_per_event() -> None:
     assert (measured.event_bytes_per_event, measured.digest_bytes_per_tick, measured.event_objects_per_tick) == \
         (200, 500, 1)
     assert (measured.dynamodb_wru, measured.dynamodb_rru, measured.log_bytes) == (3, 0.5, 1000)
-    assert measured.custom_metrics_per_vendor == 13  # eleven from the run, ReconciledEvents for each stream
+    assert measured.custom_metrics_per_vendor == 14  # eleven from the run, ReconciledEvents per vendor and per stream

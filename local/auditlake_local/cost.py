@@ -157,8 +157,9 @@ class Measured:
             kms_signs=calls("kms.Sign"), secrets_calls=calls("secretsmanager.GetSecretValue"),
             dynamodb_wru=units("dynamodb_wru") / ticks, dynamodb_rru=units("dynamodb_rru") / ticks,
             log_bytes=sum(row["log_bytes"] for row in rows) / ticks,
-            # The run's metrics, plus ReconciledEvents per stream, which only a reconciliation publishes.
-            custom_metrics_per_vendor=sum(row["custom_metrics"] + row["streams"] for row in rows) / len(rows),
+            # The live run's metric and dimension sets, plus what only a reconciliation publishes: ReconciledEvents
+            # per vendor and per stream.
+            custom_metrics_per_vendor=sum(row["custom_metrics"] + 1 + row["streams"] for row in rows) / len(rows),
             streams_per_vendor=sum(row["streams"] for row in rows) / len(rows),
         )
 

@@ -55,7 +55,7 @@ PUBLISHED_METRICS: dict[str, PublishedMetric] = {
     "DigestsWritten": PublishedMetric(MetricUnit.Count),
     "ReconciledEvents": PublishedMetric(MetricUnit.Count, (RUN_DIMENSIONS, STREAM_DIMENSIONS)),
     "FreshnessLagSeconds": PublishedMetric(MetricUnit.Seconds),
-    "WatermarkLagSeconds": PublishedMetric(MetricUnit.Seconds),
+    "WatermarkLagSeconds": PublishedMetric(MetricUnit.Seconds, (RUN_DIMENSIONS, STREAM_DIMENSIONS)),
     "BacklogSeconds": PublishedMetric(MetricUnit.Seconds),
 }
 # Only what the engine calls through: AWS (botocore) and the vendors (requests). Patching everything X-Ray knows
@@ -324,15 +324,8 @@ def _publish_metrics(vendor: str, results: list[StreamResult], clients: list[Htt
         # Each event a reconciliation archives is one the live collection missed: alarmed on per vendor, and
         # published per stream so an operator sees which.
         _add(metrics, "ReconciledEvents", sum(r.events_archived for r in results))
-        # One EMF document per stream, apart from the run's (whose dimensions are the vendor's only). Ephemeral
-        # metrics, unlike `single_metric`, honour POWERTOOLS_METRICS_DISABLED, as the run's metrics do; one per
-        # stream, since a disabled flush keeps what was added.
         for result in results:
-            per_stream = EphemeralMetrics(namespace=METRICS_NAMESPACE, service="auditlake")
-            per_stream.add_dimension(name="vendor", value=vendor)
-            per_stream.add_dimension(name="stream", value=result.stream)
-            _add(per_stream, "ReconciledEvents", result.events_archived)
-            per_stream.flush_metrics()
+            _publish_per_stream(vendor, result.stream, "ReconciledEvents", result.events_archived)
     if mode != "collect":
         return  # history: its times say nothing about how fresh the archive is
     now = timeutil.now()
@@ -340,11 +333,25 @@ def _publish_metrics(vendor: str, results: list[StreamResult], clients: list[Htt
     if newest:
         # Freshness: how old the newest archived event is (grows in quiet periods too; see WatermarkLag).
         _add(metrics, "FreshnessLagSeconds", (now - min(newest)).total_seconds())
-    watermarks = [timeutil.parse_time(r.done_until) for r in results if r.done_until]
+    watermarks = {r.stream: timeutil.parse_time(r.done_until) for r in results if r.done_until}
     if watermarks:
-        # Staleness: how far behind now the collected span ends; this is what the staleness alarm watches.
-        _add(metrics, "WatermarkLagSeconds", (now - min(watermarks)).total_seconds())
+        # Staleness: how far behind now the collected span ends; this is what the staleness alarm watches (the
+        # vendor's stalest stream), and the dashboard draws per stream.
+        _add(metrics, "WatermarkLagSeconds", (now - min(watermarks.values())).total_seconds())
+        for stream, done_until in watermarks.items():
+            _publish_per_stream(vendor, stream, "WatermarkLagSeconds", (now - done_until).total_seconds())
     _add(metrics, "BacklogSeconds", max((r.backlog_seconds for r in results), default=0.0))
+
+
+def _publish_per_stream(vendor: str, stream: str, name: str, value: float) -> None:
+    """One EMF document for one stream, apart from the run's (whose dimensions are the vendor's only). Ephemeral
+    metrics, unlike `single_metric`, honour POWERTOOLS_METRICS_DISABLED, as the run's metrics do; one per document,
+    since a disabled flush keeps what was added."""
+    per_stream = EphemeralMetrics(namespace=METRICS_NAMESPACE, service="auditlake")
+    per_stream.add_dimension(name="vendor", value=vendor)
+    per_stream.add_dimension(name="stream", value=stream)
+    _add(per_stream, name, value)
+    per_stream.flush_metrics()
 
 
 def _add(published: Metrics | EphemeralMetrics, name: str, value: float) -> None:
