@@ -173,6 +173,18 @@ def accounts_stack(vendor: str, names: list[str]) -> Any:
     return LocalStack.start({f"{title_of(vendor)}Accounts": ",".join(names)})
 
 
+def serve_recording(session: Any, account: Account) -> None:
+    """Serves the account's simulator at its origin on the shared session, keeping every request it answers."""
+    handle = account.simulator.handle
+
+    def recording(request: SimRequest) -> Any:
+        account.requests.append(request)
+        return handle(request)
+
+    account.simulator.handle = recording  # type: ignore[method-assign]
+    session.mount(f"{account.origin}/", SimulatorAdapter(account.simulator))
+
+
 @pytest.fixture
 def world(request: pytest.FixtureRequest, clock: Clock) -> Iterator[Accounts]:
     vendor, names = request.param
@@ -224,14 +236,7 @@ def make_zones(clock: Clock) -> Iterator[tuple[LocalStack, list[Account]]]:
                                                                    now=clock.now), "https://us1.make.com", seed=2)
         session = http.shared_session()
         for account in (eu, us):
-            handle = account.simulator.handle
-
-            def recording(request: SimRequest, account: Account = account, handle: Any = handle) -> Any:
-                account.requests.append(request)
-                return handle(request)
-
-            account.simulator.handle = recording  # type: ignore[method-assign]
-            session.mount(f"{account.origin}/", SimulatorAdapter(account.simulator))
+            serve_recording(session, account)
         stack.put_secret("MakeCollector", {"token": eu.token, "organization_id": "4187", "zone": "eu1"})
         stack.put_account_secret("MakeCollector", "us-subsidiary",
                                  {"token": us.token, "organization_id": "4190", "zone": "us1"})
@@ -351,14 +356,7 @@ def three_orgs(clock: Clock) -> Iterator[tuple[LocalStack, dict[str, Account]]]:
                                                       scope={"organization_id": str(org), "zone": zone})
             account = Account(name, local, make.MakeSimulator(local.token, org, zone=zone, now=clock.now),
                               f"https://make-{index}.test", seed=index + 1)
-            handle = account.simulator.handle
-
-            def recording(request: SimRequest, account: Account = account, handle: Any = handle) -> Any:
-                account.requests.append(request)
-                return handle(request)
-
-            account.simulator.handle = recording  # type: ignore[method-assign]
-            session.mount(f"{account.origin}/", SimulatorAdapter(account.simulator))
+            serve_recording(session, account)
             secret = local.secret(account.origin)
             if name is None:
                 stack.put_secret("MakeCollector", secret)

@@ -6,6 +6,7 @@ later run continues where it stopped.
 
 from __future__ import annotations
 
+import argparse
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
@@ -13,9 +14,10 @@ from typing import Any
 
 from auditlake.errors import AuditlakeError
 from auditlake.timeutil import parse_time
-from auditlake_cli import target
+from auditlake_cli import accounts, target
 from auditlake_cli.errors import CliError
 from auditlake_cli.output import Progress, moment
+from auditlake_vendors import VENDORS
 
 
 @dataclass
@@ -58,6 +60,23 @@ def backfill_progress(summary: dict[str, Any]) -> BackfillProgress:
         until = end if until is None else max(until, end)
         reached = at if reached is None else max(reached, at)
     return BackfillProgress(1.0 if total <= 0 else done / total, since, until, reached)
+
+
+def add_span_arguments(parser: argparse.ArgumentParser, *, first_day: str, account: str) -> None:
+    """The arguments a backfill and a reconciliation share: the vendor, the first day, a limit, the account."""
+    parser.add_argument("vendor", choices=VENDORS, metavar="VENDOR", help=", ".join(VENDORS))
+    parser.add_argument("--since", required=True, metavar="YYYY-MM-DD", help=first_day)
+    parser.add_argument("--max-invocations", type=int, metavar="N",
+                        help="stop after N collector invocations (run again to continue)")
+    accounts.add_argument(parser, account)
+
+
+def span_event(mode: str, since: date, account: str | None) -> dict[str, Any]:
+    """The collector's event for a span from `since`: `{"backfill": {"since": ..., "account": ...}}`."""
+    request: dict[str, Any] = {"since": since.isoformat()}
+    if account is not None:
+        request["account"] = account
+    return {mode: request}
 
 
 @dataclass(frozen=True)

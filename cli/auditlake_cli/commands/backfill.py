@@ -11,9 +11,18 @@ from typing import Any
 from auditlake import planning
 from auditlake_cli import accounts
 from auditlake_cli.output import Progress, moment
-from auditlake_cli.spans import BackfillProgress, BackfillReport, SpanJob, invoke_saving, past_date, run_spans
+from auditlake_cli.spans import (
+    BackfillProgress,
+    BackfillReport,
+    SpanJob,
+    add_span_arguments,
+    invoke_saving,
+    past_date,
+    run_spans,
+    span_event,
+)
 from auditlake_cli.target import target
-from auditlake_vendors import VENDORS, adapter
+from auditlake_vendors import adapter
 
 
 def add_parser(commands: Any, where: argparse.ArgumentParser) -> None:
@@ -21,11 +30,8 @@ def add_parser(commands: Any, where: argparse.ArgumentParser) -> None:
                                    description="Extends the archive backwards, from DATE to where collection "
                                                "began, within the vendor's retention, exactly once. Resumable: "
                                                "run it again after an interruption.")
-    backfill.add_argument("vendor", choices=VENDORS, metavar="VENDOR", help=", ".join(VENDORS))
-    backfill.add_argument("--since", required=True, metavar="YYYY-MM-DD", help="the first day to collect (UTC)")
-    backfill.add_argument("--max-invocations", type=int, metavar="N",
-                          help="stop after N collector invocations (run again to continue)")
-    accounts.add_argument(backfill, "backfill only this account's streams")
+    add_span_arguments(backfill, first_day="the first day to collect (UTC)",
+                       account="backfill only this account's streams")
     backfill.set_defaults(handler=cmd_backfill)
 
 
@@ -42,11 +48,8 @@ def run_backfill(invoke: Callable[[dict[str, Any]], dict[str, Any]], vendor: str
         # retention bound moving while this runs.
         return step.since is not None and step.since - target_since > timedelta(hours=1)
 
-    event: dict[str, Any] = {"since": since.isoformat()}
-    if account is not None:
-        event["account"] = account
-    job = SpanJob("backfill", {"backfill": event}, was_earlier, "nothing to fetch before the first collected window",
-                  "events")
+    job = SpanJob("backfill", span_event("backfill", since, account), was_earlier,
+                  "nothing to fetch before the first collected window", "events")
     return run_spans(invoke, accounts.label(vendor, account), job, progress, after_invocation=after_invocation,
                      max_invocations=max_invocations)
 

@@ -11,9 +11,17 @@ from typing import Any
 from auditlake.timeutil import parse_time
 from auditlake_cli import accounts
 from auditlake_cli.output import Progress
-from auditlake_cli.spans import BackfillProgress, BackfillReport, SpanJob, invoke_saving, past_date, run_spans
+from auditlake_cli.spans import (
+    BackfillProgress,
+    BackfillReport,
+    SpanJob,
+    add_span_arguments,
+    invoke_saving,
+    past_date,
+    run_spans,
+    span_event,
+)
 from auditlake_cli.target import target
-from auditlake_vendors import VENDORS
 
 
 def add_parser(commands: Any, where: argparse.ArgumentParser) -> None:
@@ -25,11 +33,8 @@ def add_parser(commands: Any, where: argparse.ArgumentParser) -> None:
                                                 "once. The stack also does this on its own schedule "
                                                 "(ReconcileIntervalHours). Resumable: run it again after an "
                                                 "interruption.")
-    reconcile.add_argument("vendor", choices=VENDORS, metavar="VENDOR", help=", ".join(VENDORS))
-    reconcile.add_argument("--since", required=True, metavar="YYYY-MM-DD", help="the first day to re-read (UTC)")
-    reconcile.add_argument("--max-invocations", type=int, metavar="N",
-                           help="stop after N collector invocations (run again to continue)")
-    accounts.add_argument(reconcile, "re-read only this account's streams")
+    add_span_arguments(reconcile, first_day="the first day to re-read (UTC)",
+                       account="re-read only this account's streams")
     reconcile.set_defaults(handler=cmd_reconcile)
 
 
@@ -44,10 +49,7 @@ def run_reconcile(invoke: Callable[[dict[str, Any]], dict[str, Any]], vendor: st
         # A reconciliation the schedule had begun is finished first.
         return any(span.get("started_at") and parse_time(span["started_at"]) < asked_at for span in spans)
 
-    event: dict[str, Any] = {"since": since.isoformat()}
-    if account is not None:
-        event["account"] = account
-    job = SpanJob("reconciliation", {"reconcile": event}, was_earlier, "nothing to re-read yet",
+    job = SpanJob("reconciliation", span_event("reconcile", since, account), was_earlier, "nothing to re-read yet",
                   "missing event(s) archived")
     return run_spans(invoke, accounts.label(vendor, account), job, progress, after_invocation=after_invocation,
                      max_invocations=max_invocations)
