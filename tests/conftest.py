@@ -157,6 +157,18 @@ def stack() -> Iterator[LocalStack]:
 
 
 @pytest.fixture
+def sequential_reading(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every window read with one query at a time (FETCH_CONCURRENCY=1), as before slices: for tests that place a
+    vendor's quirk at the Nth request or count a run's requests, which slices read at once would reorder. The same
+    quirks are read in slices, at real concurrency, in test_slicing.py. (Tests without a stack are left alone.)"""
+    if "stack" not in request.fixturenames:
+        return
+    stack: LocalStack = request.getfixturevalue("stack")
+    for function in stack.functions.values():
+        monkeypatch.setitem(function.environment, "FETCH_CONCURRENCY", "1")
+
+
+@pytest.fixture
 def asana(stack: LocalStack, clock: Clock, pauses: Pauses) -> Iterator[AsanaSimulator]:
     simulator = AsanaSimulator(token=ASANA_TOKEN, workspace_gid=ASANA_WORKSPACE, now=clock.now)
     session = http.shared_session()

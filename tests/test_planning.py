@@ -12,9 +12,10 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from auditlake import planning
+from auditlake.archive import window_id
 from auditlake.planning import MIN_FOLLOW_UP_WINDOW, WindowPlan
 from auditlake.settings import Settings
-from auditlake.state import Kind, Span, StreamKey, StreamState, WindowState
+from auditlake.state import Kind, SliceState, Span, StreamKey, StreamState, WindowState
 from auditlake.vendor import Order
 from auditlake_vendors import adapter
 
@@ -290,7 +291,9 @@ SINCE, UNTIL = at("2026-01-01T00:00:00"), at("2026-01-11T00:00:00")  # ten days
 
 
 def open_window(start: datetime, end: datetime, frontier: datetime | None) -> WindowState:
-    return WindowState(id="w", start=start, end=end, planned_end=end, frontier_time=frontier)
+    """A window read whole: one slice, paged up to `frontier`."""
+    return WindowState(id=window_id(start, end), planned_end=end, read_until=end, slices=[
+        SliceState(id=window_id(start, end), start=start, end=end, planned_end=end, frontier_time=frontier)])
 
 
 def test_progress_is_zero_before_anything_is_archived_and_one_at_the_end() -> None:
@@ -310,6 +313,21 @@ def test_progress_counts_completed_windows_and_the_open_window_up_to_its_frontie
     assert planning.progress(spanned(Kind.RECONCILE, SINCE, UNTIL, done, window=window), Order.NEWEST_FIRST) == 0.45
     unstarted = open_window(done, at("2026-01-06T00:00:00"), None)
     assert planning.progress(spanned(Kind.BACKFILL, SINCE, UNTIL, done, window=unstarted), Order.OLDEST_FIRST) == 0.3
+
+
+def test_progress_counts_the_slices_read_and_the_open_ones_up_to_their_frontiers() -> None:
+    done = at("2026-01-04T00:00:00")  # three days completed
+    day = timedelta(days=1)
+    # A three-day window: its first day's slice read, the second day's open up to noon, the third not handed out.
+    second = SliceState(id=window_id(done + day, done + 2 * day), start=done + day, end=done + 2 * day,
+                        planned_end=done + 2 * day, frontier_time=done + day + timedelta(hours=12))
+    window = WindowState(id=window_id(done, done + 3 * day), planned_end=done + 3 * day, read_until=done + 2 * day,
+                         slices=[second])
+    assert planning.progress(spanned(Kind.BACKFILL, SINCE, UNTIL, done, window=window), Order.OLDEST_FIRST) == 0.45
+    # newest first: the open slice has read from its end back to noon
+    assert planning.progress(spanned(Kind.BACKFILL, SINCE, UNTIL, done, window=window), Order.NEWEST_FIRST) == 0.45
+    second.frontier_time = None
+    assert planning.progress(spanned(Kind.BACKFILL, SINCE, UNTIL, done, window=window), Order.OLDEST_FIRST) == 0.4
 
 
 def test_progress_is_rounded_and_kept_between_zero_and_one() -> None:

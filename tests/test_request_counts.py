@@ -18,6 +18,7 @@ from auditlake_local.simulators import clickup
 from auditlake_local.stack import LocalStack
 
 ONE_PART = {"MAX_OBJECT_EVENTS": "10000"}
+SEQUENTIAL = {"FETCH_CONCURRENCY": "1"}
 
 
 @pytest.fixture(params=VENDORS)
@@ -29,10 +30,11 @@ def world(request: pytest.FixtureRequest, stack: LocalStack, clock: Clock, pause
 @pytest.mark.parametrize("events", [0, 99, 100, 101, 2500])
 def test_a_clean_backfill_takes_the_fewest_requests(events: int, stack: LocalStack, world: World,
                                                     clock: Clock) -> None:
+    """Read with one query at a time; test_slices_cost_at_most_their_end_requests reads the same in slices."""
     now = clock.now()
     world.seed(events, now - timedelta(days=4), now - timedelta(minutes=10), seed=events + 1)
 
-    summary = stack.invoke(world.function_id, environment=ONE_PART)
+    summary = stack.invoke(world.function_id, environment={**ONE_PART, **SEQUENTIAL})
 
     assert summary["status"] == "ok", "one invocation collects it all"
     assert summary["http"]["requests"] == world.backfill_requests()
@@ -44,6 +46,21 @@ def test_a_clean_backfill_takes_the_fewest_requests(events: int, stack: LocalSta
         assert summary["http"]["requests"] == pages_then_empty_page(events)
     if world.vendor == "ashby":  # moreDataAvailable: false ends it, after a full last page on an empty page
         assert summary["http"]["requests"] == pages_then_end(events)
+    result = check_archive(stack, world.vendor, world.simulator.ground_truth())
+    assert (result.events, result.archived, result.missing, result.duplicates) == (events, events, 0, 0)
+
+
+@pytest.mark.parametrize("events", [0, 99, 2500, 20_000])
+def test_slices_cost_at_most_their_end_requests(events: int, stack: LocalStack, world: World, clock: Clock) -> None:
+    """Read in slices, several at once (the default): each slice may end on a short page of its own and, where only
+    an empty page ends a query (Asana), on one request more; beyond those, no request is spent."""
+    now = clock.now()
+    world.seed(events, now - timedelta(days=4), now - timedelta(minutes=10), seed=events + 1)
+    summary = stack.invoke(world.function_id, environment=ONE_PART)
+    assert summary["status"] == "ok", "one invocation collects it all"
+    slices = sum(stream["slices_read"] for stream in summary["streams"])
+    assert slices >= world.streams
+    assert summary["http"]["requests"] <= world.backfill_requests() + 2 * (slices - world.streams)
     result = check_archive(stack, world.vendor, world.simulator.ground_truth())
     assert (result.events, result.archived, result.missing, result.duplicates) == (events, events, 0, 0)
 

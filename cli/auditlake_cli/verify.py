@@ -604,7 +604,7 @@ def _pending(states: dict[str, StreamState]) -> tuple[set[tuple[str, str]], set[
     """What the state says is waiting for a stream's next digest: objects committed since its last digest (by
     version), and the keys of a part whose objects are being written (the commit that records them is next)."""
     committed = {(e.key, _version(e.version_id)) for s in states.values() for e in s.digest.objects}
-    writing = {key for s in states.values() if s.intent is not None for key in s.intent.keys}
+    writing = {key for s in states.values() for intent in s.intents for key in intent.keys}
     return committed, writing
 
 

@@ -50,6 +50,7 @@ class Asana(VendorAdapter):
     retention = timedelta(days=90)
     earliest = datetime(2021, 10, 8, tzinfo=UTC)
     rate_limit_per_minute = 1500  # developers.asana.com/docs/rate-limits: paid domains, per token
+    max_concurrent_requests = 50  # the same page: at most 50 GET requests in flight per token
     audit_log_requirement = ("Asana's audit log API needs an Enterprise+ or Legacy Enterprise organization, or "
                              "Enterprise with the Compliance Management add-on, and a service account's token")
 

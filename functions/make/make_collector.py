@@ -50,6 +50,7 @@ What Make documents, what it leaves open, and what this adapter does about it:
 
 from __future__ import annotations
 
+import threading
 from bisect import bisect_left
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, replace
@@ -94,6 +95,7 @@ class Make(VendorAdapter):
     order = Order.OLDEST_FIRST
     retention = timedelta(days=365)
     rate_limit_per_minute = 1000  # developers.make.com rate-limiting page: per organization, Enterprise plan
+    query_granularity = timedelta(days=1)  # dateFrom/dateTo are days (YYYY-MM-DD)
     retention_margin = timedelta(days=3)
     audit_log_requirement = ("Make's audit logs need the Enterprise plan, and a token of an Admin or Owner of the "
                              "organization")
@@ -101,7 +103,7 @@ class Make(VendorAdapter):
     def __init__(self, secret: Mapping[str, str], http: HttpClient, page_size: int) -> None:
         # A page after the first asks for the entry that proves its offset and a whole page more.
         super().__init__(secret, http, min(page_size, MAX_LIMIT - 1))
-        self._shifts = 0
+        self._paging = threading.local()  # the shifts in a row of the query this thread pages (slices run at once)
         self._served: int | None = None  # the most entries a page the API has shown it serves, in this run
 
     @classmethod
@@ -178,7 +180,7 @@ class Make(VendorAdapter):
         if at.known and not fresh:
             self._shifted(at.at)  # entries at the boundary were read before: they cannot have gone
         if sentinel:
-            self._shifts = 0  # an offset was proved
+            self._paging.shifts = 0  # an offset was proved
         if at.probe is not None and fresh:
             self._learn(at, at.probe["served"])  # entries follow a short page: it was cut by a cap
         at.probe = None
@@ -316,9 +318,9 @@ class Make(VendorAdapter):
         self._served = min(self._served or served, served)
 
     def _shifted(self, offset: int) -> NoReturn:
-        self._shifts += 1
-        if self._shifts > MAX_CONSECUTIVE_SHIFTS:
-            raise VendorError(self.vendor, f"the audit log's offsets shifted {self._shifts} times in a row; paging "
+        shifts = self._paging.shifts = getattr(self._paging, "shifts", 0) + 1
+        if shifts > MAX_CONSECUTIVE_SHIFTS:
+            raise VendorError(self.vendor, f"the audit log's offsets shifted {shifts} times in a row; paging "
                                            "cannot make progress", code="offsets_unstable")
         raise CursorExpired(f"make entries were inserted or expired before offset {offset}; the offsets have "
                             "shifted")

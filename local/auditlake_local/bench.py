@@ -17,6 +17,9 @@ nor AWS's is counted.
   every AWS operation, DynamoDB request unit, uploaded and logged byte and custom metric counted; the monthly cost
   table (cost.py) is computed from it and printed last;
 - a rate-limited backfill per vendor, on virtual time against a simulator enforcing the limit (bench_pacing.py);
+- throughput at real latency: a backfill per vendor and limit against a simulator that answers in 0, 100 ± 40 and
+  250 ± 100 ms and enforces the limit, paced in real time: requests per minute against the limit, 429s, peak memory,
+  the archive checked exactly once, and the idle tick after it;
 - per function, the deployment package (`sam build`) and the cold import of its handler (packages.py).
 """
 
@@ -41,7 +44,7 @@ DEFAULT_SIZES = (10_000, 100_000, 1_000_000)
 LARGEST_PAGE = 100  # every vendor's documented maximum page (ClickUp's is undocumented; it is asked for 100)
 BACKLOG_DAYS = 30
 DEFAULT_REPORT = Path(".auditlake/bench.json")
-SKIPPABLE = ("rate-limited", "packages", "reconcile", "live")
+SKIPPABLE = ("latency", "rate-limited", "packages", "reconcile", "live")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -50,6 +53,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--sizes", type=lambda text: [int(n) for n in text.split(",")], default=list(DEFAULT_SIZES),
                         help="backlog sizes, comma-separated (default: %(default)s)")
     parser.add_argument("--json", type=Path, default=DEFAULT_REPORT, help="where to write the report")
+    parser.add_argument("--latency-seconds", type=float, default=LATENCY_SECONDS,
+                        help="how long each run of the latency table lasts at the limit (default: %(default)s)")
     parser.add_argument("--skip", action="append", default=[], metavar="|".join(SKIPPABLE),
                         help="leave out measurements (repeatable, or comma-separated)")
     args = parser.parse_args(argv)
@@ -65,6 +70,11 @@ def main(argv: list[str] | None = None) -> None:
     print_table("Backfills", report["backfills"])
     print_table("Peak memory, largest backlog against smallest", report["memory"])
     print_table("Idle tick (nothing new), after the smallest backfill", report["idle_ticks"])
+    if "latency" not in args.skip:
+        report["latency"] = [throughput(vendor, limit, latency, args.latency_seconds)
+                             for vendor, limit in LATENCY_LIMITS if vendor in vendors for latency in LATENCIES]
+        print_table(f"Throughput at real latency: backfills paced in real time against a simulator enforcing the "
+                    f"limit, about {args.latency_seconds:g} s of requests each", report["latency"])
     if "reconcile" not in args.skip:
         report["reconciliations"] = [reconciliation(vendor) for vendor in vendors]
         print_table(f"Reconciliation of {RECONCILE_DAYS} days at {RECONCILE_PER_DAY:,} events a day (after live "
@@ -92,13 +102,14 @@ def main(argv: list[str] | None = None) -> None:
         print(cost.format_report(cost.estimate(cost.Measured.from_report(report), cost.Deployment())))
 
 
-def in_world(vendor: str, events: int, start: datetime, end: datetime,
-             collector_args: tuple[str, ...] = (), **collector_input: Any) -> tuple[dict[str, Any], dict[str, Any]]:
+def in_world(vendor: str, events: int, start: datetime, end: datetime, collector_args: tuple[str, ...] = (),
+             world_args: tuple[str, ...] = (), **collector_input: Any) -> tuple[dict[str, Any], dict[str, Any]]:
     """A world process with `events` between `start` and `end`, a collector process run against it, and the
-    archive then checked against the simulator's ground truth: (the collector's result, the check)."""
+    archive then checked against the simulator's ground truth: (the collector's result, the check, with the
+    simulator's counters under `simulator`)."""
     world = subprocess.Popen(  # noqa: S603 (this interpreter, this package's modules, our arguments)
         [sys.executable, "-m", "auditlake_local.bench_world", "--vendor", vendor, "--events", str(events),
-         "--start", start.isoformat(), "--end", end.isoformat()],
+         "--start", start.isoformat(), "--end", end.isoformat(), *world_args],
         stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     assert world.stdin is not None and world.stdout is not None
     try:
@@ -112,9 +123,10 @@ def in_world(vendor: str, events: int, start: datetime, end: datetime,
         if collector.returncode != 0:
             raise SystemExit(f"{vendor}: the collector process failed:\n{collector.stderr[-3000:]}")
         run = json.loads(collector.stdout.splitlines()[-1])  # the result is the last line, after any warnings
-        world.stdin.write("check\n")
+        world.stdin.write("check\nstats\n")
         world.stdin.flush()
         archive = json.loads(world.stdout.readline())
+        archive["simulator"] = json.loads(world.stdout.readline())
         world.stdin.write("quit\n")
         world.stdin.flush()
     finally:
@@ -225,6 +237,48 @@ def backfill(vendor: str, events: int) -> tuple[dict[str, Any], dict[str, Any]]:
           f"peak {row['peak_rss_mib']} MiB, {row['http_requests']} requests (minimum {minimum}), "
           f"missing {row['missing']}, duplicates {row['duplicates']}", flush=True)
     return row, idle
+
+
+# The latency table: each vendor at its documented limit, and ClickUp also at its Business Plus limit (audit logs need
+# Enterprise's 10,000; a token on a workspace that also serves other integrations may have less to spend).
+LATENCY_LIMITS = (("asana", 1500), ("make", 1000), ("clickup", 1000), ("clickup", 10_000), ("ashby", 300))
+LATENCIES = ("0", "100+-40", "250+-100")
+LATENCY_SECONDS = 30.0
+PACE_SHARE = 0.95  # pacing.TARGET_SHARE: the pace a collector keeps at its limit
+
+
+def throughput(vendor: str, limit: int, latency: str, seconds: float) -> dict[str, Any]:
+    """A backfill paced in real time against a simulator that takes `latency` to answer and enforces `limit`:
+    sized to take about `seconds` at the limit. Requests per minute are over the collector's own wall time."""
+    events = round(limit * PACE_SHARE * seconds / 60 * LARGEST_PAGE)
+    end = datetime.now(UTC) - timedelta(minutes=5)
+    run, archive = in_world(vendor, events, end - timedelta(days=BACKLOG_DAYS), end,
+                            world_args=("--latency", latency, "--enforce-limit", str(limit)),
+                            pacing={"RATE_LIMIT_PER_MINUTE": str(limit)})
+    per_minute = run["http_requests"] / run["wall_seconds"] * 60 if run["wall_seconds"] else 0.0
+    row = {
+        "vendor": vendor,
+        "limit": limit,
+        "latency_ms": latency.replace("+-", "±"),
+        "events": events,
+        "requests": run["http_requests"],
+        "wall_s": round(run["wall_seconds"], 1),
+        "req_per_min": round(per_minute),
+        "of_limit_pct": round(per_minute / limit * 100, 1),
+        "in_flight_max": archive["simulator"].get("peak_in_flight", 0),
+        "http_429s": run["http_throttles"],
+        "cpu_us_per_event": round(run["cpu_seconds"] / max(run["events"], 1) * 1e6, 1),
+        "peak_rss_mib": round(run["peak_rss_mib"], 1),
+        "missing": archive["missing"],
+        "duplicates": archive["duplicates"],
+        "idle_requests": run["idle"]["http_requests"],
+        "idle_streams": run["idle"]["streams"],
+    }
+    print(f"{vendor:8} at {limit:,}/min, {row['latency_ms']:>9} ms: {row['req_per_min']:,} requests/min "
+          f"({row['of_limit_pct']}% of the limit), {row['http_429s']} 429s, missing {row['missing']}, duplicates "
+          f"{row['duplicates']}, idle tick {row['idle_requests']} requests for {row['idle_streams']} streams",
+          flush=True)
+    return row
 
 
 def memory_flatness(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:

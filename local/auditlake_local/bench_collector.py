@@ -9,6 +9,9 @@ With `--reconcile`, it measures a reconciliation instead: the live collection ru
 apart (on a stepped clock) over the backlog's whole span, so the archive holds one object per tick and day as in
 production; then one reconciliation re-reads the span, and its requests, S3 reads and wall time are reported.
 
+Given `pacing` (environment settings) on its input line, the backfill is paced at the vendor's limit, or at the one
+those settings name, waiting in real time: the latency table (bench.py) measures requests per minute that way.
+
 With `--live`, it runs only the scheduled ticks, as many as fit between the world's first event and `last_tick`,
 and reports what the monthly cost is computed from (cost.py): every AWS operation, the DynamoDB request units, the
 bytes uploaded per key prefix and logged, the distinct custom metrics of its EMF documents, and each tick's time.
@@ -43,7 +46,9 @@ def main() -> None:
         live_main()
         return
     world = json.loads(sys.stdin.readline())
-    os.environ.update({**world["environment"], **QUIET, **UNPACED})
+    # Paced (the latency table): at the vendor's limit, or the one the benchmark sets, waiting in real time.
+    pacing = world.get("pacing", UNPACED)
+    os.environ.update({**world["environment"], **QUIET, **pacing})
     sys.path[:0] = [world["code_dir"], *world["layer_dirs"]]
     module_name, _, attribute = world["handler"].rpartition(".")
     started = time.perf_counter()

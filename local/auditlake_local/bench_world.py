@@ -3,7 +3,9 @@ moto server, so that the collector process's CPU time and memory are the collect
 
 Started by the benchmark with the vendor and the events to generate; prints one JSON line saying where everything
 is (the function's environment, with the secret already pointing at the simulator), then answers commands on
-stdin, one per line: `check` prints the archive compared with the simulator's ground truth; `quit` ends it.
+stdin, one per line: `check` prints the archive compared with the simulator's ground truth; `stats` the simulator's
+counters (requests, 429s, the most requests in flight at once); `quit` ends it. With `--latency`, every answer takes
+the vendor's time to arrive; with `--enforce-limit`, the simulator answers past the limit with the vendor's 429.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from typing import Any
 import boto3
 
 from auditlake_local.simulators import VendorSimulator, serve
-from auditlake_local.simulators.base import gc_paused
+from auditlake_local.simulators.base import Latency, gc_paused
 from auditlake_local.stack import AWS_ENVIRONMENT, LocalStack
 from auditlake_local.vendors import VENDORS, LocalVendor
 
@@ -34,13 +36,18 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--events", type=int, required=True)
     parser.add_argument("--start", type=datetime.fromisoformat, required=True)
     parser.add_argument("--end", type=datetime.fromisoformat, required=True)
+    parser.add_argument("--latency", type=Latency.parse, default=None,
+                        help="how long the vendor takes to answer, ms with an optional jitter: 250 or 250+-100")
+    parser.add_argument("--enforce-limit", type=int, default=None, metavar="PER_MINUTE",
+                        help="the rate limit the simulator enforces (default: none)")
     args = parser.parse_args(argv)
     logging.getLogger("werkzeug").setLevel(logging.ERROR)  # the moto server would log every request
     local = VENDORS[args.vendor]
     simulator = local.start()
+    simulator.rate_limit_per_minute = args.enforce_limit
     with gc_paused():
         simulator.add_events(local.generate_events(args.events, args.start, args.end, SEED))
-    with serve(simulator) as origin, LocalStack.serve() as stack:
+    with serve(simulator, latency=args.latency) as origin, LocalStack.serve() as stack:
         stack.put_secret(local.function_id, local.secret(origin))
         function = stack.functions[local.function_id]
         print(json.dumps({
@@ -53,6 +60,8 @@ def main(argv: list[str] | None = None) -> None:
         for line in sys.stdin:
             if line.strip() == "check":
                 print(json.dumps(check(stack, local, simulator)), flush=True)
+            elif line.strip() == "stats":
+                print(json.dumps(simulator.stats()), flush=True)
             elif line.strip() == "quit":
                 break
 

@@ -58,7 +58,7 @@ def status_table(states: list[StreamState], now: datetime | None = None) -> str:
         else:
             position = moment(state.done_until)
             if state.window is not None:
-                position += f" (window to {moment(state.window.end)} open)"
+                position += f" (window to {moment(state.window.planned_end)} open)"
             freshness = "-" if state.newest_event_time is None else \
                 duration((now - state.newest_event_time).total_seconds())
             backlog = duration(run.get("backlog_seconds")) if run else "-"

@@ -8,6 +8,7 @@ from auditlake_local.simulators.asana import AsanaSimulator, generate_events
 from auditlake_local.simulators.base import (
     Fault,
     FaultPlan,
+    Latency,
     RequestRecord,
     SimRequest,
     SimResponse,
@@ -21,6 +22,7 @@ __all__ = [
     "AsanaSimulator",
     "Fault",
     "FaultPlan",
+    "Latency",
     "RequestRecord",
     "SimRequest",
     "SimResponse",

@@ -187,6 +187,7 @@ class AsanaSimulator(VendorSimulator):
         self.no_audit_logs_status = no_audit_logs_status
         # Asana: 150 (free) / 1,500 (paid) requests per minute per token. None = no limiting.
         self.rate_limit_per_minute = rate_limit_per_minute
+        self.max_concurrent_requests = 50  # "at most 50 GET requests in flight" per token (rate-limits page)
         self._entries: list[_Stored] = []  # visible events, sorted by key
         self._pending: dict[str, _Stored] = {}  # captured but not yet published (late events)
         self._gids: set[str] = set()  # of both, to keep gids unique

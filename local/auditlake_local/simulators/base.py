@@ -22,6 +22,7 @@ import socket
 import struct
 import sys
 import threading
+import time
 import traceback
 from abc import ABC, abstractmethod
 from collections import Counter, deque
@@ -59,6 +60,34 @@ def gc_paused() -> Iterator[None]:
     finally:
         if was_enabled:
             gc.enable()
+
+
+@dataclass(frozen=True)
+class Latency:
+    """How long the vendor takes to answer a request: `fixed` seconds, give or take up to `jitter` (uniformly), as
+    a real API across the internet does (100 to 500 ms) where loopback answers in microseconds."""
+
+    fixed: float = 0.0
+    jitter: float = 0.0
+
+    @classmethod
+    def parse(cls, text: str) -> Latency:
+        """`250` or `250+-100` (milliseconds)."""
+        fixed, _, jitter = text.replace("±", "+-").partition("+-")
+        try:
+            latency = cls(float(fixed) / 1000, float(jitter or 0) / 1000)
+        except ValueError:
+            raise ValueError(f"a latency is milliseconds, with an optional jitter: 250 or 250+-100, not {text!r}") \
+                from None
+        if latency.fixed < 0 or latency.jitter < 0 or latency.jitter > latency.fixed:
+            raise ValueError(f"a latency and its jitter are at least 0, the jitter at most the latency: {text!r}")
+        return latency
+
+    def draw(self, rng: Random) -> float:
+        return self.fixed + rng.uniform(-self.jitter, self.jitter) if self.jitter else self.fixed
+
+    def __str__(self) -> str:
+        return f"{self.fixed * 1000:g} ms" + (f" ± {self.jitter * 1000:g}" if self.jitter else "")
 
 
 class SlidingMinuteLimit:
@@ -279,6 +308,10 @@ class VendorSimulator(ABC):
         self.requests_log: list[RequestRecord] = []
         self.counters: Counter[str] = Counter()
         self._lock = threading.RLock()
+        # Requests the vendor serves at once for one token (None: no such limit); the loopback server counts them
+        # from arrival to answer, the vendor's latency included.
+        self.max_concurrent_requests: int | None = None
+        self._in_flight = 0
 
     @abstractmethod
     def route(self, request: SimRequest) -> SimResponse:
@@ -346,6 +379,21 @@ class VendorSimulator(ABC):
             assert fault is not None
             raise SimulatedNetworkError(fault)
         return response
+
+    @contextlib.contextmanager
+    def in_flight(self) -> Iterator[bool]:
+        """A request is in flight for the block; yields whether it is one more than the vendor serves at once."""
+        with self._lock:
+            self._in_flight += 1
+            over = self.max_concurrent_requests is not None and self._in_flight > self.max_concurrent_requests
+            self.counters["peak_in_flight"] = max(self.counters["peak_in_flight"], self._in_flight)
+            if over:
+                self.counters["over_concurrency"] += 1
+        try:
+            yield over
+        finally:
+            with self._lock:
+                self._in_flight -= 1
 
     def stats(self) -> dict[str, int]:
         """Requests served, responses per status class, network errors, faults injected (total and per kind),
@@ -446,6 +494,8 @@ class _SimulatorHandler(BaseHTTPRequestHandler):
     """
 
     simulator: ClassVar[VendorSimulator]
+    latency: ClassVar[Latency | None] = None
+    jitter: ClassVar[Random] = Random(0)
     protocol_version = "HTTP/1.1"  # keep-alive, as real APIs; every response carries Content-Length
     # Headers and body go out in two writes: with Nagle's algorithm the body waits for the client's delayed ACK
     # (40 ms a response on Linux), which would make the simulator, not the collector, the bottleneck.
@@ -476,7 +526,11 @@ class _SimulatorHandler(BaseHTTPRequestHandler):
         host = self.headers.get("Host") or f"{self.server.server_address[0]}:{self.server.server_address[1]}"
         request = SimRequest.build(self.command, f"http://{host}{self.path}", dict(self.headers.items()), body)
         try:
-            response = self.simulator.handle(request)
+            with self.simulator.in_flight() as over:
+                # Over the vendor's concurrency limit, the vendor's own 429 (Asana documents one for it).
+                response = self.simulator.rate_limited_response(1) if over else self.simulator.handle(request)
+                if self.latency is not None:
+                    time.sleep(self.latency.draw(self.jitter))  # the answer takes the vendor's time to arrive
         except SimulatedNetworkError as exc:
             self.close_connection = True
             if exc.fault is Fault.CONNECTION_RESET:
@@ -496,9 +550,11 @@ class _SimulatorHandler(BaseHTTPRequestHandler):
 
 
 @contextlib.contextmanager
-def serve(simulator: VendorSimulator, host: str = "127.0.0.1") -> Iterator[str]:
-    """Runs the simulator on loopback (a free port) in a daemon thread; yields its base URL `http://host:port`."""
-    handler = type(f"{type(simulator).__name__}Handler", (_SimulatorHandler,), {"simulator": simulator})
+def serve(simulator: VendorSimulator, host: str = "127.0.0.1", latency: Latency | None = None) -> Iterator[str]:
+    """Runs the simulator on loopback (a free port) in a daemon thread; yields its base URL `http://host:port`. With
+    `latency`, every answer takes that long, each request on a thread of its own as a real API serves them."""
+    handler = type(f"{type(simulator).__name__}Handler", (_SimulatorHandler,),
+                   {"simulator": simulator, "latency": latency, "jitter": Random(0)})
     server = ThreadingHTTPServer((host, 0), handler)
     server.daemon_threads = True
     thread = threading.Thread(target=server.serve_forever, name=f"{simulator.vendor}-simulator", daemon=True)

@@ -16,7 +16,7 @@ import json
 import re
 import zlib
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from botocore.exceptions import ClientError
@@ -42,6 +42,13 @@ def object_key(vendor: str, day: date, stream_key: str, window_id: str, part: in
 
 def window_id(start: datetime, end: datetime) -> str:
     return f"{to_compact(start)}-{to_compact(end)}"
+
+
+def window_start(window_id: str) -> datetime:
+    """The start a window (or slice) was planned with, which its id names (a cursor expiry narrows its query)."""
+    compact = window_id.partition("-")[0]  # 20261122T101500123Z, as window_id writes it
+    moment = datetime.strptime(compact[:15], "%Y%m%dT%H%M%S").replace(tzinfo=UTC)
+    return moment + timedelta(milliseconds=int(compact[15:18]))
 
 
 def safe_key_part(text: str) -> str:

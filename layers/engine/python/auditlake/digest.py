@@ -38,12 +38,12 @@ import base64
 import gzip
 import hashlib
 import json
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError
 
-from auditlake.archive import safe_key_part
+from auditlake.archive import safe_key_part, window_start
 from auditlake.errors import AuditlakeError
 from auditlake.state import Covered, ObjectEntry, StreamKey, StreamState, WindowState
 from auditlake.timeutil import parse_time, to_iso
@@ -57,7 +57,7 @@ __all__ = [
     "DIGESTS_PREFIX", "FORMAT", "IDLE_DIGEST_INTERVAL", "MAX_ADOPTIONS", "MAX_PENDING_OBJECTS", "METADATA_ALGORITHM",
     "METADATA_FORMAT", "METADATA_KEY", "METADATA_SIGNATURE", "SIGNING_ALGORITHM", "DigestError", "DigestWriter",
     "ObjectEntry", "add_span", "build_body", "canonical_json", "digest_key", "entry_of", "entry_of_stored",
-    "position_of", "stream_prefix", "string_to_sign", "window_start",
+    "position_of", "stream_prefix", "string_to_sign",
 ]
 
 FORMAT = "auditlake-digest/1"
@@ -110,20 +110,15 @@ def add_span(spans: list[Covered], start: datetime, end: datetime) -> list[Cover
     return merged
 
 
-def window_start(window: WindowState) -> datetime:
-    """The start a window was planned with: its id names its original bounds (a cursor expiry narrows `start`)."""
-    compact = window.id.partition("-")[0]  # 20261122T101500123Z, as archive.window_id writes it
-    moment = datetime.strptime(compact[:15], "%Y%m%dT%H%M%S").replace(tzinfo=UTC)
-    return moment + timedelta(milliseconds=int(compact[15:18]))
-
-
 def position_of(state: StreamState) -> dict[str, Any]:
     """Where the stream stands: everything before `done_until` is collected; an open window is paged up to its
     cursor and has written the parts before `part`."""
     window = state.window
     return {
         "done_until": to_iso(state.done_until) if state.done_until else None,
-        "window": None if window is None else {"id": window.id, "part": window.part, "cursor": window.cursor},
+        "window": None if window is None else {
+            "id": window.id, "read_until": to_iso(window.read_until),
+            "slices": [{"id": s.id, "part": s.part, "cursor": s.cursor} for s in window.slices]},
     }
 
 
@@ -196,7 +191,7 @@ class DigestWriter:
 
     @staticmethod
     def record_window(state: StreamState, window: WindowState) -> None:
-        state.digest.covered = add_span(state.digest.covered, window_start(window), window.planned_end)
+        state.digest.covered = add_span(state.digest.covered, window_start(window.id), window.planned_end)
 
     def read_stored(self, key: str) -> ObjectEntry:
         response = self.s3.get_object(Bucket=self.bucket, Key=key)

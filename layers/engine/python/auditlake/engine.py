@@ -32,13 +32,15 @@ a window's completion the span it covered, and the end of a run seals the digest
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from auditlake import planning, timeutil
-from auditlake.archive import Archive, PartBuilder, window_id
+from auditlake import planning, slicing, timeutil
+from auditlake.archive import Archive, PartBuilder, window_id, window_start
 from auditlake.deadline import Deadline
 from auditlake.digest import DigestWriter, entry_of
 from auditlake.errors import (
@@ -53,7 +55,7 @@ from auditlake.errors import (
 from auditlake.reconcile import ArchivedIds, Reconciliation
 from auditlake.records import record_line
 from auditlake.settings import Settings
-from auditlake.state import Intent, Kind, StateStore, StreamKey, StreamState, WindowState
+from auditlake.state import Intent, Kind, SliceState, StateStore, StreamKey, StreamState, WindowState
 from auditlake.vendor import End, Order, Page, VendorAdapter, Window
 
 LEASE_GRACE_SECONDS = 15
@@ -61,6 +63,8 @@ LEASE_GRACE_SECONDS = 15
 # stream's and the window's), and 3,000 ids are at most about 130 KB compressed (64-hex ids): the item stays far
 # below DynamoDB's 400 KB.
 MAX_DEDUP_IDS = 3_000
+# How long a reader waits, at most, before it looks again whether a new slice may be planned (slicing.Slicer).
+INFORMED_WAIT_SECONDS = 0.05
 
 log = logging.getLogger("auditlake")
 
@@ -76,6 +80,7 @@ class StreamResult:
     objects_written: int = 0
     pages_fetched: int = 0
     windows_completed: int = 0
+    slices_read: int = 0  # slices of windows read to their end (a window read whole is one)
     cursors_expired: int = 0
     empty_pages: int = 0  # pages that held nothing but the news that a window is complete
     backfill: dict[str, str | None] | None = None  # a backfill's span and progress
@@ -186,7 +191,7 @@ class Collector:
         """Whether a reconciliation should run now: one is unfinished, one is asked for by hand, or the last one
         began `request.every` ago or more."""
         state = self.store.read(key)
-        if state is None or request.since is not None or state.window is not None or state.intent is not None \
+        if state is None or request.since is not None or state.window is not None \
                 or planning.span_unfinished(state):
             return True
         last = state.reconciliation or {}
@@ -304,7 +309,7 @@ class Collector:
 
 
 class _StreamRun:
-    """One run over one stream: the state machine of windows and parts."""
+    """One run over one stream: the state machine of windows, slices and parts."""
 
     def __init__(self, collector: Collector, key: StreamKey, state: StreamState, result: StreamResult) -> None:
         self.c = collector
@@ -318,11 +323,20 @@ class _StreamRun:
         self.stream = key.stream
         self.state = state
         self.result = result
-        self.cursor_doubted: set[str] = set()  # windows restarted in this run after an unexplained error
+        self.cursor_doubted: set[str] = set()  # slices restarted in this run after an unexplained error
+        self.readers = slicing.readers(self.adapter, self.settings)
+        self.slicer = slicing.Slicer(self.adapter, self.readers, self.settings.page_size)
+        # The state, the result and the digest's entries are shared by the slices' readers: each change to them, and
+        # each save, happens under this lock; fetching pages and writing objects happen outside it.
+        self.lock = threading.RLock()
+        self.reading: set[str] = set()  # the slices a reader holds
+        self.stop = threading.Event()  # a reader failed: the others commit what they hold and end
 
     def collect(self) -> None:
-        if self.state.intent is not None:
-            self._recover_intent()
+        window = self.state.window
+        for piece in list(window.slices) if window is not None else []:
+            if piece.intent is not None:
+                self._recover_intent(window, piece)
         first = True
         while not self.c.deadline.near():
             if self.state.window is None:
@@ -330,7 +344,7 @@ class _StreamRun:
                 if self.state.window is None:
                     return
             first = False
-            if not self._collect_window():
+            if not self._collect_window(self.state.window):
                 return
 
     # -- planning ------------------------------------------------------------------------------------------
@@ -346,84 +360,140 @@ class _StreamRun:
         if plan.lost_before is not None:
             log.warning("the vendor's retention has passed part of the uncollected span; events older than %s are "
                         "gone at the vendor", timeutil.to_iso(plan.lost_before), extra={"stream": self.state.key})
-        return WindowState(id=window_id(plan.start, plan.end), start=plan.start, end=plan.end, planned_end=plan.end)
+        return WindowState(id=window_id(plan.start, plan.end), planned_end=plan.end, read_until=plan.start)
+
+    def _take_slice(self, window: WindowState) -> SliceState | None:
+        """The next slice for a reader (under the lock): an open one nobody reads (what a previous run left first),
+        else a new one from where the window's span is handed out up to; None when all is handed out, or when the
+        slicer waits to see how dense the window is."""
+        for piece in window.slices:
+            if piece.id not in self.reading:
+                self.reading.add(piece.id)
+                return piece
+        if window.read_until >= window.planned_end or not self.slicer.may_plan(window, len(self.reading)):
+            return None
+        start = window.read_until
+        end = self.slicer.end(start, window)
+        piece = SliceState(id=window_id(start, end), start=start, end=end, planned_end=end)
+        window.slices.append(piece)
+        window.read_until = end
+        self.reading.add(piece.id)
+        return piece
 
     # -- a window ------------------------------------------------------------------------------------------
 
-    def _collect_window(self) -> bool:
-        """Pages the current window in parts. True when it is complete, False when the deadline stopped it."""
-        window = self.state.window
-        assert window is not None
+    def _collect_window(self, window: WindowState) -> bool:
+        """Reads the window's slices, several at once when the vendor's rate limit leaves room for it (slicing.py),
+        each in parts. True when the window is complete, False when the deadline (or a failed slice) stopped it."""
+        if self.readers == 1:
+            self._read_slices(window)
+        else:
+            with ThreadPoolExecutor(self.readers, thread_name_prefix=f"{self.c.vendor}-slice") as pool:
+                futures = [pool.submit(self._read_slices, window) for _ in range(self.readers)]
+            failures = [f.exception() for f in futures if f.exception() is not None]
+            if failures:
+                raise failures[0]  # the first; each reader committed what it had fetched before it stopped
+        return self.state.window is not window or window.complete
+
+    def _read_slices(self, window: WindowState) -> None:
+        """A reader: takes slices and reads each to its end, until the window is handed out or the run must stop."""
+        try:
+            while not self.stop.is_set() and not self.c.deadline.near():
+                with self.lock:
+                    piece = self._take_slice(window)
+                    handed_out = window.read_until >= window.planned_end
+                if piece is None:
+                    if handed_out:
+                        return
+                    self.slicer.informed.wait(INFORMED_WAIT_SECONDS)
+                    continue
+                try:
+                    done = self._read_slice(window, piece)
+                finally:
+                    with self.lock:
+                        self.reading.discard(piece.id)
+                if not done:
+                    return
+        except BaseException:
+            self.stop.set()
+            raise
+
+    def _read_slice(self, window: WindowState, piece: SliceState) -> bool:
+        """Pages one slice in parts. True when it is read to its end, False when the run must stop."""
         while True:
-            part = _Part(PartBuilder(self.key, window.id, window.part), {}, window.cursor, window.last_page_ids)
+            part = _Part(PartBuilder(self.key, piece.id, piece.part), {}, piece.cursor, piece.last_page_ids)
             stop: BaseException | None = None
             exhausted = cursor_expired = False
             try:
-                exhausted = self._fill(part, window)
+                exhausted = self._fill(part, window, piece)
             except CursorExpired as exc:
-                log.warning("vendor cursor no longer accepted; resuming the window from what is archived",
+                log.warning("vendor cursor no longer accepted; resuming the slice from what is archived",
                             extra={"stream": self.state.key, "reason": str(exc)})
                 cursor_expired = True
-                self.result.cursors_expired += 1
             except VendorError as exc:
-                if not self._may_be_the_cursor(exc, part, window):
+                if not self._may_be_the_cursor(exc, part, piece):
                     stop = exc
                 else:
                     # An error the adapter does not read as a rejected cursor (an envelope it does not know, a
                     # status the vendor never documented) may still be one: a cursor that stays rejected must not
-                    # hold the stream for ever. Once per window and run, the window restarts from what is archived,
+                    # hold the stream for ever. Once per slice and run, the slice restarts from what is archived,
                     # without the cursor; if the error comes back, it is the vendor's and is raised.
-                    log.warning("vendor error on a request that carried a stored cursor; resuming the window from "
+                    log.warning("vendor error on a request that carried a stored cursor; resuming the slice from "
                                 "what is archived, without it", extra={"stream": self.state.key, "reason": str(exc)})
-                    self.cursor_doubted.add(window.id)
+                    with self.lock:
+                        self.cursor_doubted.add(piece.id)
                     cursor_expired = True
-                    self.result.cursors_expired += 1
             except DeadlineReached as exc:
                 log.info("deadline near while fetching", extra={"stream": self.state.key, "reason": str(exc)})
                 stop = exc
             except Exception as exc:
                 stop = exc
-            self._commit(part, window, exhausted)  # what was fetched before a failure is safe to keep
+            self._commit(part, window, piece, exhausted)  # what was fetched before a failure is safe to keep
             if stop is not None and not isinstance(stop, DeadlineReached):
                 raise stop
             if cursor_expired:
-                self._narrow(window)
+                with self.lock:
+                    self.result.cursors_expired += 1
+                    self._narrow(window, piece)
                 continue
             if exhausted:
                 return True
-            if stop is not None or self.c.deadline.near():
+            if stop is not None or self.c.deadline.near() or self.stop.is_set():
                 return False
 
-    def _may_be_the_cursor(self, exc: VendorError, part: _Part, window: WindowState) -> bool:
+    def _may_be_the_cursor(self, exc: VendorError, part: _Part, piece: SliceState) -> bool:
         """Whether a vendor error on a page request might be the vendor rejecting the stored cursor, and is worth
-        one restart of the window without it: an error answer (not a body of the wrong shape), not a retryable
+        one restart of the slice without it: an error answer (not a body of the wrong shape), not a retryable
         failure, not throttling, authentication or a plan without audit logs, and only the first time in this run."""
         return part.cursor is not None and not exc.retryable \
             and not isinstance(exc, AuditLogsUnavailable | MalformedResponse) \
-            and exc.status not in (401, 403, 429) and window.id not in self.cursor_doubted
+            and exc.status not in (401, 403, 429) and piece.id not in self.cursor_doubted
 
-    def _fill(self, part: _Part, window: WindowState) -> bool:
-        """Fetches pages into the part until it is full, the window ends (True) or the deadline nears."""
-        # The next window starts no earlier than this end less the overlap (the kept ids can only move it later).
-        query = Window(window.start, window.end, hint=self.state.hint, next_start=window.planned_end - self.overlap)
+    def _fill(self, part: _Part, window: WindowState, piece: SliceState) -> bool:
+        """Fetches pages into the part until it is full, the slice ends (True) or the run must stop."""
+        # The window's first slice starts where the previous window's hint aims; the next window starts no earlier
+        # than this window's end less the overlap (the kept ids can only move it later).
+        first = window_start(piece.id) == window_start(window.id)
+        query = Window(piece.start, piece.end, hint=self.state.hint if first else None,
+                       next_start=window.planned_end - self.overlap)
         while part.builder.records < self.settings.max_object_events:
-            if self.c.deadline.near():
+            if self.c.deadline.near() or self.stop.is_set():
                 return False
             page = self.adapter.fetch_page(self.stream, query, part.cursor)
-            self.result.pages_fetched += 1
-            self._add_page(part, window, page.events)  # first: an unreadable event is named as such
-            self._check_end(page, window)
+            self._add_page(part, window, piece, page.events)  # first: an unreadable event is named as such
+            self._check_end(page, piece)
             if page.end is not None:
-                self.result.empty_pages += not page.events
+                with self.lock:
+                    self.result.empty_pages += not page.events
                 part.cursor = None
                 part.hint = page.hint
                 return True
             part.cursor = page.cursor
         return False
 
-    def _check_end(self, page: Page, window: WindowState) -> None:
-        """A window is complete only for a reason the vendor states (End), never because a page is short; the two
-        reasons the engine can see for itself are checked."""
+    def _check_end(self, page: Page, piece: SliceState) -> None:
+        """A slice is read to its end only for a reason the vendor states (End), never because a page is short; the
+        two reasons the engine can see for itself are checked."""
         if page.end is None:
             if page.cursor is None:
                 raise AuditlakeError(f"{self.c.vendor} adapter returned a page with neither a cursor nor an end")
@@ -433,32 +503,38 @@ class _StreamRun:
                                  "as if it were empty")
         if page.end is End.PAST_WINDOW:
             if self.adapter.order is Order.OLDEST_FIRST:
-                past = any(self.adapter.event_time(e) >= window.end for e in page.events)
+                past = any(self.adapter.event_time(e) >= piece.end for e in page.events)
             else:
-                past = any(self.adapter.event_time(e) < window.start for e in page.events)
+                past = any(self.adapter.event_time(e) < piece.start for e in page.events)
             if not past:
                 raise AuditlakeError(f"{self.c.vendor} adapter ended a window on an event past it, but no event of "
                                      "the page lies past the window")
 
-    def _add_page(self, part: _Part, window: WindowState, events: list[dict[str, Any]]) -> None:
-        """Adds a page's new events to the part, all or nothing: a page with an unreadable event is refused whole."""
+    def _add_page(self, part: _Part, window: WindowState, piece: SliceState, events: list[dict[str, Any]]) -> None:
+        """Adds a page's new events to the part, all or nothing: a page with an unreadable event is refused whole.
+
+        Slices cover disjoint spans and an event belongs to the one its time falls in, so no two slices archive
+        the same event; the window's `carry` and the stream's `seen` are read without the lock (only a commit
+        replaces them, and `seen` only once every slice is read)."""
         collected_at = timeutil.to_iso(self.c.now())
         fresh: dict[str, tuple[datetime, bytes]] = {}
         page_ids: set[str] = set()
+        out_of_slice = duplicates = 0
+        edge: datetime | None = None  # the last event's time: how far, in the vendor's order, the page reached
         for index, event in enumerate(events):
             try:
                 if not isinstance(event, dict):
                     raise TypeError(f"an event is a {type(event).__name__}, not an object")
                 event_id = self.adapter.event_id(event)
-                event_time = self.adapter.event_time(event)
+                event_time = edge = self.adapter.event_time(event)
                 page_ids.add(event_id)
-                if not window.start <= event_time < window.end:
-                    self.result.out_of_window += 1  # the window that covers it collects it
+                if not piece.start <= event_time < piece.end:
+                    out_of_slice += 1  # the slice (or window) that covers it collects it
                     continue
-                if event_id in self.state.seen or event_id in window.carry or event_id in window.skip \
+                if event_id in self.state.seen or event_id in window.carry or event_id in piece.skip \
                         or event_id in part.events or event_id in part.last_page_ids or event_id in fresh \
                         or (self.archived is not None and self.archived.holds(event_id, event_time)):
-                    self.result.duplicates_skipped += 1
+                    duplicates += 1
                     continue
                 fresh[event_id] = (event_time, record_line(
                     event_id=event_id, event_time=event_time, stream=self.stream, account=self.key.account_name,
@@ -466,45 +542,68 @@ class _StreamRun:
             except (KeyError, TypeError, ValueError, AttributeError) as exc:
                 raise MalformedResponse(self.c.vendor, f"event #{index} of a page is unreadable "
                                                        f"({type(exc).__name__}: {exc})") from exc
+        with self.lock:
+            self.result.pages_fetched += 1
+            self.result.out_of_window += out_of_slice
+            self.result.duplicates_skipped += duplicates
+        self.slicer.observe(piece, len(events) - out_of_slice, edge)
         for event_id, (event_time, line) in fresh.items():
             part.events[event_id] = event_time
             part.builder.add(event_time, line)
         part.last_page_ids = page_ids
 
-    def _commit(self, part: _Part, window: WindowState, exhausted: bool) -> None:
-        """Writes the part (intent, objects, commit); a part without new events only moves the cursor."""
-        if not part.events:
-            if exhausted:
-                # Saved with the next write or the lease release; a crash before that re-reads from the stored
-                # cursor, which is never the window's start: a part that reached the end completes in its commit.
-                self._complete(window, part.hint)
-            elif part.cursor != window.cursor:
-                window.cursor = part.cursor
-                window.last_page_ids = part.last_page_ids
-                self.c.save(self.state)
-            return
-        self.state.intent = Intent(part=window.part, keys=part.builder.keys())
-        self.c.save(self.state)
+    def _commit(self, part: _Part, window: WindowState, piece: SliceState, exhausted: bool) -> None:
+        """Writes the part (intent, objects, commit); a part without new events only moves the cursor. The state
+        is saved under the lock, the objects are written outside it, so slices write while others fetch."""
+        with self.lock:
+            if not part.events:
+                if exhausted:
+                    # Saved with the next write or the lease release; a crash before that re-reads from the stored
+                    # cursor, which is never the slice's start: a part that reached the end completes in its commit.
+                    self._slice_read(window, piece, part.hint)
+                elif part.cursor != piece.cursor:
+                    piece.cursor = part.cursor
+                    piece.last_page_ids = part.last_page_ids
+                    self.c.save(self.state)
+                return
+            piece.intent = Intent(part=piece.part, keys=part.builder.keys())
+            self.c.save(self.state)
+        entries = []
         for obj in part.builder.seal():
             self.c.archive.put(obj)
-            self.result.objects_written += 1
-            DigestWriter.record(self.state, entry_of(obj))
-        self.state.intent = None
-        window.cursor = part.cursor
-        window.last_page_ids = part.last_page_ids
-        window.part += 1
-        self._remember(window, part.events)
-        if exhausted:
-            # In the same write: a stored cursor of None would otherwise mean both "not started" and "finished".
-            self._complete(window, part.hint)
-        self.c.save(self.state)
-        if DigestWriter.full(self.state):
-            # A busy run seals early, so the objects waiting for a digest never outgrow the state item.
-            self.result.digest = self.c.digests.seal(self.state, self.c.now()) or self.result.digest
+            entries.append(entry_of(obj))
+        with self.lock:
+            self.result.objects_written += len(entries)
+            for entry in entries:
+                DigestWriter.record(self.state, entry)
+            piece.intent = None
+            piece.cursor = part.cursor
+            piece.last_page_ids = part.last_page_ids
+            piece.part += 1
+            self._remember(window, piece, part.events)
+            if exhausted:
+                # In the same write: a stored cursor of None would otherwise mean both "not started" and "finished".
+                self._slice_read(window, piece, part.hint)
             self.c.save(self.state)
+            if DigestWriter.full(self.state):
+                # A busy run seals early, so the objects waiting for a digest never outgrow the state item.
+                self.result.digest = self.c.digests.seal(self.state, self.c.now()) or self.result.digest
+                self.c.save(self.state)
 
-    def _remember(self, window: WindowState, events: dict[str, datetime], *, contiguous: bool = True) -> None:
-        """Books archived events: counts, the frontier to resume from, the ids the next window must skip.
+    def _slice_read(self, window: WindowState, piece: SliceState, hint: Any | None) -> None:
+        """A slice is read to its end (under the lock); the window completes with its last one."""
+        window.slices.remove(piece)
+        self.slicer.read(window, piece)
+        self.result.slices_read += 1
+        if piece.planned_end >= window.planned_end:
+            window.hint = hint  # the window's final slice speaks for the window after it
+        if window.complete:
+            self._complete(window)
+
+    def _remember(self, window: WindowState, piece: SliceState, events: dict[str, datetime], *,
+                  contiguous: bool = True) -> None:
+        """Books archived events (under the lock): counts, the slice's frontier to resume from, the ids the next
+        window must skip.
 
         The frontier moves only for `contiguous` events: a whole part, paged from the committed cursor. Part of a
         part (the objects a dying run managed to write) may hold older days and miss newer ones, so resuming from
@@ -517,42 +616,45 @@ class _StreamRun:
         if self.state.newest_event_time is None or newest > self.state.newest_event_time:
             self.state.newest_event_time = newest
         if contiguous:
-            self._advance_frontier(window, events)
+            self._advance_frontier(piece, events)
         overlap_from = timeutil.to_millis(window.planned_end - self.overlap)
         if window.carry_from is not None:
             overlap_from = max(overlap_from, timeutil.to_millis(window.carry_from))
+        carry = dict(window.carry)  # a new dict: readers look ids up in the old one without the lock
         for event_id, event_time in events.items():
             millis = timeutil.to_millis(event_time)
             if millis >= overlap_from:
-                window.carry[event_id] = millis
-        window.carry, cut = _capped(window.carry)
+                carry[event_id] = millis
+        window.carry, cut = _capped(carry)
         if cut is not None:
             window.carry_from = timeutil.from_millis(cut)
 
-    def _advance_frontier(self, window: WindowState, events: dict[str, datetime]) -> None:
+    def _advance_frontier(self, piece: SliceState, events: dict[str, datetime]) -> None:
         # Oldest-first vendors resume after the newest archived instant, newest-first ones before the oldest.
         edge = max(events.values()) if self.adapter.order is Order.OLDEST_FIRST else min(events.values())
-        beyond = (lambda t: t > window.frontier_time) if self.adapter.order is Order.OLDEST_FIRST else \
-            (lambda t: t < window.frontier_time)
-        if window.frontier_time is None or beyond(edge):
-            window.frontier_time = edge
-            window.frontier_ids = set()
-        if edge == window.frontier_time:
-            window.frontier_ids |= {i for i, t in events.items() if t == edge}
+        beyond = (lambda t: t > piece.frontier_time) if self.adapter.order is Order.OLDEST_FIRST else \
+            (lambda t: t < piece.frontier_time)
+        if piece.frontier_time is None or beyond(edge):
+            piece.frontier_time = edge
+            piece.frontier_ids = set()
+        if edge == piece.frontier_time:
+            piece.frontier_ids |= {i for i, t in events.items() if t == edge}
 
-    def _narrow(self, window: WindowState) -> None:
-        """After a cursor expiry: re-query only what is not yet archived, skipping the ids at the frontier."""
-        if window.frontier_time is not None:
+    def _narrow(self, window: WindowState, piece: SliceState) -> None:
+        """After a cursor expiry: re-query only what is not yet archived of the slice, skipping the ids at its
+        frontier."""
+        if piece.frontier_time is not None:
             if self.adapter.order is Order.OLDEST_FIRST:
-                window.start = window.frontier_time
+                piece.start = piece.frontier_time
             else:
-                window.end = window.frontier_time + timeutil.MILLISECOND
-            window.skip |= window.frontier_ids
-        window.cursor = None
-        self.state.hint = None  # the vendor may have contradicted it; the narrowed window is read without it
+                piece.end = piece.frontier_time + timeutil.MILLISECOND
+            piece.skip |= piece.frontier_ids
+        piece.cursor = None
+        if window_start(piece.id) == window_start(window.id):
+            self.state.hint = None  # the vendor may have contradicted it; the narrowed slice is read without it
 
-    def _complete(self, window: WindowState, hint: Any | None) -> None:
-        self.state.hint = hint  # for the next window
+    def _complete(self, window: WindowState) -> None:
+        self.state.hint = window.hint  # for the next window
         if self.state.done_until is None or window.planned_end > self.state.done_until:
             self.state.done_until = window.planned_end
         floor = timeutil.to_millis(self.state.done_until - self.overlap)
@@ -574,10 +676,11 @@ class _StreamRun:
 
     # -- recovery ------------------------------------------------------------------------------------------
 
-    def _recover_intent(self) -> None:
-        """A previous run died while writing a part: what it wrote stays archived, and is skipped from now on."""
-        intent, window = self.state.intent, self.state.window
-        assert intent is not None and window is not None
+    def _recover_intent(self, window: WindowState, piece: SliceState) -> None:
+        """A previous run died while writing a part of the slice: what it wrote stays archived, and is skipped from
+        now on."""
+        intent = piece.intent
+        assert intent is not None
         recovered: dict[str, datetime] = {}
         written = 0
         for key in intent.keys:
@@ -587,11 +690,11 @@ class _StreamRun:
                 DigestWriter.record(self.state, self.c.digests.read_stored(key))
         log.warning("recovering an interrupted write", extra={"stream": self.state.key, "keys": intent.keys,
                                                                "events_recovered": len(recovered)})
-        window.skip |= set(recovered)
-        window.part = intent.part + 1
-        self.state.intent = None
+        piece.skip |= set(recovered)
+        piece.part = intent.part + 1
+        piece.intent = None
         # The stored cursor is still the one before the part: its pages are read again, the written events skipped.
-        self._remember(window, recovered, contiguous=written == len(intent.keys))
+        self._remember(window, piece, recovered, contiguous=written == len(intent.keys))
         if self.kind is not Kind.RECONCILE:
             self.result.events_archived -= len(recovered)  # archived by the run that died, not by this one
         # A reconciliation counts them here: the run that died never reported what it found, and each one is an

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import random
+import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -27,6 +28,8 @@ RETRYABLE_STATUS = frozenset({429, 500, 502, 503, 504})
 BACKOFF_BASE_SECONDS = 1.0
 BACKOFF_CAP_SECONDS = 30.0
 MAX_ERROR_TEXT = 300
+# Connections kept open per host: one for each slice a run reads at once (slicing.py), where the default keeps 10.
+POOL_SIZE = 48
 
 ErrorDetails = Callable[[int, Any], tuple[str | None, str]]
 
@@ -49,6 +52,9 @@ def shared_session() -> requests.Session:
     global _session
     if _session is None:
         _session = requests.Session()
+        pool = requests.adapters.HTTPAdapter(pool_maxsize=POOL_SIZE)
+        _session.mount("https://", pool)
+        _session.mount("http://", pool)
     return _session
 
 
@@ -86,6 +92,7 @@ class HttpClient:
         self._secrets = [s for s in secrets if s]
         self.session = session or shared_session()
         self.stats = HttpStats()
+        self._lock = threading.Lock()  # the pacer and the statistics, shared by the threads reading slices
         self.pacer = Pacer(rate_limit_per_minute, ceiling=rate_limit_ceiling, clock=_monotonic,
                            epoch=_epoch)
 
@@ -101,8 +108,6 @@ class HttpClient:
         url = self.base_url + path
         for attempt in range(1, self.max_attempts + 1):
             self._pace(method, path)
-            self.stats.requests += 1
-            self.pacer.sent()
             wait: float | None = None
             try:
                 response = self.session.request(method, url, params=params, json=json_body, headers=self.headers,
@@ -111,7 +116,8 @@ class HttpClient:
                 failure = VendorError(self.vendor, f"{type(exc).__name__} calling {method} {path}", retryable=True)
                 self._count_retry(type(exc).__name__)
             else:
-                self.pacer.observe(response.headers)
+                with self._lock:
+                    self.pacer.observe(response.headers)
                 outcome = self._interpret(response, method, path)
                 if not isinstance(outcome, VendorError):
                     return outcome
@@ -120,35 +126,44 @@ class HttpClient:
                     raise failure
                 wait = retry_after_seconds(response)
                 if response.status_code == 429:
-                    self.stats.throttles += 1
-                    self.pacer.throttled(vendor_said_when=wait is not None)
+                    with self._lock:
+                        self.stats.throttles += 1
+                        self.pacer.throttled(vendor_said_when=wait is not None)
                 self._count_retry(str(response.status_code) if failure.status else "unreadable_body")
             if attempt == self.max_attempts:
                 raise VendorError(self.vendor, f"gave up after {attempt} attempts; last error: {failure.message}",
                                   status=failure.status, code=failure.code, retryable=True)
             delay = wait if wait is not None else random.uniform(0, min(BACKOFF_CAP_SECONDS,
                                                                           BACKOFF_BASE_SECONDS * 2 ** attempt))
-            self._wait(delay, f"waiting {delay:.0f}s to retry ({failure.message}) would pass the deadline")
-            self.stats.retries += 1
-            self.stats.retry_seconds += delay
+            with self._lock:
+                self._wait_begins(delay, f"waiting {delay:.0f}s to retry ({failure.message}) would pass the deadline")
+                self.stats.retries += 1
+                self.stats.retry_seconds += delay
+            pause(delay)
         raise AssertionError("unreachable")
 
     def _pace(self, method: str, path: str) -> None:
-        """Waits until the next request keeps to the vendor's rate limit; one that would pass the deadline stops
-        the run instead, as a retry's wait does."""
-        delay = self.pacer.delay()
-        if delay <= 0:
-            return
-        self._wait(delay, f"{method} {path} would wait {delay:.1f}s for the vendor's rate limit, past the deadline")
-        self.stats.pacing_waits += 1
-        self.stats.pacing_seconds += delay
+        """Takes the next request's slot under the vendor's rate limit and waits for it; a wait that would pass the
+        deadline stops the run instead, as a retry's wait does. Several threads may share the client: each takes
+        its own slot under the lock, then waits outside it."""
+        with self._lock:
+            delay = self.pacer.delay()
+            if delay > 0:
+                self._wait_begins(delay, f"{method} {path} would wait {delay:.1f}s for the vendor's rate limit, past "
+                                         "the deadline")
+                self.stats.pacing_waits += 1
+                self.stats.pacing_seconds += delay
+            self.stats.requests += 1
+            self.pacer.sent()
+        if delay > 0:
+            pause(delay)
 
-    def _wait(self, delay: float, too_long: str) -> None:
-        """Waits `delay` seconds, unless that would pass the deadline: then the run stops, saying `too_long`."""
+    def _wait_begins(self, delay: float, too_long: str) -> None:
+        """A wait of `delay` seconds begins, unless it would pass the deadline: then the run stops, saying
+        `too_long`."""
         if delay > self.deadline.spendable():
             raise DeadlineReached(f"{self.vendor}: {too_long}")
         self.pacer.waiting(delay)
-        pause(delay)
 
     def _interpret(self, response: requests.Response, method: str, path: str) -> Any:
         """The parsed body of a success, or the VendorError that describes the failure."""
@@ -190,7 +205,8 @@ class HttpClient:
         return text
 
     def _count_retry(self, reason: str) -> None:
-        self.stats.retry_reasons[reason] = self.stats.retry_reasons.get(reason, 0) + 1
+        with self._lock:
+            self.stats.retry_reasons[reason] = self.stats.retry_reasons.get(reason, 0) + 1
 
 
 @dataclass(frozen=True)

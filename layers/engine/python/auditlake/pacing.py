@@ -20,10 +20,13 @@ off it.
 
 Pure arithmetic on two clocks that the caller passes: a monotonic one for spacing and the epoch one that
 `X-RateLimit-Reset` is read against. The caller does the waiting, so the deadline and the statistics stay its own.
+Several threads may share a pacer (the slices of a window are read at once); the caller serialises the calls, and
+each thread's clock runs from the end of its own last wait.
 """
 
 from __future__ import annotations
 
+import threading
 from collections import deque
 from collections.abc import Callable, Mapping
 
@@ -51,7 +54,7 @@ class Pacer:
         self.limit = _capped(limit_per_minute, ceiling)  # what the vendor documents or announces
         self.allowance = self.limit  # what this run may use: the limit, or less after a 429
         self._next_at = float("-inf")  # the earliest moment of the next request
-        self._waited_until = float("-inf")
+        self._waits = threading.local()  # the end of this thread's last wait
         self._sent: deque[float] = deque()  # this run's requests in the trailing minute
         self._first_sent_at: float | None = None
         self._calm_since: float | None = None  # the last 429 or recovery step, while below the limit
@@ -60,7 +63,7 @@ class Pacer:
     def now(self) -> float:
         """The monotonic clock, never earlier than the end of the last wait: a wait lasts at least what was asked,
         also under a replaced pause that does not move the clock."""
-        return max(self._clock(), self._waited_until)
+        return max(self._clock(), getattr(self._waits, "until", float("-inf")))
 
     @property
     def per_minute(self) -> float | None:
@@ -75,7 +78,7 @@ class Pacer:
 
     def waiting(self, seconds: float) -> None:
         """A wait of `seconds` (for pacing or a retry) begins now."""
-        self._waited_until = self.now() + seconds
+        self._waits.until = self.now() + seconds
 
     def sent(self) -> None:
         """A request goes now: the next one is due one interval later."""

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Protocol
 
+from auditlake.archive import window_start
 from auditlake.state import Kind, Span, StreamState
 from auditlake.timeutil import floor_millis
 from auditlake.vendor import Order
@@ -133,16 +134,22 @@ def reconciliation_span(bounds: Bounds, *, origin: datetime, done_until: datetim
 
 def progress(state: StreamState, order: Order) -> float:
     """The share of a backfill's or a reconciliation's span archived, 0 to 1 (1 without a span): its completed
-    windows, plus the open window up to its frontier (the newest archived instant for oldest-first vendors, the
-    oldest for newest-first ones)."""
+    windows, plus what the open window's slices have read up to their frontiers (the newest archived instant for
+    oldest-first vendors, the oldest for newest-first ones)."""
     span = state.backfill
     if span is None:
         return 1.0
     start = state.done_until or span.since
     covered = start - span.since
     window = state.window
-    if window is not None and window.frontier_time is not None:
-        covered += window.frontier_time - start if order is Order.OLDEST_FIRST \
-            else window.planned_end - window.frontier_time
+    if window is not None:
+        covered += window.read_until - window_start(window.id)
+        for piece in window.slices:
+            piece_start = window_start(piece.id)
+            read = timedelta(0)
+            if piece.frontier_time is not None:
+                read = piece.frontier_time - piece_start if order is Order.OLDEST_FIRST \
+                    else piece.planned_end - piece.frontier_time
+            covered -= piece.planned_end - piece_start - read
     total = span.until - span.since
     return round(min(1.0, max(0.0, covered / total)), 4) if total else 1.0

@@ -30,6 +30,8 @@ class Settings:
     # Overrides the vendor's documented limit (a token or organization shared with other integrations, a lower
     # plan); None: the adapter's.
     rate_limit_per_minute: int | None = None
+    # How many slices of a window are read at once (slicing.py); None: as many as the rate limit leaves room for.
+    fetch_concurrency: int | None = None
     # Reconciliation (reconcile.py): how far back each one re-reads, how often one begins (0: never on schedule),
     # and the share of the vendor's rate limit it may use, so it never starves the live collection.
     reconcile_span: timedelta = timedelta(days=7)
@@ -86,6 +88,7 @@ class Settings:
             secret_max_age=int(number("SECRET_MAX_AGE_SECONDS", d["secret_max_age"].default, 0)),
             # Unset (0 here) leaves the adapter's documented limit.
             rate_limit_per_minute=int(number("RATE_LIMIT_PER_MINUTE", 0, 1)) or None,
+            fetch_concurrency=int(number("FETCH_CONCURRENCY", 0, 0)) or None,
             reconcile_span=timedelta(days=number("RECONCILE_SPAN_DAYS", d["reconcile_span"].default.days, 1)),
             reconcile_every=timedelta(hours=number(
                 "RECONCILE_INTERVAL_HOURS", d["reconcile_every"].default.total_seconds() / 3600, 0)),

@@ -12,13 +12,16 @@ its stream can never move the cursor. What the item holds:
 - `seen`: ids archived at or after `done_until - overlap`: the next window re-reads that span and skips them.
   At most MAX_DEDUP_IDS: for a stream busier than that within one overlap, `seen_from` is where the kept ids
   begin, and the next window starts there instead (its overlap shrinks; it never re-reads what it cannot skip).
-- `window`: the window in progress: its bounds, the vendor's cursor, the next part number, the newest (or
-  oldest) event time archived and its ids (where to resume if the vendor's cursor expires), ids to skip, and
-  the ids of the last page fetched (offset paging may repeat them).
+- `window`: the window in progress: its planned end, how far its span is handed to slices (`read_until`), the
+  ids it archived that the next window re-reads, and its open slices. A slice is a part of the window's span read
+  with a query of its own (several are read at once, see engine.py): its bounds, the vendor's cursor, the next part
+  number, the newest (or oldest) event time archived and its ids (where to resume if the vendor's cursor expires),
+  ids to skip, the ids of the last page fetched (offset paging may repeat them), and its `intent`: the keys of the
+  part being written, recorded before the S3 writes, so a crash between the writes and the cursor commit is
+  recognised (and the written objects read back) by the next run. Items written before slices existed hold one
+  window read whole, with its intent beside it; they are read as a window of one slice.
 - `hint`: what the last completed window's final page told the adapter about where the next window may start
   reading (opaque JSON, see engine.py); absent in items written before hints existed, which read as none.
-- `intent`: the keys of the part being written, recorded before the S3 writes, so a crash between the writes
-  and the cursor commit is recognised (and the written objects read back) by the next run.
 - `digest`: the head of the stream's digest chain and what its next digest will list (DigestState; digest.py
   writes the digests and moves the head).
 """
@@ -141,11 +144,21 @@ _deserialize = TypeDeserializer().deserialize
 
 
 @dataclass
-class WindowState:
+class Intent:
+    part: int
+    keys: list[str]
+
+
+@dataclass
+class SliceState:
+    """A part of a window's span, read with a query of its own: `[start, end)` are the query's bounds (a vendor
+    cursor expiry narrows them to what is left), `planned_end` where the slice was planned to end (the next slice
+    begins there). Its objects are named after `id`."""
+
     id: str
-    start: datetime  # query bounds; a vendor cursor expiry narrows them to what is left
+    start: datetime
     end: datetime
-    planned_end: datetime  # the end the window was planned with: done_until moves here when it completes
+    planned_end: datetime
     cursor: Any | None = None
     part: int = 1
     frontier_time: datetime | None = None
@@ -154,16 +167,31 @@ class WindowState:
     # Every id of the last page fetched: offset paging shifts when the vendor inserts late events, and the next
     # page then repeats the tail of this one.
     last_page_ids: set[str] = field(default_factory=set)
+    intent: Intent | None = None
+
+
+@dataclass
+class WindowState:
+    """A window being read: `[start of its id, planned_end)`, handed to slices up to `read_until`; `slices` are
+    the ones not yet read to their end, oldest first. It is complete when its whole span is handed out and every
+    slice is read."""
+
+    id: str
+    planned_end: datetime  # done_until moves here when the window completes
+    read_until: datetime
+    slices: list[SliceState] = field(default_factory=list)
     # Ids archived by this window that the next window re-reads (id -> epoch ms), complete from `carry_from` on.
     # Kept apart from the stream's `seen`, which this window still needs whole to skip what it re-reads.
     carry: dict[str, int] = field(default_factory=dict)
     carry_from: datetime | None = None
+    hint: Any | None = None  # what the final slice's last page said for the next window, kept until completion
+    # The events and the seconds of span of the slices read to their end: the density later slices are sized by.
+    read_events: int = 0
+    read_seconds: float = 0.0
 
-
-@dataclass
-class Intent:
-    part: int
-    keys: list[str]
+    @property
+    def complete(self) -> bool:
+        return not self.slices and self.read_until >= self.planned_end
 
 
 @dataclass
@@ -255,7 +283,6 @@ class StreamState:
     seen_from: datetime | None = None  # when set, `seen` holds every archived id from here on, and no earlier
     window: WindowState | None = None
     hint: Any | None = None  # the adapter's resume hint for the next window (opaque)
-    intent: Intent | None = None
     newest_event_time: datetime | None = None
     events_archived: int = 0
     status: dict[str, Any] = field(default_factory=dict)  # last run's outcome, for operators
@@ -267,6 +294,11 @@ class StreamState:
     @property
     def stream_key(self) -> StreamKey:
         return StreamKey.parse(self.key)
+
+    @property
+    def intents(self) -> list[Intent]:
+        """The parts being written: an open slice's intent each."""
+        return [] if self.window is None else [s.intent for s in self.window.slices if s.intent is not None]
 
 
 class StateStore:
@@ -372,20 +404,16 @@ def _to_item(state: StreamState) -> dict[str, Any]:
         "seen_from": to_iso(state.seen_from) if state.seen_from else None,
         "window": None if window is None else {
             "id": window.id,
-            "start": to_iso(window.start),
-            "end": to_iso(window.end),
             "planned_end": to_iso(window.planned_end),
-            "cursor": json.dumps(window.cursor),
-            "part": window.part,
-            "frontier_time": to_iso(window.frontier_time) if window.frontier_time else None,
-            "frontier_ids": pack_ids(window.frontier_ids),
-            "skip": pack_ids(window.skip),
-            "last_page_ids": pack_ids(window.last_page_ids),
+            "read_until": to_iso(window.read_until),
+            "slices": [_slice_item(s) for s in window.slices],
             "carry": pack_ids(window.carry),
             "carry_from": to_iso(window.carry_from) if window.carry_from else None,
+            "hint": None if window.hint is None else json.dumps(window.hint),
+            "read_events": window.read_events,
+            "read_seconds": json.loads(json.dumps(window.read_seconds), parse_float=Decimal),
         },
         "hint": None if state.hint is None else json.dumps(state.hint),
-        "intent": None if state.intent is None else {"part": state.intent.part, "keys": state.intent.keys},
         "newest_event_time": to_iso(state.newest_event_time) if state.newest_event_time else None,
         "events_archived": state.events_archived,
         "status": json.loads(json.dumps(state.status), parse_float=Decimal) if state.status else None,
@@ -397,7 +425,6 @@ def _to_item(state: StreamState) -> dict[str, Any]:
 
 def _from_item(item: dict[str, Any]) -> StreamState:
     window = item.get("window")
-    intent = item.get("intent")
     seen = _unpack_times(item.get("seen"))
     return StreamState(
         key=item["stream"],
@@ -408,28 +435,63 @@ def _from_item(item: dict[str, Any]) -> StreamState:
         if item.get("backfill") else None,
         seen=seen,
         seen_from=parse_time(item["seen_from"]) if item.get("seen_from") else None,
-        window=None if not window else WindowState(
-            id=window["id"],
-            start=parse_time(window["start"]),
-            end=parse_time(window["end"]),
-            planned_end=parse_time(window["planned_end"]),
-            cursor=json.loads(window["cursor"]),
-            part=int(window["part"]),
-            frontier_time=parse_time(window["frontier_time"]) if window.get("frontier_time") else None,
-            frontier_ids=set(_unpack(window["frontier_ids"])),
-            skip=set(_unpack(window["skip"])),
-            last_page_ids=set(_unpack(window["last_page_ids"])) if window.get("last_page_ids") else set(),
-            carry=_unpack_times(window.get("carry")),
-            carry_from=parse_time(window["carry_from"]) if window.get("carry_from") else None,
-        ),
+        window=None if not window else _window(window, item.get("intent")),
         hint=json.loads(item["hint"]) if item.get("hint") else None,
-        intent=None if not intent else Intent(part=int(intent["part"]), keys=list(intent["keys"])),
         newest_event_time=parse_time(item["newest_event_time"]) if item.get("newest_event_time") else None,
         events_archived=int(item.get("events_archived", 0)),
         status=_plain(item.get("status") or {}),
         reconciliation=_plain(item["reconciliation"]) if item.get("reconciliation") else None,
         digest=DigestState.from_item(item.get("digest")),
     )
+
+
+def _slice_item(s: SliceState) -> dict[str, Any]:
+    return {
+        "id": s.id,
+        "start": to_iso(s.start),
+        "end": to_iso(s.end),
+        "planned_end": to_iso(s.planned_end),
+        "cursor": json.dumps(s.cursor),
+        "part": s.part,
+        "frontier_time": to_iso(s.frontier_time) if s.frontier_time else None,
+        "frontier_ids": pack_ids(s.frontier_ids),
+        "skip": pack_ids(s.skip),
+        "last_page_ids": pack_ids(s.last_page_ids),
+        "intent": None if s.intent is None else {"part": s.intent.part, "keys": s.intent.keys},
+    }
+
+
+def _slice(item: dict[str, Any], intent: dict[str, Any] | None) -> SliceState:
+    return SliceState(
+        id=item["id"],
+        start=parse_time(item["start"]),
+        end=parse_time(item["end"]),
+        planned_end=parse_time(item["planned_end"]),
+        cursor=json.loads(item["cursor"]),
+        part=int(item["part"]),
+        frontier_time=parse_time(item["frontier_time"]) if item.get("frontier_time") else None,
+        frontier_ids=set(_unpack(item["frontier_ids"])),
+        skip=set(_unpack(item["skip"])),
+        last_page_ids=set(_unpack(item["last_page_ids"])) if item.get("last_page_ids") else set(),
+        intent=None if not intent else Intent(part=int(intent["part"]), keys=list(intent["keys"])),
+    )
+
+
+def _window(item: dict[str, Any], legacy_intent: dict[str, Any] | None) -> WindowState:
+    """A stored window; one written before slices existed (its query bounds and cursor its own, its intent beside
+    it in the item) is a window of one slice, named as the window was."""
+    planned_end = parse_time(item["planned_end"])
+    if "slices" in item:
+        slices = [_slice(s, s.get("intent")) for s in item["slices"]]
+        read_until = parse_time(item["read_until"])
+    else:
+        slices = [_slice(item, legacy_intent)]
+        read_until = planned_end
+    return WindowState(id=item["id"], planned_end=planned_end, read_until=read_until, slices=slices,
+                       carry=_unpack_times(item.get("carry")),
+                       carry_from=parse_time(item["carry_from"]) if item.get("carry_from") else None,
+                       hint=json.loads(item["hint"]) if item.get("hint") else None,
+                       read_events=int(item.get("read_events") or 0), read_seconds=float(item.get("read_seconds") or 0))
 
 
 def _plain(value: Any) -> Any:

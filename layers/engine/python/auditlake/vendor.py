@@ -86,6 +86,11 @@ class VendorAdapter(ABC):
     # Requests per minute the vendor documents for this adapter's token (or organization) on the plan audit logs
     # need; None: undocumented. Pacing starts from it; RATE_LIMIT_PER_MINUTE overrides it.
     rate_limit_per_minute: ClassVar[int | None] = None
+    # Requests the vendor allows in flight at once for one token; None: undocumented. Caps the slices read at once.
+    max_concurrent_requests: ClassVar[int | None] = None
+    # The finest time bound the vendor's query takes (None: the millisecond): a window's slices end on multiples of
+    # it, from the Unix epoch, so each slice's query covers its span exactly.
+    query_granularity: ClassVar[timedelta | None] = None
     # What the vendor requires for its audit-log API (plan, feature, role), said when an error shows it is missing.
     audit_log_requirement: ClassVar[str]
 

@@ -1,0 +1,127 @@
+"""How many queries a run keeps in flight, and where a window is cut into the slices they read.
+
+At a vendor's real latency (100 to 500 ms a request), one query paged one page at a time is bound by latency, not by
+the rate limit: at 250 ms it makes about 240 requests a minute, a sixth of Asana's 1,500. So the engine reads a long
+window in slices, each a query of its own with its own vendor cursor, several at once (engine.py), and the one
+pacer of the vendor's token (pacing.py) keeps them all under the shared limit.
+
+- Readers: enough queries in flight to keep the pacer's pace at ASSUMED_LATENCY seconds a request, at most
+  MAX_READERS (each open slice keeps its cursor and its last page's ids in the stream's state item, which DynamoDB
+  caps at 400 KB) and at most what the vendor allows at once (`max_concurrent_requests`). FETCH_CONCURRENCY sets it
+  (1: one query at a time, as before slices existed).
+- Slices: a window shorter than SLICED_WINDOW (every scheduled tick's) is read whole, so an idle tick stays one
+  query. A longer one is handed out from its start, a slice at a time, as readers free up: an even share of what is
+  left among the readers (so all of them read, and finish together), holding between FEWEST_PAGES and TARGET_PAGES
+  pages at the density the run's slices have shown so far. The first slice is a quarter of an even share; the others
+  wait for its first page to show the density (one request's latency). Each slice costs a request that only finds
+  its end, hence the floor. No slice is shorter than MIN_SLICE, and each ends where the vendor's query can end
+  (`query_granularity`: Make filters by day).
+
+Slices only change how a window is read: each event belongs to the one slice its time falls in, every slice is paged
+to a stated end, and the window completes, as before, when all of its span is read.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING
+
+from auditlake.archive import window_start
+from auditlake.http import POOL_SIZE
+from auditlake.state import SliceState, WindowState
+from auditlake.timeutil import MILLISECOND
+from auditlake.vendor import Order, VendorAdapter
+
+if TYPE_CHECKING:
+    from auditlake.settings import Settings
+
+ASSUMED_LATENCY = 0.5  # seconds a request takes at the vendor, for sizing the readers (real APIs: 0.1 to 0.5 s)
+MAX_READERS = POOL_SIZE  # each keeps its connection to the vendor open
+SLICED_WINDOW = timedelta(hours=1)
+MIN_SLICE = timedelta(minutes=1)
+TARGET_PAGES = 20
+FEWEST_PAGES = 5
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def readers(adapter: VendorAdapter, settings: Settings) -> int:
+    """How many slices a run reads at once: FETCH_CONCURRENCY, else enough for the pace the vendor's token allows."""
+    if settings.fetch_concurrency is not None:
+        return settings.fetch_concurrency
+    pace = adapter.http.pacer.per_minute
+    # No limit documented or announced yet: a few, until a 429 or a header teaches the pacer one.
+    wanted = 4 if pace is None else math.ceil(pace / 60 * ASSUMED_LATENCY)
+    cap = min(MAX_READERS, adapter.max_concurrent_requests or MAX_READERS)
+    return max(1, min(wanted, cap))
+
+
+class Slicer:
+    """Where the slices of a run's windows end. Thread-safe: readers report what they read as they go.
+
+    The density it sizes slices by is the window's slices read to their end (kept in the window's state, so a run
+    that resumes the window knows it too) and what this run's open slices have read so far."""
+
+    def __init__(self, adapter: VendorAdapter, readers: int, page_size: int) -> None:
+        self.readers = readers
+        self.order = adapter.order
+        self.grain = adapter.query_granularity
+        self.page_size = page_size
+        self._lock = threading.Lock()
+        self._progress: dict[str, tuple[int, timedelta]] = {}  # per open slice: its events, its span read
+        self.informed = threading.Event()  # set once a page or a slice has shown how dense the window is
+
+    def end(self, start: datetime, window: WindowState) -> datetime:
+        """Where the slice of `window` that begins at `start` ends."""
+        window_end = window.planned_end
+        if self.readers == 1 or window_end - window_start(window.id) < SLICED_WINDOW:
+            return window_end
+        left = window_end - start
+        with self._lock:
+            events = window.read_events + sum(n for n, _ in self._progress.values())
+            covered = timedelta(seconds=window.read_seconds) + sum((r for _, r in self._progress.values()),
+                                                                   timedelta(0))
+        if covered <= timedelta(0):
+            length = left / (4 * self.readers)  # the first slice: nothing read yet to size it by
+        else:
+            # As many slices as readers while that much is left, so all of them read; each slice holds at most
+            # TARGET_PAGES pages (the last round's readers finish together) and at least FEWEST_PAGES (each slice
+            # costs a request that only finds its end). The density counts one event more than seen, so a span
+            # read empty still sizes the next slices (generously) instead of cutting them as thin as the readers.
+            per_page = covered / ((events + 1) / self.page_size)
+            length = max(min(left / self.readers, per_page * TARGET_PAGES), per_page * FEWEST_PAGES)
+        end = self._cut(start + max(length, MIN_SLICE))
+        return window_end if end >= window_end or window_end - end < MIN_SLICE else end
+
+    def may_plan(self, window: WindowState, reading: int) -> bool:
+        """Whether a new slice of `window` may be planned while `reading` slices are being read: the first one
+        always; the others once a page or a slice has shown how dense the window is (until then, readers wait a
+        moment rather than cut slices blind, each of which costs a request)."""
+        return reading == 0 or self.readers == 1 or window.read_seconds > 0 or self.informed.is_set()
+
+    def _cut(self, moment: datetime) -> datetime:
+        """The first instant at or after `moment` where the vendor's query can end, in whole milliseconds."""
+        steps = math.ceil((moment - _EPOCH) / (self.grain or MILLISECOND))
+        return _EPOCH + steps * (self.grain or MILLISECOND)
+
+    def observe(self, piece: SliceState, events: int, edge: datetime | None) -> None:
+        """A page of the slice held `events` of its events, the last (in the vendor's order) at `edge`."""
+        if edge is not None:
+            if self.order is Order.OLDEST_FIRST:
+                read = min(max(edge, piece.start), piece.end) - piece.start
+            else:
+                read = piece.end - min(max(edge, piece.start), piece.end)
+        with self._lock:
+            seen, before = self._progress.get(piece.id, (0, timedelta(0)))
+            self._progress[piece.id] = (seen + events, before if edge is None else max(before, read))
+        if edge is not None:
+            self.informed.set()
+
+    def read(self, window: WindowState, piece: SliceState) -> None:
+        """The slice is read to its end (called under the run's lock): the window counts its events and span."""
+        with self._lock:
+            events, _ = self._progress.pop(piece.id, (0, timedelta(0)))
+        window.read_events += events
+        window.read_seconds += (piece.planned_end - window_start(piece.id)).total_seconds()
+        self.informed.set()
