@@ -33,12 +33,12 @@ from auditlake_local.simulators.clickup import (
 from auditlake_local.stack import LocalStack
 from auditlake_local.template import PROJECT_ROOT
 
+sys.path.insert(0, str(PROJECT_ROOT / "functions" / "clickup"))
+from clickup_collector import OUTCOMES, ClickUp
+
 # Quirks placed at the Nth request, and request counts: read with one query at a time (test_slicing.py reads them
 # in slices).
 pytestmark = pytest.mark.usefixtures("sequential_reading")
-
-sys.path.insert(0, str(PROJECT_ROOT / "functions" / "clickup"))
-from clickup_collector import OUTCOMES, ClickUp
 
 TOKEN = "pk_81000001_Z4Q9J2B7X1C8V3N6M5L0K4H2G7F1D9S3"
 WORKSPACE = "9015000001"

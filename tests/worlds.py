@@ -179,10 +179,11 @@ class World:
 
 
 @contextmanager
-def world_of(vendor: str, stack: LocalStack, now: Callable[[], datetime]) -> Iterator[World]:
-    """The vendor's simulator mounted at `https://<vendor>.test/`, and its collector's secret pointing there."""
+def world_of(vendor: str, stack: LocalStack, now: Callable[[], datetime], **switches: Any) -> Iterator[World]:
+    """The vendor's simulator (with its quirks `switches`) mounted at `https://<vendor>.test/`, and its collector's
+    secret pointing there."""
     local = LOCAL_VENDORS[vendor]
-    world = World(local, local.start(now), TRAITS[vendor])
+    world = World(local, local.start(now, **switches), TRAITS[vendor])
     origin = f"https://{vendor}.test"
     session = http.shared_session()
     session.mount(f"{origin}/", SimulatorAdapter(world.simulator))

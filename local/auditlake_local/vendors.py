@@ -31,7 +31,7 @@ class LocalVendor:
     token: str  # the simulator's own token, not a credential
     scope: dict[str, str]  # the secret's other fields
     api_path: str  # the API's base path on the vendor's host
-    simulator: Callable[[LocalVendor, Clock], VendorSimulator]
+    simulator: Callable[..., VendorSimulator]  # (this vendor, its clock, **switches)
     generate_events: Callable[..., list[dict[str, Any]]]
     id_field: str  # the field of the simulator's events that holds the vendor's event id (the ground truth's key)
     account: str | None = None  # None: the vendor's default account (its first secret)
@@ -51,8 +51,10 @@ class LocalVendor:
         """The collector's logical id in template.yaml."""
         return auditlake_vendors.adapter(self.vendor).function_id()
 
-    def start(self, now: Clock = _utc_now) -> VendorSimulator:
-        return self.simulator(self, now)
+    def start(self, now: Clock = _utc_now, **switches: Any) -> VendorSimulator:
+        """The vendor's simulator; `switches` are its constructor's keyword arguments (the quirks the vendor's docs
+        allow, beyond the defaults)."""
+        return self.simulator(self, now, **switches)
 
     def secret(self, origin: str) -> dict[str, str]:
         """The secret an operator would store, with `base_url` pointing at a simulator served from `origin`."""
@@ -63,27 +65,28 @@ VENDORS: dict[str, LocalVendor] = {
     "asana": LocalVendor(
         vendor="asana", token="asana-sa-token-4f1d0c9e7b2a",  # noqa: S106
         scope={"workspace_gid": "1200000000000001"}, api_path="/api/1.0",
-        simulator=lambda v, now: asana.AsanaSimulator(token=v.token, workspace_gid=v.scope["workspace_gid"], now=now),
+        simulator=lambda v, now, **switches: asana.AsanaSimulator(token=v.token, workspace_gid=v.scope["workspace_gid"],
+                                                                  now=now, **switches),
         generate_events=asana.generate_events, id_field="gid",
     ),
     "ashby": LocalVendor(
         vendor="ashby", token="ashby-api-key-6c1e93f0b27d",  # noqa: S106
         scope={}, api_path="",
-        simulator=lambda v, now: ashby.AshbySimulator(token=v.token, now=now),
+        simulator=lambda v, now, **switches: ashby.AshbySimulator(token=v.token, now=now, **switches),
         generate_events=ashby.generate_events, id_field="id",
     ),
     "clickup": LocalVendor(
         vendor="clickup", token="pk_4417_0Q3ZB8XKQ1T6Y9W2",  # noqa: S106
         scope={"workspace_id": "9015243187"}, api_path="/api/v3",
-        simulator=lambda v, now: clickup.ClickUpSimulator(token=v.token, workspace_id=v.scope["workspace_id"],
-                                                          now=now),
+        simulator=lambda v, now, **switches: clickup.ClickUpSimulator(
+            token=v.token, workspace_id=v.scope["workspace_id"], now=now, **switches),
         generate_events=clickup.generate_events, id_field="id",
     ),
     "make": LocalVendor(
         vendor="make", token="0f8c7e2a-5b1d-4c3e-9a6f-7d2e1b0c4a98",  # noqa: S106
         scope={"organization_id": str(make.DEFAULT_ORGANIZATION_ID), "zone": "eu1.make.com"}, api_path="/api/v2",
-        simulator=lambda v, now: make.MakeSimulator(v.token, v.scope["organization_id"], zone=v.scope["zone"],
-                                                    now=now),
+        simulator=lambda v, now, **switches: make.MakeSimulator(v.token, v.scope["organization_id"],
+                                                                zone=v.scope["zone"], now=now, **switches),
         generate_events=make.generate_events, id_field="uuid",
     ),
 }

@@ -324,7 +324,7 @@ class _StreamRun:
         self.state = state
         self.result = result
         self.cursor_doubted: set[str] = set()  # slices restarted in this run after an unexplained error
-        self.readers = slicing.readers(self.adapter, self.settings)
+        self.readers = slicing.readers(self.adapter, self.settings, key.kind)
         self.slicer = slicing.Slicer(self.adapter, self.readers, self.settings.page_size)
         # The state, the result and the digest's entries are shared by the slices' readers: each change to them, and
         # each save, happens under this lock; fetching pages and writing objects happen outside it.

@@ -6,9 +6,9 @@ window in slices, each a query of its own with its own vendor cursor, several at
 pacer of the vendor's token (pacing.py) keeps them all under the shared limit.
 
 - Readers: enough queries in flight to keep the pacer's pace at ASSUMED_LATENCY seconds a request, at most
-  MAX_READERS (each open slice keeps its cursor and its last page's ids in the stream's state item, which DynamoDB
-  caps at 400 KB) and at most what the vendor allows at once (`max_concurrent_requests`). FETCH_CONCURRENCY sets it
-  (1: one query at a time, as before slices existed).
+  MAX_READERS, at most what the vendor allows at once (`max_concurrent_requests`), and no more than the stream's
+  state item has room for (each open slice keeps its cursor and its last page's ids there, and DynamoDB caps an item
+  at 400 KB). FETCH_CONCURRENCY sets it (1: one query at a time, as before slices existed).
 - Slices: a window shorter than SLICED_WINDOW (every scheduled tick's) is read whole, so an idle tick stays one
   query. A longer one is handed out from its start, a slice at a time, as readers free up: an even share of what is
   left among the readers (so all of them read, and finish together), holding between FEWEST_PAGES and TARGET_PAGES
@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING
 
 from auditlake.archive import window_start
 from auditlake.http import POOL_SIZE
-from auditlake.state import SliceState, WindowState
+from auditlake.state import Kind, SliceState, WindowState
 from auditlake.timeutil import MILLISECOND
 from auditlake.vendor import Order, VendorAdapter
 
@@ -39,6 +39,13 @@ if TYPE_CHECKING:
 
 ASSUMED_LATENCY = 0.5  # seconds a request takes at the vendor, for sizing the readers (real APIs: 0.1 to 0.5 s)
 MAX_READERS = POOL_SIZE  # each keeps its connection to the vendor open
+# An open slice keeps its last page's ids in the state item (about ID_BYTES each, compressed, for the 64-hex ids
+# state.py assumes) and a kilobyte of bounds and cursor. Of DynamoDB's 400 KB, the slices may take SLICES_BUDGET; a
+# live stream's item also keeps up to 2 x 3,000 ids its overlap re-reads (`seen`, the window's `carry`), which a
+# backfill's or a reconciliation's never holds (they have no overlap).
+ID_BYTES = 44
+SLICES_BUDGET = 250_000
+LIVE_SLICES_BUDGET = 100_000
 SLICED_WINDOW = timedelta(hours=1)
 MIN_SLICE = timedelta(minutes=1)
 TARGET_PAGES = 20
@@ -46,14 +53,18 @@ FEWEST_PAGES = 5
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
-def readers(adapter: VendorAdapter, settings: Settings) -> int:
-    """How many slices a run reads at once: FETCH_CONCURRENCY, else enough for the pace the vendor's token allows."""
-    if settings.fetch_concurrency is not None:
-        return settings.fetch_concurrency
+def readers(adapter: VendorAdapter, settings: Settings, kind: Kind) -> int:
+    """How many slices a run reads at once: FETCH_CONCURRENCY, else enough for the pace the vendor's token allows;
+    either way no more than the caps (`kind`: a live stream's item also holds the ids its overlap re-reads)."""
     pace = adapter.http.pacer.per_minute
-    # No limit documented or announced yet: a few, until a 429 or a header teaches the pacer one.
-    wanted = 4 if pace is None else math.ceil(pace / 60 * ASSUMED_LATENCY)
-    cap = min(MAX_READERS, adapter.max_concurrent_requests or MAX_READERS)
+    if settings.fetch_concurrency is not None:
+        wanted = settings.fetch_concurrency
+    elif pace is None:
+        wanted = 4  # no limit documented or announced yet: a few, until a 429 or a header teaches the pacer one
+    else:
+        wanted = math.ceil(pace / 60 * ASSUMED_LATENCY)
+    room = (LIVE_SLICES_BUDGET if kind is Kind.LIVE else SLICES_BUDGET) // (settings.page_size * ID_BYTES + 1_000)
+    cap = min(MAX_READERS, adapter.max_concurrent_requests or MAX_READERS, room)
     return max(1, min(wanted, cap))
 
 
@@ -84,12 +95,15 @@ class Slicer:
                                                                    timedelta(0))
         if covered <= timedelta(0):
             length = left / (4 * self.readers)  # the first slice: nothing read yet to size it by
+        elif events == 0:
+            # Nothing found so far says little about what is left (a new account's events are all recent): an even
+            # share, so that whatever is there is still read by several readers.
+            length = left / self.readers
         else:
             # As many slices as readers while that much is left, so all of them read; each slice holds at most
             # TARGET_PAGES pages (the last round's readers finish together) and at least FEWEST_PAGES (each slice
-            # costs a request that only finds its end). The density counts one event more than seen, so a span
-            # read empty still sizes the next slices (generously) instead of cutting them as thin as the readers.
-            per_page = covered / ((events + 1) / self.page_size)
+            # costs a request that only finds its end).
+            per_page = covered / (events / self.page_size)
             length = max(min(left / self.readers, per_page * TARGET_PAGES), per_page * FEWEST_PAGES)
         end = self._cut(start + max(length, MIN_SLICE))
         return window_end if end >= window_end or window_end - end < MIN_SLICE else end
