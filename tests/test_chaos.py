@@ -56,8 +56,8 @@ def test_a_seed_replays_exactly() -> None:
 def test_forgetting_the_overlap_ids_is_caught_as_duplicates(monkeypatch: pytest.MonkeyPatch) -> None:
     real_complete = engine._StreamRun._complete
 
-    def complete(self: Any, window: Any, hint: Any) -> None:
-        real_complete(self, window, hint)
+    def complete(self: Any, window: Any) -> None:
+        real_complete(self, window)
         self.state.seen = {}  # the next window's overlap re-archives what this one archived
 
     monkeypatch.setattr(engine._StreamRun, "_complete", complete)
@@ -68,8 +68,8 @@ def test_forgetting_the_overlap_ids_is_caught_as_duplicates(monkeypatch: pytest.
 def test_dropping_events_is_caught_as_missing(monkeypatch: pytest.MonkeyPatch) -> None:
     real_add_page = engine._StreamRun._add_page
 
-    def add_page(self: Any, part: Any, window: Any, events: list[dict[str, Any]]) -> None:
-        real_add_page(self, part, window, events[:-1])  # the last event of every page is lost
+    def add_page(self: Any, part: Any, window: Any, piece: Any, events: list[dict[str, Any]]) -> None:
+        real_add_page(self, part, window, piece, events[:-1])  # the last event of every page is lost
 
     monkeypatch.setattr(engine._StreamRun, "_add_page", add_page)
     report = chaos.run(4, 6, ["asana"])

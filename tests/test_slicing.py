@@ -251,7 +251,7 @@ def test_slices_follow_the_density_the_window_has_shown() -> None:
     assert days(5_000, start + timedelta(days=29, hours=12)) == pytest.approx(
         slicing.FEWEST_PAGES * 100 / 5_000, abs=1e-6), "what is left shared evenly, but no fewer pages than that"
     assert days(1_000, start + timedelta(days=20)) == pytest.approx(1.0), "an even share of what is left"
-    assert days(0) == pytest.approx(2.9), "nothing found yet: an even share of what is left"
+    assert days(0) == pytest.approx(30 / 40), "nothing found yet: a quarter of an even share of the window"
     assert slicer.may_plan(month, reading=1)
 
 

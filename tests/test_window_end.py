@@ -47,6 +47,7 @@ def rewrite_third_page(stack: LocalStack, world: World, monkeypatch: pytest.Monk
     monkeypatch.setattr(adapter, "fetch_page", fetch_page)
 
 
+@pytest.mark.usefixtures("sequential_reading")  # the third page of one query
 @pytest.mark.parametrize(("change", "message"), [
     (lambda page: replace(page, cursor=None), r"a page with neither a cursor nor an end"),
     (lambda page: replace(page, cursor=None, end=End.EMPTY), r"ended a window on a page of 100 events as if it "

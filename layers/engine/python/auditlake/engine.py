@@ -242,7 +242,7 @@ class Collector:
                 result.backfill = progress
             elif state.reconciliation is not None:
                 reconciliation = state.reconciliation
-                reconciliation["found"] = int(reconciliation.get("found") or 0) + result.events_archived
+                reconciliation["found"] = int(reconciliation.get("found") or 0)  # booked by each commit
                 if state.window is None and span is not None and state.done_until is not None \
                         and state.done_until >= span.until and reconciliation.get("completed_at") is None:
                     reconciliation["completed_at"] = timeutil.to_iso(now)
@@ -612,6 +612,10 @@ class _StreamRun:
             return
         self.state.events_archived += len(events)
         self.result.events_archived += len(events)
+        if self.kind is Kind.RECONCILE and self.state.reconciliation is not None:
+            # Booked in the commit that archives them: what a run found is reported even if it dies after.
+            found = self.state.reconciliation
+            found["found"] = int(found.get("found") or 0) + len(events)
         newest = max(events.values())
         if self.state.newest_event_time is None or newest > self.state.newest_event_time:
             self.state.newest_event_time = newest

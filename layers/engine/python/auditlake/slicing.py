@@ -12,8 +12,9 @@ pacer of the vendor's token (pacing.py) keeps them all under the shared limit.
 - Slices: a window shorter than SLICED_WINDOW (every scheduled tick's) is read whole, so an idle tick stays one
   query. A longer one is handed out from its start, a slice at a time, as readers free up: an even share of what is
   left among the readers (so all of them read, and finish together), holding between FEWEST_PAGES and TARGET_PAGES
-  pages at the density the run's slices have shown so far. The first slice is a quarter of an even share; the others
-  wait for its first page to show the density (one request's latency). Each slice costs a request that only finds
+  pages at the density the window's recent slices have shown (each slice read weighs twice the one before it). The
+  first slice, and every slice while nothing has been found, is a quarter of an even share of the window; the others
+  wait for the first page to show the density (one request's latency). Each slice costs a request that only finds
   its end, hence the floor. No slice is shorter than MIN_SLICE, and each ends where the vendor's query can end
   (`query_granularity`: Make filters by day).
 
@@ -50,6 +51,7 @@ SLICED_WINDOW = timedelta(hours=1)
 MIN_SLICE = timedelta(minutes=1)
 TARGET_PAGES = 20
 FEWEST_PAGES = 5
+RECENT_WEIGHT = 0.5  # what a slice read counts for in the density, against the slice read after it
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
@@ -93,12 +95,11 @@ class Slicer:
             events = window.read_events + sum(n for n, _ in self._progress.values())
             covered = timedelta(seconds=window.read_seconds) + sum((r for _, r in self._progress.values()),
                                                                    timedelta(0))
-        if covered <= timedelta(0):
-            length = left / (4 * self.readers)  # the first slice: nothing read yet to size it by
-        elif events == 0:
-            # Nothing found so far says little about what is left (a new account's events are all recent): an even
-            # share, so that whatever is there is still read by several readers.
-            length = left / self.readers
+        blind = (window_end - window_start(window.id)) / (4 * self.readers)
+        if covered <= timedelta(0) or events == 0:
+            # Nothing read yet, or nothing found: a quarter of an even share of the window. Whatever is there (a new
+            # account's events are all recent) is still read by several readers; an empty slice costs one request.
+            length = blind
         else:
             # As many slices as readers while that much is left, so all of them read; each slice holds at most
             # TARGET_PAGES pages (the last round's readers finish together) and at least FEWEST_PAGES (each slice
@@ -136,6 +137,9 @@ class Slicer:
         """The slice is read to its end (called under the run's lock): the window counts its events and span."""
         with self._lock:
             events, _ = self._progress.pop(piece.id, (0, timedelta(0)))
-        window.read_events += events
-        window.read_seconds += (piece.planned_end - window_start(piece.id)).total_seconds()
+        # Each slice read weighs twice the one before: the density follows where the window is dense now, not an
+        # average over an empty stretch before it.
+        window.read_events = window.read_events * RECENT_WEIGHT + events
+        window.read_seconds = window.read_seconds * RECENT_WEIGHT + (piece.planned_end - window_start(
+            piece.id)).total_seconds()
         self.informed.set()

@@ -185,8 +185,9 @@ class WindowState:
     carry: dict[str, int] = field(default_factory=dict)
     carry_from: datetime | None = None
     hint: Any | None = None  # what the final slice's last page said for the next window, kept until completion
-    # The events and the seconds of span of the slices read to their end: the density later slices are sized by.
-    read_events: int = 0
+    # The events and the seconds of span of the slices read to their end, each weighing twice the one before: the
+    # density later slices are sized by (slicing.py).
+    read_events: float = 0.0
     read_seconds: float = 0.0
 
     @property
@@ -410,8 +411,8 @@ def _to_item(state: StreamState) -> dict[str, Any]:
             "carry": pack_ids(window.carry),
             "carry_from": to_iso(window.carry_from) if window.carry_from else None,
             "hint": None if window.hint is None else json.dumps(window.hint),
-            "read_events": window.read_events,
-            "read_seconds": json.loads(json.dumps(window.read_seconds), parse_float=Decimal),
+            "read_events": Decimal(str(round(window.read_events, 3))),
+            "read_seconds": Decimal(str(round(window.read_seconds, 3))),
         },
         "hint": None if state.hint is None else json.dumps(state.hint),
         "newest_event_time": to_iso(state.newest_event_time) if state.newest_event_time else None,
@@ -491,7 +492,7 @@ def _window(item: dict[str, Any], legacy_intent: dict[str, Any] | None) -> Windo
                        carry=_unpack_times(item.get("carry")),
                        carry_from=parse_time(item["carry_from"]) if item.get("carry_from") else None,
                        hint=json.loads(item["hint"]) if item.get("hint") else None,
-                       read_events=int(item.get("read_events") or 0), read_seconds=float(item.get("read_seconds") or 0))
+                       read_events=float(item.get("read_events") or 0), read_seconds=float(item.get("read_seconds") or 0))
 
 
 def _plain(value: Any) -> Any:
