@@ -492,7 +492,8 @@ def _window(item: dict[str, Any], legacy_intent: dict[str, Any] | None) -> Windo
                        carry=_unpack_times(item.get("carry")),
                        carry_from=parse_time(item["carry_from"]) if item.get("carry_from") else None,
                        hint=json.loads(item["hint"]) if item.get("hint") else None,
-                       read_events=float(item.get("read_events") or 0), read_seconds=float(item.get("read_seconds") or 0))
+                       read_events=float(item.get("read_events") or 0),
+                       read_seconds=float(item.get("read_seconds") or 0))
 
 
 def _plain(value: Any) -> Any:
