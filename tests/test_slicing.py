@@ -221,7 +221,7 @@ def _window(start: datetime, end: datetime) -> WindowState:
     return WindowState(id=window_id(start, end), planned_end=end, read_until=start)
 
 
-def test_a_short_window_is_read_whole_and_make_s_slices_end_at_midnight() -> None:
+def test_a_short_window_is_read_whole_and_make_s_slices_are_whole_days() -> None:
     start = datetime(2026, 11, 1, 10, 30, tzinfo=UTC)
     asana = slicing.Slicer(_adapter("asana"), readers=12, page_size=100)
     tick = _window(start, start + timedelta(minutes=15))
@@ -232,8 +232,9 @@ def test_a_short_window_is_read_whole_and_make_s_slices_end_at_midnight() -> Non
     first = asana.end(start, month)
     assert start < first < month.planned_end and first - start == timedelta(days=30) / 48
     make = slicing.Slicer(_adapter("make"), readers=32, page_size=100)
-    end = make.end(start, month)  # 30 days / 128 after 10:30: 16:07, cut at the next midnight
-    assert end == datetime(2026, 11, 2, tzinfo=UTC), "Make filters by day: a slice ends at a UTC midnight"
+    end = make.end(start, month)  # 8 days (4 x the 2 it re-reads) after 10:30, cut at the next midnight
+    assert end == datetime(2026, 11, 10, tzinfo=UTC), "Make filters by day: a slice ends at a UTC midnight, and spans " \
+        "at least four times the two days each of its queries reads before it"
 
 
 def test_slices_follow_the_density_the_window_has_shown() -> None:

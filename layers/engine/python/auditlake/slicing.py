@@ -15,8 +15,9 @@ pacer of the vendor's token (pacing.py) keeps them all under the shared limit.
   pages at the density the window's recent slices have shown (each slice read weighs twice the one before it). The
   first slice, and every slice while nothing has been found, is a quarter of an even share of the window; the others
   wait for the first page to show the density (one request's latency). Each slice costs a request that only finds
-  its end, hence the floor. No slice is shorter than MIN_SLICE, and each ends where the vendor's query can end
-  (`query_granularity`: Make filters by day).
+  its end, hence the floor. No slice is shorter than MIN_SLICE, nor than REREAD_FACTOR times what the vendor's
+  query reads before its start (`query_reread`: Make's reads from the UTC day before, so its slices are 8 days at
+  least), and each ends where the vendor's query can end (`query_granularity`: Make filters by day).
 
 Slices only change how a window is read: each event belongs to the one slice its time falls in, every slice is paged
 to a stated end, and the window completes, as before, when all of its span is read.
@@ -51,6 +52,7 @@ SLICED_WINDOW = timedelta(hours=1)
 MIN_SLICE = timedelta(minutes=1)
 TARGET_PAGES = 20
 FEWEST_PAGES = 5
+REREAD_FACTOR = 4  # a slice is at least this many times what its query re-reads before it
 RECENT_WEIGHT = 0.5  # what a slice read counts for in the density, against the slice read after it
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
@@ -80,6 +82,7 @@ class Slicer:
         self.readers = readers
         self.order = adapter.order
         self.grain = adapter.query_granularity
+        self.reread = adapter.query_reread
         self.page_size = page_size
         self._lock = threading.Lock()
         self._progress: dict[str, tuple[int, timedelta]] = {}  # per open slice: its events, its span read
@@ -106,7 +109,7 @@ class Slicer:
             # costs a request that only finds its end).
             per_page = covered / (events / self.page_size)
             length = max(min(left / self.readers, per_page * TARGET_PAGES), per_page * FEWEST_PAGES)
-        end = self._cut(start + max(length, MIN_SLICE))
+        end = self._cut(start + max(length, MIN_SLICE, self.reread * REREAD_FACTOR))
         return window_end if end >= window_end or window_end - end < MIN_SLICE else end
 
     def may_plan(self, window: WindowState, reading: int) -> bool:

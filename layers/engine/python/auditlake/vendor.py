@@ -91,6 +91,10 @@ class VendorAdapter(ABC):
     # The finest time bound the vendor's query takes (None: the millisecond): a window's slices end on multiples of
     # it, from the Unix epoch, so each slice's query covers its span exactly.
     query_granularity: ClassVar[timedelta | None] = None
+    # How far before its start a window's query may read (Make: from the UTC day before its start's, since its days
+    # may be in any zone): each slice after a window's first re-reads that much, so slices are made several times
+    # as long (slicing.py).
+    query_reread: ClassVar[timedelta] = timedelta(0)
     # What the vendor requires for its audit-log API (plan, feature, role), said when an error shows it is missing.
     audit_log_requirement: ClassVar[str]
 
