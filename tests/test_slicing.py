@@ -233,8 +233,8 @@ def test_a_short_window_is_read_whole_and_make_s_slices_are_whole_days() -> None
     assert start < first < month.planned_end and first - start == timedelta(days=30) / 48
     make = slicing.Slicer(_adapter("make"), readers=32, page_size=100)
     end = make.end(start, month)  # 8 days (4 x the 2 it re-reads) after 10:30, cut at the next midnight
-    assert end == datetime(2026, 11, 10, tzinfo=UTC), "Make filters by day: a slice ends at a UTC midnight, and spans " \
-        "at least four times the two days each of its queries reads before it"
+    # Make filters by day: a slice ends at a UTC midnight, and spans at least four times what its query re-reads
+    assert end == datetime(2026, 11, 10, tzinfo=UTC)
 
 
 def test_slices_follow_the_density_the_window_has_shown() -> None:
