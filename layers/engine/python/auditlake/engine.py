@@ -1,16 +1,20 @@
 """The collection engine: closed windows, paged to the end, archived exactly once.
 
-For each stream, a run takes the lease, finishes whatever the last run left (a part being written, a window
+For each stream, a run takes the lease, finishes whatever the last run left (parts being written, a window
 being paged), then collects windows `[done_until - overlap, now - lag)` until it is caught up or the deadline
-is near. A window is paged in parts; each part is written as it fills, in this order:
+is near. A window is read in slices: parts of its span, each its own vendor query with its own cursor, several
+read at once by threads when the window is long (where they end, and how many: slicing.py); a short window is one
+slice. A slice is paged in parts; each part is written as it fills, in this order:
 
-1. record the part's object keys in the state (the intent),
+1. record the part's object keys in the slice's state (the intent),
 2. write the objects (each key once, conditionally),
-3. commit: the vendor cursor after the part, the next part number, the ids the next window must skip.
+3. commit: the slice's vendor cursor after the part, its next part number, the ids the next window must skip.
 
-A crash between any two steps leaves either nothing (1), or an intent whose written objects the next run reads
-back and skips (2), or a committed part (3). Events the vendor publishes late reappear in the next window's
-overlap, where the `seen` ids drop the ones already archived.
+A crash between any two steps leaves, for each slice, either nothing (1), or an intent whose written objects the
+next run reads back and skips (2), or a committed part (3). The state is changed and saved under one lock; pages
+are fetched and objects written outside it. The window completes, and `done_until` moves to its end, once every
+slice is read. Events the vendor publishes late reappear in the next window's overlap, where the `seen` ids drop
+the ones already archived.
 
 A backfill is the same machinery on a stream of its own (its StreamKey's kind BACKFILL, `<vendor>#<stream>#backfill`):
 its windows cover `[since, origin)`, where `origin` is where the stream's first scheduled window began, so the two
@@ -20,8 +24,9 @@ archive already holds for that span. Where each window and span begins and ends 
 
 Resume hints: an adapter may end a window with a hint (`Page.hint` on the final page), which the engine stores in
 the stream's state, in the same write that completes the window, and hands to every page of the next window
-(`Window.hint`), with where that window can start at the earliest (`Window.next_start`: the end less the
-overlap). The engine never reads the hint. A cursor expiry drops it, so the window is then read without it; a
+(`Window.hint`: the window's first slice's), with where that window can start at the earliest
+(`Window.next_start`: the end less the overlap); the window's final slice gives the next one. The engine never
+reads the hint. A cursor expiry drops it, so the window is then read without it; a
 window that ends without one clears it. Make uses it to start the next window near its start instead of at
 the beginning of its UTC day.
 
