@@ -12,7 +12,8 @@ pacer of the vendor's token (pacing.py) keeps them all under the shared limit.
 - Slices: a window shorter than SLICED_WINDOW (every scheduled tick's) is read whole, so an idle tick stays one
   query. A longer one is handed out from its start, a slice at a time, as readers free up: an even share of what is
   left among the readers (so all of them read, and finish together), holding between FEWEST_PAGES and TARGET_PAGES
-  pages at the density the window's recent slices have shown (each slice read weighs twice the one before it). The
+  pages at the density where the window is densest now (its recent slices, each read weighing twice the one before
+  it, or an open slice's pages so far). The
   first slice, and every slice while nothing has been found, is a quarter of an even share of the window; the others
   wait for the first page to show the density (one request's latency). Each slice costs a request that only finds
   its end, hence the floor. No slice is shorter than MIN_SLICE, nor than REREAD_FACTOR times what the vendor's
@@ -94,23 +95,30 @@ class Slicer:
         if self.readers == 1 or window_end - window_start(window.id) < SLICED_WINDOW:
             return window_end
         left = window_end - start
-        with self._lock:
-            events = window.read_events + sum(n for n, _ in self._progress.values())
-            covered = timedelta(seconds=window.read_seconds) + sum((r for _, r in self._progress.values()),
-                                                                   timedelta(0))
-        blind = (window_end - window_start(window.id)) / (4 * self.readers)
-        if covered <= timedelta(0) or events == 0:
+        density = self._density(window)
+        if density is None:
             # Nothing read yet, or nothing found: a quarter of an even share of the window. Whatever is there (a new
             # account's events are all recent) is still read by several readers; an empty slice costs one request.
-            length = blind
+            length = (window_end - window_start(window.id)) / (4 * self.readers)
         else:
             # As many slices as readers while that much is left, so all of them read; each slice holds at most
             # TARGET_PAGES pages (the last round's readers finish together) and at least FEWEST_PAGES (each slice
             # costs a request that only finds its end).
-            per_page = covered / (events / self.page_size)
+            per_page = timedelta(seconds=self.page_size / density)
             length = max(min(left / self.readers, per_page * TARGET_PAGES), per_page * FEWEST_PAGES)
         end = self._cut(start + max(length, MIN_SLICE, self.reread * REREAD_FACTOR))
         return window_end if end >= window_end or window_end - end < MIN_SLICE else end
+
+    def _density(self, window: WindowState) -> float | None:
+        """Events a second where the window is densest now, as far as it has shown: its recent slices read to their
+        end, or an open slice's pages so far, whichever is denser (a dense stretch after an empty one must not be
+        cut by the empty one's average); None while nothing has been found."""
+        with self._lock:
+            open_slices = [events / read.total_seconds() for events, read in self._progress.values()
+                           if events and read > timedelta(0)]
+        done = window.read_events / window.read_seconds if window.read_events and window.read_seconds else 0.0
+        density = max([done, *open_slices])
+        return density or None
 
     def may_plan(self, window: WindowState, reading: int) -> bool:
         """Whether a new slice of `window` may be planned while `reading` slices are being read: the first one
