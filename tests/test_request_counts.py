@@ -62,8 +62,8 @@ def test_slices_cost_at_most_their_end_requests(events: int, stack: LocalStack, 
     assert slices >= world.streams
     spare = 2 * (slices - world.streams)
     if world.vendor == "make":
-        # Each slice after the first also re-reads from the UTC day before its start (its days' zone is not
-        # documented): up to two days of entries, against the eight days a slice spans at least.
+        # Each slice after the first also re-reads the UTC day before its start (its days' zone is not
+        # documented): a day of entries, against the four days a slice spans at least.
         spare += world.backfill_requests() // 4 * (slices - world.streams)
     assert summary["http"]["requests"] <= world.backfill_requests() + spare
     result = check_archive(stack, world.vendor, world.simulator.ground_truth())

@@ -96,7 +96,9 @@ class Make(VendorAdapter):
     retention = timedelta(days=365)
     rate_limit_per_minute = 1000  # developers.make.com rate-limiting page: per organization, Enterprise plan
     query_granularity = timedelta(days=1)  # dateFrom/dateTo are days (YYYY-MM-DD)
-    query_reread = timedelta(days=2)  # a query reads from the UTC day before its start's (see _start)
+    # A query reads from the UTC day before its start's (see _start): for a slice, which starts at a UTC midnight,
+    # that is the whole day before it.
+    query_reread = timedelta(days=1)
     retention_margin = timedelta(days=3)
     audit_log_requirement = ("Make's audit logs need the Enterprise plan, and a token of an Admin or Owner of the "
                              "organization")

@@ -17,7 +17,7 @@ pacer of the vendor's token (pacing.py) keeps them all under the shared limit.
   first slice, and every slice while nothing has been found, is a quarter of an even share of the window; the others
   wait for the first page to show the density (one request's latency). Each slice costs a request that only finds
   its end, hence the floor. No slice is shorter than MIN_SLICE, nor than REREAD_FACTOR times what the vendor's
-  query reads before its start (`query_reread`: Make's reads from the UTC day before, so its slices are 8 days at
+  query reads before its start (`query_reread`: Make's reads the UTC day before, so its slices are 4 days at
   least), and each ends where the vendor's query can end (`query_granularity`: Make filters by day).
 
 Slices only change how a window is read: each event belongs to the one slice its time falls in, every slice is paged
