@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import zlib
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
@@ -125,6 +126,56 @@ def pytest_configure(config: pytest.Config) -> None:
     global _XDIST_CONTROLLER
     _XDIST_CONTROLLER = getattr(config.option, "numprocesses", None) not in (None, 0) \
         and not hasattr(config, "workerinput")
+
+
+# --- `make test-fast`: what is marked slow ---------------------------------------------------------------------
+# Besides the tests marked `slow` where they are written: of every parametrized test that runs on a stack (most of
+# them are matrices over the vendors, the faults or the crash points), all cases but one, chosen by the test's name
+# so that different tests keep different vendors; and every test on the demo workspace or the installed wheel,
+# whose module fixtures alone take longer than the fast run may.
+
+ON_A_STACK = {"stack", "world"}
+SLOW_FIXTURES = {"pristine", "installed"}
+
+
+@pytest.hookimpl(tryfirst=True)  # before `-m` selects by the marks
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    cases: dict[tuple[str, str], list[pytest.Item]] = {}
+    for item in items:
+        fixtures = set(getattr(item, "fixturenames", ()))
+        if SLOW_FIXTURES & fixtures:
+            item.add_marker(pytest.mark.slow)
+        elif getattr(item, "callspec", None) is not None and ON_A_STACK & fixtures and item.parent is not None:
+            cases.setdefault((item.parent.nodeid, getattr(item, "originalname", item.name)), []).append(item)
+    for (_, name), group in cases.items():
+        kept = group[zlib.crc32(name.encode()) % len(group)]
+        for item in group:
+            if item is not kept:
+                item.add_marker(pytest.mark.slow)
+
+
+# Modules whose module-scoped fixture takes seconds to build (the demo workspace, the installed wheel, an archive
+# collected once): each runs whole on one worker, which builds it once. Every other test is scheduled on its own
+# (a class's tests together), so that the long modules spread over the workers.
+WHOLE_MODULES = {"tests/test_cli.py", "tests/test_operator_install.py", "tests/test_athena.py", "tests/test_ocsf.py"}
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    if config.getvalue("dist") != "load":
+        return None  # a --dist the caller chose
+    from xdist.scheduler import LoadScopeScheduling  # noqa: PLC0415 - xdist is present when it calls this hook
+
+    class Scheduling(LoadScopeScheduling):
+        # (xdist's own grouping, --dist loadgroup, renames node ids, which pytest 9 no longer lets it do.)
+        def _split_scope(self, nodeid: str) -> str:
+            module, _, rest = nodeid.partition("::")
+            if module in WHOLE_MODULES:
+                return module
+            path = rest.split("[", 1)[0].split("::")
+            return "::".join([module, *path[:-1]]) if len(path) > 1 else nodeid
+
+    return Scheduling(config, log)
 
 
 @pytest.hookimpl(wrapper=True)

@@ -129,6 +129,7 @@ def slow_requests(monkeypatch: pytest.MonkeyPatch, seconds_per_request: float) -
 # -- the demo and its workspace ------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_demo_collects_checks_saves_and_shows_queries_and_status(capsys: pytest.CaptureFixture[str],
                                                                  tmp_path: Path) -> None:
     directory = tmp_path / "ws"
