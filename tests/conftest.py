@@ -106,7 +106,8 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     workeroutput = getattr(session.config, "workeroutput", None)
     if workeroutput is not None:  # an xdist worker: what the summary prints goes to the controller
         workeroutput["auditlake"] = json.dumps({
-            "tokens": sorted(TOKENS_SEEN), "leaks": TOKEN_LEAKS, "measured": MEASURED,
+            "tokens": sorted(TOKENS_SEEN), "leaks": TOKEN_LEAKS,
+            "measured": list(zip(_MEASURED_AT, MEASURED, strict=True)),
             "matrix": [[_FIRST_SEEN_BY[name], name, asdict(check)] for name, check in MATRIX.items()]})
     if TOKEN_LEAKS:
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
@@ -119,13 +120,42 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
 
 _XDIST_CONTROLLER = False
 _FIRST_SEEN_BY: dict[str, int] = {}  # matrix line -> the collection index of the test that measured it
+_MEASURED_AT: list[int] = []  # the collection index of the test that measured each line of MEASURED
 _MATRIX_FROM_WORKERS: list[tuple[int, str, ArchiveCheck]] = []
+_MEASURED_FROM_WORKERS: list[tuple[int, str]] = []
 
 
 def pytest_configure(config: pytest.Config) -> None:
     global _XDIST_CONTROLLER
     _XDIST_CONTROLLER = getattr(config.option, "numprocesses", None) not in (None, 0) \
         and not hasattr(config, "workerinput")
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> Any:
+    try:
+        return (yield)
+    finally:
+        if MATRIX.keys() - _FIRST_SEEN_BY.keys() or len(MEASURED) > len(_MEASURED_AT):
+            index = item.session.items.index(item)
+            for name in MATRIX.keys() - _FIRST_SEEN_BY.keys():
+                _FIRST_SEEN_BY[name] = index
+            _MEASURED_AT.extend([index] * (len(MEASURED) - len(_MEASURED_AT)))
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node: Any, error: Any) -> None:
+    output = getattr(node, "workeroutput", {}).get("auditlake")
+    if output is None:
+        return  # a worker that died: its tests are reported failed (or rerun) by xdist
+    gathered = json.loads(output)
+    TOKENS_SEEN.update(gathered["tokens"])
+    TOKEN_LEAKS.extend(gathered["leaks"])
+    _MEASURED_FROM_WORKERS.extend((index, line) for index, line in gathered["measured"])
+    MEASURED[:] = [line for _, line in sorted(_MEASURED_FROM_WORKERS, key=lambda entry: entry[0])]
+    _MATRIX_FROM_WORKERS.extend((index, name, ArchiveCheck(**check)) for index, name, check in gathered["matrix"])
+    MATRIX.clear()
+    MATRIX.update((name, check) for _, name, check in sorted(_MATRIX_FROM_WORKERS, key=lambda entry: entry[0]))
 
 
 # --- `make test-fast`: what is marked slow ---------------------------------------------------------------------
@@ -176,31 +206,6 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
             return "::".join([module, *path[:-1]]) if len(path) > 1 else nodeid
 
     return Scheduling(config, log)
-
-
-@pytest.hookimpl(wrapper=True)
-def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> Any:
-    try:
-        return (yield)
-    finally:
-        if MATRIX.keys() - _FIRST_SEEN_BY.keys():
-            index = item.session.items.index(item)
-            for name in MATRIX.keys() - _FIRST_SEEN_BY.keys():
-                _FIRST_SEEN_BY[name] = index
-
-
-@pytest.hookimpl(optionalhook=True)
-def pytest_testnodedown(node: Any, error: Any) -> None:
-    output = getattr(node, "workeroutput", {}).get("auditlake")
-    if output is None:
-        return  # a worker that died: its tests are reported failed (or rerun) by xdist
-    gathered = json.loads(output)
-    TOKENS_SEEN.update(gathered["tokens"])
-    TOKEN_LEAKS.extend(gathered["leaks"])
-    MEASURED.extend(gathered["measured"])
-    _MATRIX_FROM_WORKERS.extend((index, name, ArchiveCheck(**check)) for index, name, check in gathered["matrix"])
-    MATRIX.clear()
-    MATRIX.update((name, check) for _, name, check in sorted(_MATRIX_FROM_WORKERS, key=lambda entry: entry[0]))
 
 
 # --- every AWS call, authorised against the translated template ---------------------------------------------------
