@@ -10,7 +10,7 @@ PY := $(VENV)/bin/python
 export SAM_CLI_TELEMETRY := 0
 export PATH := $(dir $(PYTHON313)):$(PATH)
 
-.PHONY: setup tools demo test bench chaos lint template check-template wheel clean
+.PHONY: setup tools demo test test-fast bench chaos lint template check-template wheel clean
 
 # The version is read from the engine package at install time (pyproject.toml: dynamic), so a new one reinstalls.
 $(VENV)/.installed: pyproject.toml local/pyproject.toml layers/engine/python/auditlake/__init__.py
@@ -49,8 +49,16 @@ check-template: setup tools
 	SAM=$(TOOLS)/sam/bin/sam CHECKOV=$(TOOLS)/checkov/bin/checkov CFN_LINT=$(VENV)/bin/cfn-lint PYTHON=$(PY) \
 		bash scripts/check_template.sh
 
+# Every test, on one worker per core (pytest-xdist; tests/conftest.py says which modules stay on one worker); CI
+# runs this.
+PYTEST_WORKERS := -n auto
 test: lint check-template
-	$(VENV)/bin/pytest -q
+	$(VENV)/bin/pytest -q $(PYTEST_WORKERS)
+
+# What a developer runs on every change, in under a minute: the tests not marked slow (every module keeps some),
+# and the lint; no template checks (`make check-template`).
+test-fast: lint
+	$(VENV)/bin/pytest -q $(PYTEST_WORKERS) -m "not slow"
 
 # The benchmark (a script, not a test; about ten minutes): backfills of 10k, 100k and 1M events per vendor, the idle
 # tick, a day of live ticks, the rate-limited backfill, and the deployment packages (`sam build`). Prints tables and,

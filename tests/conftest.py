@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import json
+import zlib
 from collections import Counter
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import aws_calls
 import boto3
+import botocore.session
 import iam_model
 import pytest
+from moto.kms import models as kms_models
 
 from auditlake import http, secrets, timeutil
 from auditlake.state import StateStore
@@ -88,6 +91,8 @@ def _record_tokens() -> Iterator[None]:
 
 
 def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    if _XDIST_CONTROLLER:
+        return  # the workers search their own tests' reports: only they know the tokens they loaded
     emitted = [content for _, content in report.sections]
     if report.longrepr is not None:
         emitted.append(str(report.longrepr))
@@ -98,8 +103,109 @@ def pytest_runtest_logreport(report: pytest.TestReport) -> None:
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    workeroutput = getattr(session.config, "workeroutput", None)
+    if workeroutput is not None:  # an xdist worker: what the summary prints goes to the controller
+        workeroutput["auditlake"] = json.dumps({
+            "tokens": sorted(TOKENS_SEEN), "leaks": TOKEN_LEAKS,
+            "measured": list(zip(_MEASURED_AT, MEASURED, strict=True)),
+            "matrix": [[_FIRST_SEEN_BY[name], name, asdict(check)] for name, check in MATRIX.items()]})
     if TOKEN_LEAKS:
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+# --- parallel workers (pytest-xdist) ----------------------------------------------------------------------------
+# Each worker runs its share of the tests with its own TOKENS_SEEN, MATRIX and MEASURED; when it finishes, the
+# controller gathers them (pytest_testnodedown) so that its terminal summary prints them whole, the matrix in the
+# tests' collection order, as one process would.
+
+_XDIST_CONTROLLER = False
+_FIRST_SEEN_BY: dict[str, int] = {}  # matrix line -> the collection index of the test that measured it
+_MEASURED_AT: list[int] = []  # the collection index of the test that measured each line of MEASURED
+_MATRIX_FROM_WORKERS: list[tuple[int, str, ArchiveCheck]] = []
+_MEASURED_FROM_WORKERS: list[tuple[int, str]] = []
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    global _XDIST_CONTROLLER
+    _XDIST_CONTROLLER = getattr(config.option, "numprocesses", None) not in (None, 0) \
+        and not hasattr(config, "workerinput")
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> Any:
+    try:
+        return (yield)
+    finally:
+        if MATRIX.keys() - _FIRST_SEEN_BY.keys() or len(MEASURED) > len(_MEASURED_AT):
+            index = item.session.items.index(item)
+            for name in MATRIX.keys() - _FIRST_SEEN_BY.keys():
+                _FIRST_SEEN_BY[name] = index
+            _MEASURED_AT.extend([index] * (len(MEASURED) - len(_MEASURED_AT)))
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node: Any, error: Any) -> None:
+    output = getattr(node, "workeroutput", {}).get("auditlake")
+    if output is None:
+        return  # a worker that died: its tests are reported failed (or rerun) by xdist
+    gathered = json.loads(output)
+    TOKENS_SEEN.update(gathered["tokens"])
+    TOKEN_LEAKS.extend(gathered["leaks"])
+    _MEASURED_FROM_WORKERS.extend((index, line) for index, line in gathered["measured"])
+    MEASURED[:] = [line for _, line in sorted(_MEASURED_FROM_WORKERS, key=lambda entry: entry[0])]
+    _MATRIX_FROM_WORKERS.extend((index, name, ArchiveCheck(**check)) for index, name, check in gathered["matrix"])
+    MATRIX.clear()
+    MATRIX.update((name, check) for _, name, check in sorted(_MATRIX_FROM_WORKERS, key=lambda entry: entry[0]))
+
+
+# --- `make test-fast`: what is marked slow ---------------------------------------------------------------------
+# Besides the tests marked `slow` where they are written: of every parametrized test that runs on a stack (most of
+# them are matrices over the vendors, the faults or the crash points), all cases but one, chosen by the test's name
+# so that different tests keep different vendors; and every test on the demo workspace or the installed wheel,
+# whose module fixtures alone take longer than the fast run may.
+
+ON_A_STACK = {"stack", "world"}
+SLOW_FIXTURES = {"pristine", "installed"}
+
+
+@pytest.hookimpl(tryfirst=True)  # before `-m` selects by the marks
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    cases: dict[tuple[str, str], list[pytest.Item]] = {}
+    for item in items:
+        fixtures = set(getattr(item, "fixturenames", ()))
+        if SLOW_FIXTURES & fixtures:
+            item.add_marker(pytest.mark.slow)
+        elif getattr(item, "callspec", None) is not None and ON_A_STACK & fixtures and item.parent is not None:
+            cases.setdefault((item.parent.nodeid, getattr(item, "originalname", item.name)), []).append(item)
+    for (_, name), group in cases.items():
+        kept = group[zlib.crc32(name.encode()) % len(group)]
+        for item in group:
+            if item is not kept:
+                item.add_marker(pytest.mark.slow)
+
+
+# Modules whose module-scoped fixture takes seconds to build (the demo workspace, the installed wheel, an archive
+# collected once): each runs whole on one worker, which builds it once. Every other test is scheduled on its own
+# (a class's tests together), so that the long modules spread over the workers.
+WHOLE_MODULES = {"tests/test_cli.py", "tests/test_operator_install.py", "tests/test_athena.py", "tests/test_ocsf.py"}
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    if config.getvalue("dist") != "load":
+        return None  # a --dist the caller chose
+    from xdist.scheduler import LoadScopeScheduling  # noqa: PLC0415 - xdist is present when it calls this hook
+
+    class Scheduling(LoadScopeScheduling):
+        # (xdist's own grouping, --dist loadgroup, renames node ids, which pytest 9 no longer lets it do.)
+        def _split_scope(self, nodeid: str) -> str:
+            module, _, rest = nodeid.partition("::")
+            if module in WHOLE_MODULES:
+                return module
+            path = rest.split("[", 1)[0].split("::")
+            return "::".join([module, *path[:-1]]) if len(path) > 1 else nodeid
+
+    return Scheduling(config, log)
 
 
 # --- every AWS call, authorised against the translated template ---------------------------------------------------
@@ -148,6 +254,43 @@ def _authorise_aws_calls() -> Iterator[list[aws_calls.Call]]:
     if problems:
         pytest.fail("AWS would refuse (or the permission model cannot decide) these calls:\n  "
                     + "\n  ".join(sorted(set(problems))), pytrace=False)
+
+
+# --- moto, without the work it repeats for every stack ----------------------------------------------------------
+# Each test builds its own stack in a fresh `mock_aws` (nothing is shared between tests), and each `mock_aws` starts
+# a new boto3 default session: without these two, most of a small test's time went to botocore re-reading its JSON
+# service models for every client, and to moto generating a 2048-bit RSA key for every symmetric KMS key.
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _shared_botocore_models() -> Iterator[None]:
+    """One botocore loader for every session: the service models are read once, not once per client."""
+    create = botocore.session.create_loader
+    loaders: dict[str | None, Any] = {}
+
+    def shared(search_path_string: str | None = None) -> Any:
+        if search_path_string not in loaders:
+            loaders[search_path_string] = create(search_path_string)
+        return loaders[search_path_string]
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(botocore.session, "create_loader", shared)
+        yield
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _one_rsa_key_for_symmetric_kms_keys() -> Iterator[None]:
+    """moto gives every symmetric key an RSA private key that only Sign would use, and Sign refuses a symmetric key:
+    one serves them all. Every other key spec (the digests' signing key) still gets its own."""
+    generate = kms_models.generate_private_key
+    spare = generate("SYMMETRIC_DEFAULT")
+
+    def generating(key_spec: str) -> Any:
+        return spare if key_spec == "SYMMETRIC_DEFAULT" else generate(key_spec)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(kms_models, "generate_private_key", generating)
+        yield
 
 
 @pytest.fixture

@@ -276,6 +276,7 @@ def test_two_make_organizations_in_two_zones(make_zones: tuple[LocalStack, list[
 WRONG_TOKEN = "wrong-token-5d0e8c2b71f4"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("world", [(v, ["second"]) for v in VENDORS], ids=VENDORS, indirect=True)
 def test_exactly_once_with_one_account_failing_part_of_the_time(world: Accounts, clock: Clock) -> None:
     """The second account's token is wrong for two ticks, then revoked in the middle of a run, then fixed. Every

@@ -23,6 +23,7 @@ SEEDS = (2, 11, 13)  # between them, every kind of fault below is injected, and 
 TICKS = 12
 
 
+@pytest.mark.slow
 def test_short_sweep_keeps_every_invariant() -> None:
     reports = [chaos.run(seed, TICKS) for seed in SEEDS]
     failures = [f"seed {r.seed}: {r.failure}\nreplay: {r.replay} --verbose" for r in reports if not r.ok]
@@ -42,6 +43,7 @@ def test_short_sweep_keeps_every_invariant() -> None:
     assert expected <= set(faults), sorted(expected - set(faults))
 
 
+@pytest.mark.slow
 def test_a_seed_replays_exactly() -> None:
     first, second = chaos.run(7, 6, ["make"]), chaos.run(7, 6, ["make"])
     assert first.ok and second.ok

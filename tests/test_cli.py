@@ -129,6 +129,7 @@ def slow_requests(monkeypatch: pytest.MonkeyPatch, seconds_per_request: float) -
 # -- the demo and its workspace ------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_demo_collects_checks_saves_and_shows_queries_and_status(capsys: pytest.CaptureFixture[str],
                                                                  tmp_path: Path) -> None:
     directory = tmp_path / "ws"
@@ -612,6 +613,7 @@ def deployed(stack: LocalStack) -> Iterator[tuple[LocalStack, str]]:
     yield stack, "auditlake-prod"
 
 
+@pytest.mark.slow
 def test_an_auditor_with_the_auditor_policy_can_verify_a_deployed_stack(
         capsys: pytest.CaptureFixture[str], deployed: tuple[LocalStack, str], monkeypatch: pytest.MonkeyPatch,
         clock: Any, pauses: Any) -> None:
@@ -984,6 +986,7 @@ def _checks(out: str) -> dict[str, str]:
     return lines
 
 
+@pytest.mark.slow
 def test_doctor_on_a_healthy_stack_says_every_check_is_ok(
         capsys: pytest.CaptureFixture[str], stack: LocalStack, monkeypatch: pytest.MonkeyPatch) -> None:
     name = "auditlake-prod"
@@ -1022,6 +1025,7 @@ def test_doctor_on_a_healthy_stack_says_every_check_is_ok(
     assert listing["ContextEntries"][0]["ContextKeyValues"][0].startswith("events/vendor=asana/dt=")
 
 
+@pytest.mark.slow
 def test_doctor_names_each_problem_with_its_fix(
         capsys: pytest.CaptureFixture[str], stack: LocalStack, monkeypatch: pytest.MonkeyPatch) -> None:
     """A stack as an operator may leave it: a placeholder secret, a wrong token, a plan without audit logs, an

@@ -329,6 +329,7 @@ def test_a_cap_that_shrinks_after_the_hint_is_caught_and_the_window_read_again(s
 # --- what ClickUp may filter and page by --------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("time_key", "named"), [("endTime", "endTime"), ("internal", "an internal time")])
 def test_paging_by_another_time_than_start_time_fails_loudly_naming_it(time_key: str, named: str,
                                                                        stack: LocalStack, start_clickup: Start,
@@ -352,6 +353,7 @@ def test_paging_by_another_time_than_start_time_fails_loudly_naming_it(time_key:
 # --- errors that move nothing -------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_a_class_the_workspace_refuses_is_named_and_the_others_are_collected(stack: LocalStack,
                                                                              start_clickup: Start,
                                                                              clock: Clock) -> None:
@@ -374,6 +376,7 @@ def test_a_class_the_workspace_refuses_is_named_and_the_others_are_collected(sta
     assert_exactly_once(stack, clickup)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("status", "said"), [(404, r" \[INSUFFICIENT_WORKSPACE_ACCESS\]: audit logs are not available "
                                                     r"to this account: the Workspace cannot use audit logs"),
                                               (402, r": audit logs are not available to this account: Audit logs "
@@ -413,6 +416,7 @@ def test_a_wrong_token_is_a_clear_error_that_moves_nothing(stack: LocalStack, st
 # --- the response's undocumented shape ----------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("knobs", [{"envelope": None, "time_format": "epoch_ms"},
                                    {"envelope": "auditLogs", "row_ids": False}],
                          ids=["bare-list-epoch-ms", "auditLogs-envelope-no-ids"])

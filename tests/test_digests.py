@@ -140,6 +140,7 @@ def test_a_run_that_archives_writes_one_signed_digest_of_everything_it_wrote(sta
     assert_verifies_clean(stack, clock)
 
 
+@pytest.mark.slow
 def test_each_run_that_archives_extends_the_chain_and_the_covered_time(stack: LocalStack, clickup: World,
                                                                        clock: Clock) -> None:
     world = clickup
@@ -166,6 +167,7 @@ def test_each_run_that_archives_extends_the_chain_and_the_covered_time(stack: Lo
     assert_verifies_clean(stack, clock)
 
 
+@pytest.mark.slow
 def test_an_idle_stream_writes_a_digest_at_least_hourly_and_no_more(stack: LocalStack, asana: World,
                                                                      clock: Clock) -> None:
     seed(asana, clock, count=100)

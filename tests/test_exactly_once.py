@@ -203,6 +203,7 @@ def test_concurrent_invocation_is_turned_away(stack: LocalStack, world: World, c
     assert_exactly_once("concurrent invocations", stack, world)
 
 
+@pytest.mark.slow
 def test_late_events_within_the_overlap(stack: LocalStack, world: World, clock: Clock) -> None:
     seed_events(world, clock)
     first = run_until_caught_up(stack, world, clock)[-1]
@@ -256,6 +257,7 @@ def test_token_never_in_archive(stack: LocalStack, world: World, clock: Clock) -
     assert records and all(world.token not in json.dumps(r) for r in records)
 
 
+@pytest.mark.slow
 def test_backfill_extends_history_exactly_once(stack: LocalStack, world: World, clock: Clock) -> None:
     now = clock.now()
     world.seed(1500, now - timedelta(days=14), now - timedelta(minutes=10), seed=9)

@@ -386,6 +386,7 @@ def test_a_backfill_runs_at_90_percent_of_the_limit_without_429s(vendor: str, st
     assert report["events"] > 0 and (report["missing"], report["duplicates"]) == (0, 0), report
 
 
+@pytest.mark.slow
 def test_a_lower_undocumented_limit_converges_with_few_429s(stack: LocalStack) -> None:
     """Asana refuses beyond 600 a minute while the collector believes the documented 1,500."""
     report = rate_limited_backfill(VENDORS["asana"], minutes=2, enforced_per_minute=600, page_size=PAGE,

@@ -154,6 +154,7 @@ def test_makefile_ships_bytecode_that_needs_no_source_check(tmp_path: Path) -> N
         assert flags == 0b01, f"{compiled} flags {flags:#04b}"
 
 
+@pytest.mark.slow
 def test_makefile_layer_is_the_same_whatever_the_build_directory(tmp_path: Path) -> None:
     # sam deploy publishes a new layer version when the zip's hash changes: an unchanged layer must zip the same.
     zips = []
@@ -335,6 +336,7 @@ def test_bundled_runtime_packages_are_reported_as_problems(build_dir: Path) -> N
     assert len(found) == 2 and "FastFunction bundles what the Lambda runtime provides: six" in found[0]
 
 
+@pytest.mark.slow
 def test_cold_import_uses_lambdas_search_path_and_times_the_handler(build_dir: Path) -> None:
     reports = {r["function"]: r for r in packages.package_report(build_dir, runs=2)}
     fast, slow = reports["FastFunction"], reports["SlowFunction"]

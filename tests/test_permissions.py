@@ -70,6 +70,7 @@ def _flows(stack: LocalStack, clock: Clock, monkeypatch: pytest.MonkeyPatch) -> 
     return calls
 
 
+@pytest.mark.slow
 def test_every_call_of_the_collectors_and_the_auditor_is_allowed(
         stack: LocalStack, clock: Clock, pauses: Any, monkeypatch: pytest.MonkeyPatch,
         capsys: pytest.CaptureFixture[str]) -> None:
@@ -108,6 +109,7 @@ def _without(sid: str) -> dict[str, Any]:
     return template
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("sid", "denied"), [
     ("ArchiveKeyForDynamoDB", "AsanaCollectorRole dynamodb:GetItem: kms:Decrypt on "),
     ("ListOwnArchivePrefix", "AsanaCollectorRole s3:ListObjectsV2: s3:ListBucket on "),

@@ -124,6 +124,7 @@ def test_a_reconciliation_that_is_not_due_asks_the_vendor_nothing(stack: LocalSt
     assert verify_archive(stack).clean
 
 
+@pytest.mark.slow
 def test_reconciliation_never_races_the_live_collection(stack: LocalStack, world: World, clock: Clock) -> None:
     """Its span ends where the live stream's completed time less the overlap ends: what the live collection may
     still re-read is left to it, so the two never archive the same event."""
@@ -173,6 +174,7 @@ def test_a_reconciliation_cut_short_by_the_deadline_resumes(stack: LocalStack, w
     assert verify_archive(stack).clean
 
 
+@pytest.mark.slow
 def test_reconciliation_off_and_by_hand(stack: LocalStack, world: World, clock: Clock) -> None:
     miss_late_events(stack, world, clock)
     off = {"RECONCILE_INTERVAL_HOURS": "0"}
@@ -220,6 +222,7 @@ class SimulatedCrash(BaseException):
     """The process dies here: nothing after it runs, not even the lease release."""
 
 
+@pytest.mark.slow
 def test_a_reconciliation_that_dies_after_writing_still_reports_what_it_found(
         stack: LocalStack, world: World, clock: Clock, monkeypatch: pytest.MonkeyPatch) -> None:
     """The run dies after its objects are written, before its commit: the next run reads them back (skipping

@@ -63,13 +63,15 @@ class LocalStack:
         self.conditions: dict[str, bool] = {}
         self.functions: dict[str, Function] = {}
         self.endpoint: str | None = None  # a moto server's URL (`serve`); None: moto in this process (`start`)
-        self._clients: dict[str, Any] = {}
 
     def client(self, service: str) -> Any:
-        """One client per service for this stack's life (building a client costs more than most calls here)."""
-        if service not in self._clients:
-            self._clients[service] = boto3.client(service)
-        return self._clients[service]
+        """One client per service and endpoint for the process's life, shared by the stacks it builds one after
+        another: building a client costs more than most calls here, and moto answers any client made after it was
+        imported, whichever `mock_aws` is active."""
+        key = (service, os.environ.get("AWS_ENDPOINT_URL"))
+        if key not in _CLIENTS:
+            _CLIENTS[key] = boto3.client(service)
+        return _CLIENTS[key]
 
     @classmethod
     @contextmanager
@@ -331,6 +333,8 @@ class LocalStack:
                     records.append({**json.loads(line), "_key": item["Key"]})
         return records
 
+
+_CLIENTS: dict[tuple[str, str | None], Any] = {}
 
 AWS_ENVIRONMENT = {"AWS_DEFAULT_REGION": REGION, "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
                    "AWS_SESSION_TOKEN": "testing", "POWERTOOLS_TRACE_DISABLED": "true",

@@ -668,6 +668,7 @@ def test_generated_events_follow_the_audit_log_event_schema() -> None:
     assert sum(a["created_at"] == b["created_at"] for a, b in itertools.pairwise(events)) > 50  # bursts
 
 
+@pytest.mark.slow
 def test_100k_events_generate_and_page_at_scale(clock: Clock) -> None:
     events = generate_events(100_000, NOW - timedelta(days=30), NOW, seed=13)
     sim = AsanaSimulator(TOKEN, WORKSPACE, now=clock)

@@ -607,6 +607,7 @@ def test_generated_entries_are_realistic_and_deterministic() -> None:
     assert sum(a["createdAt"] == b["createdAt"] for a, b in itertools.pairwise(events)) > 100  # bursts
 
 
+@pytest.mark.slow
 def test_100k_entries_generate_and_page_at_scale(clock: Clock) -> None:
     events = generate_events(100_000, NOW - timedelta(days=30), NOW, seed=13)
     sim = AshbySimulator(API_KEY, now=clock)

@@ -553,6 +553,7 @@ def test_generated_rows_are_realistic_deterministic_and_only_failed_logins_repea
     assert all("'eventType': 'USER_LOGIN', 'eventStatus': 'failed'" in content for content, _ in repeated)
 
 
+@pytest.mark.slow
 def test_100k_rows_generate_load_and_page_at_scale(clock: Clock) -> None:
     events = generate_events(100_000, NOW - timedelta(days=30), NOW, seed=8)
     sim = simulator(clock)

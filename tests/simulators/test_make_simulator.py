@@ -524,6 +524,7 @@ def test_generated_entries_follow_the_spec_schema() -> None:
     assert any("anonymized" in item["actor"] for item in events)
 
 
+@pytest.mark.slow
 def test_100k_entries_generate_and_page_at_scale(clock: Clock) -> None:
     events = generate_events(100_000, NOW - timedelta(days=300), NOW - timedelta(minutes=5), seed=13)
     sim = MakeSimulator(TOKEN, ORG, now=clock, **FRIENDLY)
