@@ -400,7 +400,8 @@ class _Walk:
         return bool(self._returned.get(epoch_ms))
 
     def returned(self, row: _Row) -> bool:
-        return _digest(row.key) in self._returned.get(row.ms, ())
+        digests = self._returned.get(row.ms)
+        return digests is not None and _digest(row.key) in digests  # no hash for a row at no remembered instant
 
     def book(self, rows: list[_Row]) -> None:
         """Remembers the page's rows a re-read of its lowest millisecond (from the one above it) can bring back."""
