@@ -22,7 +22,7 @@ import auditlake_vendors
 from auditlake.archive import PartBuilder
 from auditlake.deadline import Deadline
 from auditlake.http import HttpClient
-from auditlake.records import Normalised, record_line
+from auditlake.records import Normalised, parsed_json_encoder, record_line
 from auditlake.state import StreamKey
 from auditlake.timeutil import to_iso
 from auditlake.vendor import Window
@@ -167,3 +167,14 @@ if __name__ == "__main__":
     EXPECTED.mkdir(exist_ok=True)
     for name in sorted(BODIES):
         (EXPECTED / f"{name}.ndjson").write_bytes(record_lines(name))
+
+
+@pytest.mark.parametrize("options", [{"ensure_ascii": False, "separators": (",", ":")},
+                                     {"sort_keys": True, "separators": (",", ":")}, {}])
+def test_the_fast_encoder_writes_what_json_writes(options: dict[str, Any]) -> None:
+    encoder = json.JSONEncoder(**options)
+    fast = parsed_json_encoder(encoder)
+    for body in BODIES.values():
+        value = json.loads(body.decode("utf-8-sig"))
+        assert fast(value) == encoder.encode(value) == json.dumps(value, **options)
+    assert fast("\u2028 \"é\"") == encoder.encode("\u2028 \"é\"")

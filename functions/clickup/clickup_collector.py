@@ -64,7 +64,7 @@ from datetime import datetime
 from typing import Any
 
 from auditlake.errors import CursorExpired, MalformedResponse, VendorError
-from auditlake.records import Normalised, text
+from auditlake.records import Normalised, parsed_json_encoder, text
 from auditlake.timeutil import from_millis, parse_event_time, to_iso, to_millis
 from auditlake.vendor import End, Order, Page, VendorAdapter, Window
 
@@ -324,8 +324,8 @@ def _own_id(row: dict[str, Any]) -> str | None:
     return str(row_id)
 
 
-# One encoder for every row: json.dumps with options builds a new one per call.
-_canonical = json.JSONEncoder(sort_keys=True, separators=(",", ":")).encode
+# json.dumps(row, sort_keys=True, separators=(",", ":")), without building an encoder per row.
+_canonical = parsed_json_encoder(json.JSONEncoder(sort_keys=True, separators=(",", ":")))
 
 
 def _content_digest(row: dict[str, Any]) -> str:
