@@ -58,7 +58,6 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from collections import Counter
 from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
@@ -250,7 +249,7 @@ class ClickUp(VendorAdapter):
         """The page's rows with their keys and times; an unreadable row refuses the page. A row without an id is
         keyed by its content and its ordinal among identical rows on the page (identical rows share a time)."""
         keyed: list[_Row] = []
-        copies: Counter[str] = Counter()
+        copies: dict[str, int] = {}  # not a Counter: its __missing__ is a Python call, and every digest misses once
         for index, row in enumerate(rows):
             try:
                 if not isinstance(row, dict):
@@ -259,8 +258,8 @@ class ClickUp(VendorAdapter):
                 key = _own_id(row)
                 if key is None:
                     digest = _content_digest(row)
-                    copy = copies[digest]
-                    copies[digest] += 1
+                    copy = copies.get(digest, 0)
+                    copies[digest] = copy + 1
                     key = digest if copy == 0 else f"{digest}-{copy}"
                 keyed.append(_Row(row, key, epoch_ms))
             except (KeyError, TypeError, ValueError) as exc:
