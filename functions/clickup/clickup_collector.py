@@ -58,13 +58,12 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from collections import Counter
 from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
 from auditlake.errors import CursorExpired, MalformedResponse, VendorError
-from auditlake.records import Normalised, text
+from auditlake.records import Normalised, parsed_json_encoder, text
 from auditlake.timeutil import from_millis, parse_event_time, to_iso, to_millis
 from auditlake.vendor import End, Order, Page, VendorAdapter, Window
 
@@ -250,7 +249,7 @@ class ClickUp(VendorAdapter):
         """The page's rows with their keys and times; an unreadable row refuses the page. A row without an id is
         keyed by its content and its ordinal among identical rows on the page (identical rows share a time)."""
         keyed: list[_Row] = []
-        copies: Counter[str] = Counter()
+        copies: dict[str, int] = {}  # not a Counter: its __missing__ is a Python call, and every digest misses once
         for index, row in enumerate(rows):
             try:
                 if not isinstance(row, dict):
@@ -259,8 +258,8 @@ class ClickUp(VendorAdapter):
                 key = _own_id(row)
                 if key is None:
                     digest = _content_digest(row)
-                    copy = copies[digest]
-                    copies[digest] += 1
+                    copy = copies.get(digest, 0)
+                    copies[digest] = copy + 1
                     key = digest if copy == 0 else f"{digest}-{copy}"
                 keyed.append(_Row(row, key, epoch_ms))
             except (KeyError, TypeError, ValueError) as exc:
@@ -292,6 +291,8 @@ class ClickUp(VendorAdapter):
         return key if key is not None else _content_digest(event)
 
     def event_time(self, event: dict[str, Any]) -> datetime:
+        if isinstance(event, _Row):
+            return from_millis(event.ms)  # read with its page: the same instant, not parsed again
         for name in TIME_FIELDS:  # ASSUMPTION: the first of these the row has, ISO 8601 or epoch ms
             if event.get(name) is not None:
                 return parse_event_time(event[name], name)
@@ -322,10 +323,13 @@ def _own_id(row: dict[str, Any]) -> str | None:
     return str(row_id)
 
 
+# json.dumps(row, sort_keys=True, separators=(",", ":")), without building an encoder per row.
+_canonical = parsed_json_encoder(json.JSONEncoder(sort_keys=True, separators=(",", ":")))
+
+
 def _content_digest(row: dict[str, Any]) -> str:
     """SHA-256 of the row's canonical JSON (sorted keys, compact): the same row, the same digest on every read."""
-    canonical = json.dumps(row, sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256(canonical.encode()).hexdigest()
+    return hashlib.sha256(_canonical(row).encode()).hexdigest()
 
 
 def _paging_key(rows: list[_Row], low: int, high: int) -> str:
@@ -395,7 +399,8 @@ class _Walk:
         return bool(self._returned.get(epoch_ms))
 
     def returned(self, row: _Row) -> bool:
-        return _digest(row.key) in self._returned.get(row.ms, ())
+        digests = self._returned.get(row.ms)
+        return digests is not None and _digest(row.key) in digests  # no hash for a row at no remembered instant
 
     def book(self, rows: list[_Row]) -> None:
         """Remembers the page's rows a re-read of its lowest millisecond (from the one above it) can bring back."""

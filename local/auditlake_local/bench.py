@@ -57,13 +57,16 @@ def main(argv: list[str] | None = None) -> None:
                         help="how long each run of the latency table lasts at the limit (default: %(default)s)")
     parser.add_argument("--skip", action="append", default=[], metavar="|".join(SKIPPABLE),
                         help="leave out measurements (repeatable, or comma-separated)")
+    parser.add_argument("--profile", type=Path, metavar="DIR",
+                        help="profile each backfill's collector with cProfile into DIR/<vendor>-<events>.prof "
+                             "(read with python -m pstats); its CPU figures are then inflated by the profiler")
     args = parser.parse_args(argv)
     args.skip = [name for value in args.skip for name in value.split(",")]
     if unknown := set(args.skip) - set(SKIPPABLE):
         parser.error(f"--skip: unknown {', '.join(sorted(unknown))} (choose from {', '.join(SKIPPABLE)})")
     vendors = args.vendor or list(VENDORS)
 
-    backfills = [backfill(vendor, size) for vendor in vendors for size in args.sizes]
+    backfills = [backfill(vendor, size, args.profile) for vendor in vendors for size in args.sizes]
     report: dict[str, Any] = {"backfills": [row for row, _ in backfills],
                               "idle_ticks": [idle for row, idle in backfills if row["events"] == min(args.sizes)],
                               "memory": memory_flatness([row for row, _ in backfills])}
@@ -202,10 +205,14 @@ def live(vendor: str, hours: float = LIVE_HOURS) -> dict[str, Any]:
     return row
 
 
-def backfill(vendor: str, events: int) -> tuple[dict[str, Any], dict[str, Any]]:
+def backfill(vendor: str, events: int, profile: Path | None = None) -> tuple[dict[str, Any], dict[str, Any]]:
     """One backlog archived by a fresh collector process; the row for the table, and the idle tick after it."""
     end = datetime.now(UTC) - timedelta(minutes=5)
-    run, archive = in_world(vendor, events, end - timedelta(days=BACKLOG_DAYS), end)
+    profiling: tuple[str, ...] = ()
+    if profile is not None:
+        profile.mkdir(parents=True, exist_ok=True)
+        profiling = ("--profile", str(profile / f"{vendor}-{events}.prof"))
+    run, archive = in_world(vendor, events, end - timedelta(days=BACKLOG_DAYS), end, profiling)
     minimum = sum(count // LARGEST_PAGE + 1 for count in archive["per_stream"].values()) or 1
     row = {
         "vendor": vendor,

@@ -12,6 +12,9 @@ production; then one reconciliation re-reads the span, and its requests, S3 read
 Given `pacing` (environment settings) on its input line, the backfill is paced at the vendor's limit, or at the one
 those settings name, waiting in real time: the latency table (bench.py) measures requests per minute that way.
 
+With `--profile <file>`, the backfill's invocations (not the idle tick) run under cProfile, whose statistics are
+written to the file.
+
 With `--live`, it runs only the scheduled ticks, as many as fit between the world's first event and `last_tick`,
 and reports what the monthly cost is computed from (cost.py): every AWS operation, the DynamoDB request units, the
 bytes uploaded per key prefix and logged, the distinct custom metrics of its EMF documents, and each tick's time.
@@ -19,6 +22,7 @@ bytes uploaded per key prefix and logged, the distinct custom metrics of its EMF
 
 from __future__ import annotations
 
+import cProfile
 import importlib
 import json
 import os
@@ -62,12 +66,20 @@ def main() -> None:
     timeutil.now = lambda: frozen
     totals: dict[str, Any] = {"invocations": 0, "http_requests": 0, "http_throttles": 0, "s3_objects": 0,
                               "s3_bytes": 0, "dynamodb_reads": 0, "dynamodb_writes": 0, "events": 0}
+    profile_to = sys.argv[sys.argv.index("--profile") + 1] if "--profile" in sys.argv[1:] else None
+    # Timed by CPU, not the wall clock: waiting for the simulator's answers is not the collector's cost.
+    profiler = cProfile.Profile(time.process_time) if profile_to else None
     cpu_started, wall_started = time.process_time(), time.perf_counter()
+    if profiler is not None:
+        profiler.enable()
     while totals["invocations"] < MAX_INVOCATIONS:
         summary = handler({}, LambdaContext(function_name=world["function"]))
         _add(totals, summary)
         if summary["status"] == "ok":
             break
+    if profiler is not None:
+        profiler.disable()
+        profiler.dump_stats(profile_to)
     totals["cpu_seconds"] = time.process_time() - cpu_started
     totals["wall_seconds"] = time.perf_counter() - wall_started
     totals["status"] = summary["status"]

@@ -119,8 +119,11 @@ class PartBuilder:
             buffer = self._days[day] = _DayBuffer()
         buffer.stream.write(line)
         buffer.records += 1
-        buffer.first_time = event_time if buffer.first_time is None else min(buffer.first_time, event_time)
-        buffer.last_time = event_time if buffer.last_time is None else max(buffer.last_time, event_time)
+        # Comparisons, not min/max: two calls less for every event.
+        if buffer.first_time is None or event_time < buffer.first_time:
+            buffer.first_time = event_time
+        if buffer.last_time is None or event_time > buffer.last_time:
+            buffer.last_time = event_time
         self.records += 1
 
     def keys(self) -> list[str]:

@@ -16,8 +16,11 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from email.utils import parsedate_to_datetime
 from typing import Any
+from urllib.parse import urlsplit
 
 import requests
+from requests.adapters import HTTPAdapter
+from urllib3.exceptions import DecodeError, ProtocolError, ReadTimeoutError, SSLError
 
 from auditlake import timeutil
 from auditlake.deadline import Deadline
@@ -51,11 +54,58 @@ def shared_session() -> requests.Session:
     """One connection pool per Lambda container, reused across invocations."""
     global _session
     if _session is None:
-        _session = requests.Session()
-        pool = requests.adapters.HTTPAdapter(pool_maxsize=POOL_SIZE)
-        _session.mount("https://", pool)
-        _session.mount("http://", pool)
+        _session = _Session()
     return _session
+
+
+class _Session(requests.Session):
+    """A requests.Session that does per host what requests does per request, where the answer cannot change.
+
+    requests reads the environment at every request: the proxies for the URL (HTTPS_PROXY, NO_PROXY …, every
+    variable scanned) and the CA bundle (REQUESTS_CA_BUNDLE, CURL_CA_BUNDLE). A Lambda's environment is fixed for
+    the container's life, so the result is kept per scheme and host: the same settings, read once. And a body is
+    read in one piece rather than in 10 KB chunks (see _WholeBodyAdapter)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._environment: dict[tuple[str, str, Any], dict[str, Any]] = {}
+        adapter = _WholeBodyAdapter(pool_maxsize=POOL_SIZE)  # a connection per slice read at once (the default: 10)
+        self.mount("https://", adapter)
+        self.mount("http://", adapter)
+
+    def merge_environment_settings(self, url: Any, proxies: Any, stream: Any, verify: Any, cert: Any) -> Any:
+        if proxies or verify is not None or cert is not None:  # settings passed per request: as requests does
+            return super().merge_environment_settings(url, proxies, stream, verify, cert)
+        parts = urlsplit(url)
+        key = (parts.scheme, parts.netloc, stream)
+        if key not in self._environment:
+            self._environment[key] = super().merge_environment_settings(url, {}, stream, None, None)
+        settings = self._environment[key]
+        return {**settings, "proxies": dict(settings["proxies"])}  # a copy: the caller's to change
+
+
+class _WholeBodyAdapter(HTTPAdapter):
+    """Reads a response's body in one read. Session.send reads it through Response.content, 10 KB at a time, each
+    chunk a round through urllib3's streaming and decoding. (With the environment kept per host: about 120 µs less
+    CPU per request, of 1,200, measured on loopback.) Errors are translated as Response.content translates them."""
+
+    def send(self, request: Any, stream: bool = False, **kwargs: Any) -> requests.Response:
+        response = super().send(request, stream=stream, **kwargs)
+        if not stream:
+            try:
+                body = response.raw.read(decode_content=True)
+            except ProtocolError as exc:
+                raise requests.exceptions.ChunkedEncodingError(exc) from exc
+            except DecodeError as exc:
+                raise requests.exceptions.ContentDecodingError(exc) from exc
+            except ReadTimeoutError as exc:
+                raise requests.ConnectionError(exc) from exc
+            except SSLError as exc:
+                raise requests.exceptions.SSLError(exc) from exc
+            # What Response.content stores once it has read the body, so Session.send finds it read.
+            response._content = body or b""
+            response._content_consumed = True
+        return response
 
 
 @dataclass

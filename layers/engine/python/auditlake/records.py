@@ -9,6 +9,7 @@ read that as "default".
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any, NamedTuple
 
@@ -50,20 +51,40 @@ def text(value: Any) -> str | None:
     return str(value)
 
 
-_encode = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+def parsed_json_encoder(encoder: json.JSONEncoder) -> Callable[[Any], str]:
+    """`encoder.encode`, faster, for values parsed from JSON: the C encoder behind it made once (encode builds one
+    per call), without tracking every container for cycles (parsed JSON has none): a third less per event. The
+    same text; plain `encoder.encode` where CPython's _json accelerator is missing."""
+    make = json.encoder.c_make_encoder
+    if make is None or encoder.indent is not None:
+        return encoder.encode
+    string = json.encoder.encode_basestring_ascii if encoder.ensure_ascii else json.encoder.encode_basestring
+    # The arguments JSONEncoder.iterencode passes, but markers None: no cycle check.
+    c_encode = make(None, encoder.default, string, encoder.indent, encoder.key_separator, encoder.item_separator,
+                    encoder.sort_keys, encoder.skipkeys, encoder.allow_nan)
+    return lambda value: "".join(c_encode(value, 0))
+
+
+_encode = parsed_json_encoder(json.JSONEncoder(ensure_ascii=False, separators=(",", ":")))
 _quote = json.encoder.encode_basestring  # a str as a JSON string literal, exactly as _encode writes strings
 # The record as a template with one slot per column. Filling it value by value is a third of the cost of encoding
-# a dict, and `raw` is the vendor's event encoded once, then quoted.
-_LINE = "{" + ",".join(f'"{column}":%s' for column in COLUMNS) + "}\n"
+# a dict, and `raw` is the vendor's event encoded once, then quoted. Two slots hold their own quotes, saving a copy
+# each: event_time (to_iso's text has nothing to escape) and raw.
+_QUOTED_SLOTS = frozenset({"event_time", "raw"})
+_LINE = "{" + ",".join(f'"{column}":"%s"' if column in _QUOTED_SLOTS else f'"{column}":%s' for column in COLUMNS) \
+    + "}\n"
 
 
-def _json(value: str | None) -> str:
-    # Columns are text or None (see `text`); anything else fails here, and the engine refuses the page.
-    return "null" if value is None else _quote(value)
+def _escape_json(encoded: str) -> str:
+    """_quote of a compact JSON text, without the quotes, faster: such a text holds no control character (its
+    strings escape them), so only backslashes and quotes are escaped."""
+    return encoded.replace("\\", "\\\\").replace('"', '\\"')
 
 
 def record_line(*, event_id: str, event_time: datetime, stream: str, normalised: Normalised,
                 collected_at: str, raw: Any, account: str = "default") -> bytes:
     """One NDJSON line (with its newline), UTF-8, the columns in order."""
-    return (_LINE % (_quote(event_id), _quote(to_iso(event_time)), _quote(stream), _quote(account),
-                     *map(_json, normalised), _quote(collected_at), _quote(_encode(raw)))).encode()
+    # Columns are text or None (see `text`); anything else fails in _quote, and the engine refuses the page.
+    return (_LINE % (_quote(event_id), to_iso(event_time), _quote(stream), _quote(account),
+                     *["null" if value is None else _quote(value) for value in normalised], _quote(collected_at),
+                     _escape_json(_encode(raw)))).encode()

@@ -59,18 +59,23 @@ def parse_event_time(value: object, field: str) -> datetime:
 
 def _parse(value: object) -> tuple[datetime, bool]:
     """The instant, and whether the value said its zone (epoch numbers are UTC by definition)."""
+    if isinstance(value, str):  # first: nearly every vendor time is an ISO string (parsed once or twice per event)
+        text = value.strip()
+        if not text:
+            raise ValueError(f"not a time: {value!r}")
+        if text.isdigit():
+            return _parse(int(text))
+        parsed = datetime.fromisoformat(text.replace("z", "Z"))
+        if parsed.tzinfo is None:
+            return floor_millis(parsed.replace(tzinfo=UTC)), False
+        if parsed.tzinfo is not UTC:
+            parsed = parsed.astimezone(UTC)
+        # floor_millis, without building a new datetime for a time already in whole milliseconds
+        return (floor_millis(parsed) if parsed.microsecond % 1000 else parsed), True
     if isinstance(value, bool):
         raise ValueError(f"not a time: {value!r}")
     if isinstance(value, int | float):
         # Epoch milliseconds are 13 digits today; seconds 10. Anything past year 5138 in seconds is milliseconds.
         seconds = value / 1000 if abs(value) >= 1e11 else value
         return floor_millis(EPOCH + timedelta(seconds=seconds)), True
-    if isinstance(value, str) and value.strip():
-        text = value.strip()
-        if text.isdigit():
-            return _parse(int(text))
-        parsed = datetime.fromisoformat(text.replace("z", "Z"))
-        if parsed.tzinfo is None:
-            return floor_millis(parsed.replace(tzinfo=UTC)), False
-        return floor_millis(parsed.astimezone(UTC)), True
     raise ValueError(f"not a time: {value!r}")
