@@ -178,8 +178,7 @@ def test_slices_are_read_at_once_over_a_real_socket(stack: LocalStack, served_as
     assert summary["status"] == "ok"
     stats = world.simulator.stats()
     assert stats["peak_in_flight"] > 1, "slices are read at once"
-    assert stats["peak_in_flight"] <= slicing.readers(adapter("asana")(  # the readers a run of Asana starts
-        {"token": "t", "workspace_gid": "1"}, _client("asana"), 100), _settings(), Kind.LIVE)
+    assert stats["peak_in_flight"] <= slicing.readers(_adapter("asana"), _settings(), {})  # Asana's readers
     assert stats.get("over_concurrency", 0) == 0
     assert_exactly_once(stack, world)
     clock.advance()
@@ -204,17 +203,23 @@ def _adapter(vendor: str, limit: int | None = None) -> VendorAdapter:
     return adapter(vendor)(secret, _client(vendor, limit), 100)
 
 
+def overlap_ids(count: int) -> dict[str, int]:
+    """`count` ids a live stream keeps for its overlap, 64-hex (the longest state.py assumes)."""
+    return {f"{n:064x}": 1_795_864_929_791 + n for n in range(count)}
+
+
 def test_readers_follow_the_pace_the_vendor_allows_and_the_room_in_the_state() -> None:
     # enough for the pace at half a second a request
-    assert slicing.readers(_adapter("asana"), _settings(), Kind.BACKFILL) == 12  # 1,425/min
-    assert slicing.readers(_adapter("make"), _settings(), Kind.BACKFILL) == 8  # 950/min
-    # ClickUp's 10,000/min would want 80: the state item has room for 46 slices of 100-event pages (18 live)
-    assert slicing.readers(_adapter("clickup"), _settings(), Kind.BACKFILL) == 46
-    assert slicing.readers(_adapter("clickup"), _settings(), Kind.LIVE) == 18
-    assert slicing.readers(_adapter("clickup"), _settings(page_size=1000), Kind.BACKFILL) == 5
+    assert slicing.readers(_adapter("asana"), _settings(), {}) == 12  # 1,425/min
+    assert slicing.readers(_adapter("make"), _settings(), {}) == 8  # 950/min
+    # ClickUp's 10,000/min would want 80: the state item has room for 46 slices of 100-event pages, fewer beside the
+    # most ids a live stream keeps for its overlap
+    assert slicing.readers(_adapter("clickup"), _settings(), {}) == 46
+    assert 10 <= slicing.readers(_adapter("clickup"), _settings(), overlap_ids(3000)) < 46
+    assert slicing.readers(_adapter("clickup"), _settings(page_size=1000), {}) == 5
     # the operator's setting, within the same caps
-    assert slicing.readers(_adapter("asana"), _settings(fetch_concurrency=1), Kind.BACKFILL) == 1
-    assert slicing.readers(_adapter("asana"), _settings(fetch_concurrency=500), Kind.BACKFILL) == 46
+    assert slicing.readers(_adapter("asana"), _settings(fetch_concurrency=1), {}) == 1
+    assert slicing.readers(_adapter("asana"), _settings(fetch_concurrency=500), {}) == 46
 
 
 def _window(start: datetime, end: datetime) -> WindowState:
@@ -261,8 +266,9 @@ def test_the_state_item_stays_within_dynamodb_s_limit_at_the_most_readers() -> N
     ids at their cap on both sides."""
     start = datetime(2026, 11, 1, tzinfo=UTC)
     for kind in (Kind.LIVE, Kind.BACKFILL):
-        readers = slicing.readers(_adapter("clickup"), _settings(), kind)
-        ids = iter(f"{n:064x}" for n in range(10**7))
+        overlap = overlap_ids(3000) if kind is Kind.LIVE else {}
+        readers = slicing.readers(_adapter("clickup"), _settings(), overlap)
+        ids = iter(f"{n:064x}" for n in range(10**6, 10**7))
         slices = []
         for index in range(readers):
             begin = start + timedelta(hours=index)
@@ -271,7 +277,6 @@ def test_the_state_item_stays_within_dynamodb_s_limit_at_the_most_readers() -> N
                                      end=begin + timedelta(hours=1), planned_end=begin + timedelta(hours=1),
                                      cursor={"before": 1795864929791, "rows": 100, "returned": {"1": sorted(page)[:3]}},
                                      frontier_time=begin, frontier_ids=set(sorted(page)[:5]), last_page_ids=page))
-        overlap = {next(ids): 1_795_864_929_791 + n for n in range(3000)} if kind is Kind.LIVE else {}
         window = WindowState(id=window_id(start, start + timedelta(days=2)), planned_end=start + timedelta(days=2),
                              read_until=start + timedelta(hours=readers), slices=slices, carry=dict(overlap))
         state = StreamState(key=str(StreamKey("clickup", "1:auth", kind)), version=1, done_until=start,

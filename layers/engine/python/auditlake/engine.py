@@ -329,8 +329,8 @@ class _StreamRun:
         self.state = state
         self.result = result
         self.cursor_doubted: set[str] = set()  # slices restarted in this run after an unexplained error
-        self.readers = slicing.readers(self.adapter, self.settings, key.kind)
-        self.slicer = slicing.Slicer(self.adapter, self.readers, self.settings.page_size)
+        self.readers = 1  # how many slices of the current window are read at once, and where they end:
+        self.slicer = slicing.Slicer(self.adapter, 1, self.settings.page_size)  # set for each window
         # The state, the result and the digest's entries are shared by the slices' readers: each change to them, and
         # each save, happens under this lock; fetching pages and writing objects happen outside it.
         self.lock = threading.RLock()
@@ -390,6 +390,8 @@ class _StreamRun:
     def _collect_window(self, window: WindowState) -> bool:
         """Reads the window's slices, several at once when the vendor's rate limit leaves room for it (slicing.py),
         each in parts. True when the window is complete, False when the deadline (or a failed slice) stopped it."""
+        self.readers = slicing.readers(self.adapter, self.settings, self.state.seen)
+        self.slicer = slicing.Slicer(self.adapter, self.readers, self.settings.page_size)
         if self.readers == 1:
             self._read_slices(window)
         else:

@@ -7,8 +7,9 @@ pacer of the vendor's token (pacing.py) keeps them all under the shared limit.
 
 - Readers: enough queries in flight to keep the pacer's pace at ASSUMED_LATENCY seconds a request, at most
   MAX_READERS, at most what the vendor allows at once (`max_concurrent_requests`), and no more than the stream's
-  state item has room for (each open slice keeps its cursor and its last page's ids there, and DynamoDB caps an item
-  at 400 KB). FETCH_CONCURRENCY sets it (1: one query at a time, as before slices existed).
+  state item has room for beside the ids it keeps (each open slice keeps its cursor and its last page's ids there,
+  and DynamoDB caps an item at 400 KB); counted for each window. FETCH_CONCURRENCY sets it (1: one query at a time,
+  as before slices existed).
 - Slices: a window shorter than SLICED_WINDOW (every scheduled tick's) is read whole, so an idle tick stays one
   query. A longer one is handed out from its start, a slice at a time, as readers free up: an even share of what is
   left among the readers (so all of them read, and finish together), holding between FEWEST_PAGES and TARGET_PAGES
@@ -28,12 +29,13 @@ from __future__ import annotations
 
 import math
 import threading
+from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
 from auditlake.archive import window_start
 from auditlake.http import POOL_SIZE
-from auditlake.state import Kind, SliceState, WindowState
+from auditlake.state import SliceState, WindowState, pack_ids
 from auditlake.timeutil import MILLISECOND
 from auditlake.vendor import Order, VendorAdapter
 
@@ -43,12 +45,12 @@ if TYPE_CHECKING:
 ASSUMED_LATENCY = 0.5  # seconds a request takes at the vendor, for sizing the readers (real APIs: 0.1 to 0.5 s)
 MAX_READERS = POOL_SIZE  # each keeps its connection to the vendor open
 # An open slice keeps its last page's ids in the state item (about ID_BYTES each, compressed, for the 64-hex ids
-# state.py assumes) and a kilobyte of bounds and cursor. Of DynamoDB's 400 KB, the slices may take SLICES_BUDGET; a
-# live stream's item also keeps up to 2 x 3,000 ids its overlap re-reads (`seen`, the window's `carry`), which a
-# backfill's or a reconciliation's never holds (they have no overlap).
+# state.py assumes) and a kilobyte of bounds and cursor. Of DynamoDB's 400 KB an item, the slices and the stream's
+# `seen` ids share SLICES_BUDGET: the window's `carry` may grow to 3,000 ids (about 130 KB) while it is read, and the
+# digest's pending objects and the rest take about 20 KB. (A backfill's or a reconciliation's item has neither
+# `seen` nor `carry`: no overlap.)
 ID_BYTES = 44
 SLICES_BUDGET = 250_000
-LIVE_SLICES_BUDGET = 100_000
 SLICED_WINDOW = timedelta(hours=1)
 MIN_SLICE = timedelta(minutes=1)
 TARGET_PAGES = 20
@@ -58,9 +60,9 @@ RECENT_WEIGHT = 0.5  # what a slice read counts for in the density, against the 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
-def readers(adapter: VendorAdapter, settings: Settings, kind: Kind) -> int:
-    """How many slices a run reads at once: FETCH_CONCURRENCY, else enough for the pace the vendor's token allows;
-    either way no more than the caps (`kind`: a live stream's item also holds the ids its overlap re-reads)."""
+def readers(adapter: VendorAdapter, settings: Settings, seen: Mapping[str, int]) -> int:
+    """How many slices a window is read in at once: FETCH_CONCURRENCY, else enough for the pace the vendor's token
+    allows; either way no more than the caps, the room in the state item counted with the stream's `seen` ids."""
     pace = adapter.http.pacer.per_minute
     if settings.fetch_concurrency is not None:
         wanted = settings.fetch_concurrency
@@ -68,7 +70,7 @@ def readers(adapter: VendorAdapter, settings: Settings, kind: Kind) -> int:
         wanted = 4  # no limit documented or announced yet: a few, until a 429 or a header teaches the pacer one
     else:
         wanted = math.ceil(pace / 60 * ASSUMED_LATENCY)
-    room = (LIVE_SLICES_BUDGET if kind is Kind.LIVE else SLICES_BUDGET) // (settings.page_size * ID_BYTES + 1_000)
+    room = (SLICES_BUDGET - (len(pack_ids(seen)) if seen else 0)) // (settings.page_size * ID_BYTES + 1_000)
     cap = min(MAX_READERS, adapter.max_concurrent_requests or MAX_READERS, room)
     return max(1, min(wanted, cap))
 
