@@ -14,9 +14,9 @@ pacer of the vendor's token (pacing.py) keeps them all under the shared limit.
   query. A longer one is handed out from its start, a slice at a time, as readers free up: an even share of what is
   left among the readers (so all of them read, and finish together), holding between FEWEST_PAGES and TARGET_PAGES
   pages at the density where the window is densest now (its recent slices, each read weighing twice the one before
-  it, or an open slice's pages so far). The
-  first slice, and every slice while nothing has been found, is a quarter of an even share of the window; the others
-  wait for the first page to show the density (one request's latency). Each slice costs a request that only finds
+  it, or an open slice's pages so far). The first slice, and every slice while nothing has been found, is a quarter
+  of an even share of the window (among BLIND_READERS at most: an empty slice costs a request); the others wait
+  for the first page to show the density (one request's latency). Each slice costs a request that only finds
   its end, hence the floor. No slice is shorter than MIN_SLICE, nor than REREAD_FACTOR times what the vendor's
   query reads before its start (`query_reread`: Make's reads the UTC day before, so its slices are 4 days at
   least), and each ends where the vendor's query can end (`query_granularity`: Make filters by day).
@@ -57,6 +57,7 @@ TARGET_PAGES = 20
 FEWEST_PAGES = 5
 REREAD_FACTOR = 4  # a slice is at least this many times what its query re-reads before it
 RECENT_WEIGHT = 0.5  # what a slice read counts for in the density, against the slice read after it
+BLIND_READERS = 16  # slices cut before anything is found are cut as for at most this many readers
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
@@ -101,7 +102,7 @@ class Slicer:
         if density is None:
             # Nothing read yet, or nothing found: a quarter of an even share of the window. Whatever is there (a new
             # account's events are all recent) is still read by several readers; an empty slice costs one request.
-            length = (window_end - window_start(window.id)) / (4 * self.readers)
+            length = (window_end - window_start(window.id)) / (4 * min(self.readers, BLIND_READERS))
         else:
             # As many slices as readers while that much is left, so all of them read; each slice holds at most
             # TARGET_PAGES pages (the last round's readers finish together) and at least FEWEST_PAGES (each slice
