@@ -14,6 +14,7 @@ import gzip
 import hashlib
 import json
 import re
+import threading
 import zlib
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
@@ -147,6 +148,7 @@ class Archive:
         self.kms_key_arn = kms_key_arn
         self.objects_written = 0
         self.bytes_written = 0
+        self._counting = threading.Lock()  # runs of several streams and slices count here at once
 
     def put(self, obj: ArchiveObject) -> str | None:
         """Writes the object once and returns its version id (also set on `obj`); raises ArchiveConflict if the
@@ -162,8 +164,9 @@ class Archive:
             if exc.response.get("Error", {}).get("Code") in {"PreconditionFailed", "ConditionalRequestConflict"}:
                 raise ArchiveConflict(f"s3://{self.bucket}/{obj.key} already exists") from exc
             raise
-        self.objects_written += 1
-        self.bytes_written += len(obj.body)
+        with self._counting:
+            self.objects_written += 1
+            self.bytes_written += len(obj.body)
         obj.version_id = response.get("VersionId")
         return obj.version_id
 

@@ -38,6 +38,7 @@ import base64
 import gzip
 import hashlib
 import json
+import threading
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -182,6 +183,7 @@ class DigestWriter:
         self.written = 0
         self.adopted = 0
         self.signatures = 0
+        self._counting = threading.Lock()  # the streams of an account run at once
 
     # -- what the engine records as it goes ------------------------------------------------------------------
 
@@ -219,7 +221,8 @@ class DigestWriter:
             signature = self._sign(string_to_sign(key, sha256, state.digest.previous_sha256))
             if self._put(key, body, signature):
                 self._advance(state, key, sha256, sequence, now, position_of(state))
-                self.written += 1
+                with self._counting:
+                    self.written += 1
                 return key
             self._adopt(state, key, sequence)
             if not self.due(state, now):
@@ -235,7 +238,8 @@ class DigestWriter:
             error = exc.response.get("Error", {})
             raise DigestError(f"KMS refused to sign a digest with {self.signing_key_arn}: {error.get('Code')}: "
                               f"{error.get('Message')}") from exc
-        self.signatures += 1
+        with self._counting:
+            self.signatures += 1
         return base64.b64encode(response["Signature"]).decode()
 
     def _put(self, key: str, body: bytes, signature: str) -> bool:
@@ -286,7 +290,8 @@ class DigestWriter:
             digest.covered = [(max(start, covered_to), end) for start, end in digest.covered if end > covered_to]
         self._advance(state, key, hashlib.sha256(stored).hexdigest(), sequence, created_at, position,
                       keep_pending=True)
-        self.adopted += 1
+        with self._counting:
+            self.adopted += 1
 
     @staticmethod
     def _advance(state: StreamState, key: str, sha256: str, sequence: int, at: datetime, position: dict[str, Any],

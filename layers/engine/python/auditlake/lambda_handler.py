@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, NoReturn
@@ -152,8 +153,9 @@ class _Account:
 def collect(adapter_class: type[VendorAdapter], settings: Settings, context: Any, *,
             backfill_since: datetime | None = None, reconcile: Reconciliation | None = None,
             account: str | None = None) -> dict[str, Any]:
-    """One run over the vendor's accounts (`account`: only that one, "default" naming the first): every (account,
-    stream) pair in turn, each with an even share of what is left of the invocation. An account that fails is
+    """One run over the vendor's accounts (`account`: only that one, "default" naming the first): each account in
+    turn, its first stream alone, then its other streams at once (one at a time with FETCH_CONCURRENCY=1), each
+    account with an even share of what is left of the invocation. An account that fails is
     reported by name and the others are still collected; the run then raises CollectionFailed, listing every
     failure."""
     vendor = adapter_class.vendor
@@ -184,15 +186,11 @@ def collect(adapter_class: type[VendorAdapter], settings: Settings, context: Any
             failures.append(_Failure(f"{vendor} account {entry.label}: {exc}", exc, account=True))
 
     pairs = [(entry, key) for entry in accounts for key in entry.keys]
-    for index, (entry, key) in enumerate(pairs):
-        if entry.failed:
-            continue  # its audit logs are unavailable: its other streams would fail the same way
+
+    def run(entry: _Account, key: StreamKey, share: Deadline, streams_at_once: int = 1) -> StreamResult:
         assert entry.adapter is not None
-        # Every (account, stream) pair shares the invocation: each may spend an even share of what is left, so one
-        # stream's or one account's backlog never starves the others.
-        left = sum(1 for other, _ in pairs[index:] if not other.failed)
-        collector = Collector(entry.adapter, settings, store, archive, digests, deadline.share(left), owner,
-                              account=entry.name)
+        collector = Collector(entry.adapter, settings, store, archive, digests, share, owner, account=entry.name,
+                              streams_at_once=streams_at_once)
         with tracer.provider.in_subsegment(f"## {vendor} stream") as subsegment:
             subsegment.put_annotation("stream", key.stream)
             subsegment.put_annotation("account", entry.label)
@@ -209,8 +207,14 @@ def collect(adapter_class: type[VendorAdapter], settings: Settings, context: Any
                 logger.exception("stream failed", extra={"stream": str(key), "account": entry.label})
                 result = StreamResult(stream=str(key), account=entry.label, status="error", error=str(exc))
                 failures.append(_Failure(f"{vendor} account {entry.label}, stream {key}: {exc}", exc))
-        results.append(result)
         logger.info("stream collected", extra=result.as_dict())
+        return result
+
+    for number, entry in enumerate(accounts):
+        # Every account shares the invocation: each may spend an even share of what is left (its streams counted
+        # one by one when they run one after another), so one backlog never starves the others.
+        later = sum(len(other.keys) for other in accounts[number + 1:] if not other.failed)
+        results += _run_account(entry, later, deadline, settings, run)
 
     clients = [entry.http for entry in accounts if entry.http is not None]
     _publish_metrics(vendor, results, clients, digests, mode=mode)
@@ -218,6 +222,27 @@ def collect(adapter_class: type[VendorAdapter], settings: Settings, context: Any
     if failures:
         _raise(vendor, failures, nothing_ran=len(accounts) == 1 and not pairs)
     return summary
+
+
+def _run_account(entry: _Account, later: int, deadline: Deadline, settings: Settings,
+                 run: Callable[[_Account, StreamKey, Deadline, int], StreamResult]) -> list[StreamResult]:
+    """The account's streams: its first alone, so an account whose plan has no audit logs fails once, not once per
+    stream; then the others at once (ClickUp's classes), sharing the token's pacer and readers, so that each is read
+    at the vendor's pace without waiting for another's first and last requests. One at a time with
+    FETCH_CONCURRENCY=1. `later`: the streams of the accounts after this one, which share what is left."""
+    results: list[StreamResult] = []
+    keys = list(entry.keys)
+    while keys and not entry.failed:
+        if settings.fetch_concurrency == 1 or len(keys) == 1 or not results:
+            key = keys.pop(0)
+            results.append(run(entry, key, deadline.share(len(keys) + 1 + later), 1))
+            continue
+        share = deadline.share(1 + later)
+        with ThreadPoolExecutor(len(keys), thread_name_prefix=f"{entry.label}-stream") as pool:
+            futures = [pool.submit(run, entry, key, share, len(keys)) for key in keys]
+        results += [future.result() for future in futures]
+        keys = []
+    return results
 
 
 def _raise(vendor: str, failures: list[_Failure], *, nothing_ran: bool) -> NoReturn:

@@ -31,6 +31,7 @@ from __future__ import annotations
 import enum
 import json
 import re
+import threading
 import zlib
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -308,6 +309,7 @@ class StateStore:
         self.table = table
         self.reads = 0
         self.writes = 0  # a lease taken (a conditional update that returns the state) counts as one write
+        self._counting = threading.Lock()  # runs of several streams and slices count here at once
 
     @property
     def operations(self) -> int:
@@ -315,7 +317,8 @@ class StateStore:
 
     def acquire(self, key: StreamKey, owner: str, lease_until: int, now: int) -> StreamState:
         """Takes the stream's lease (free, or expired) and returns its state; StreamBusy if another run holds it."""
-        self.writes += 1
+        with self._counting:
+            self.writes += 1
         try:
             item = self.dynamodb.update_item(
                 TableName=self.table, Key={"stream": {"S": str(key)}},
@@ -339,7 +342,8 @@ class StateStore:
         if not release:
             item["lease_owner"] = owner
             item["lease_expires"] = lease_until
-        self.writes += 1
+        with self._counting:
+            self.writes += 1
         try:
             self.dynamodb.put_item(
                 TableName=self.table, Item={k: _serialize(v) for k, v in item.items() if v is not None},
@@ -357,13 +361,15 @@ class StateStore:
         """Every stream's state, for operators (no lease; a handful of items, read consistently)."""
         states = []
         for page in self.dynamodb.get_paginator("scan").paginate(TableName=self.table, ConsistentRead=True):
-            self.reads += 1
+            with self._counting:
+                self.reads += 1
             states += [_from_item({k: _deserialize(v) for k, v in item.items()}) for item in page["Items"]]
         return sorted(states, key=lambda state: state.key)
 
     def read(self, key: StreamKey) -> StreamState | None:
         """The stored state, for operators and tests (no lease)."""
-        self.reads += 1
+        with self._counting:
+            self.reads += 1
         item = self.dynamodb.get_item(TableName=self.table, Key={"stream": {"S": str(key)}}, ConsistentRead=True)
         if "Item" not in item:
             return None
