@@ -115,10 +115,8 @@ class _Part:
 class Collector:
     def __init__(self, adapter: VendorAdapter, settings: Settings, store: StateStore, archive: Archive,
                  digests: DigestWriter, deadline: Deadline, owner: str,
-                 now: Callable[[], datetime] | None = None, *, account: str | None = None,
-                 streams_at_once: int = 1) -> None:
-        """`account`: the vendor's account `adapter` reads (None: its default one), which the streams' keys name;
-        `streams_at_once`: how many of the account's streams run at the same time, sharing its readers."""
+                 now: Callable[[], datetime] | None = None, *, account: str | None = None) -> None:
+        """`account`: the vendor's account `adapter` reads (None: its default one), which the streams' keys name."""
         self.adapter = adapter
         self.vendor = adapter.vendor
         self.account = account
@@ -129,7 +127,6 @@ class Collector:
         self.deadline = deadline
         self.owner = owner
         self.now = now or timeutil.now
-        self.streams_at_once = streams_at_once
 
     # -- a stream's run ------------------------------------------------------------------------------------
 
@@ -393,7 +390,7 @@ class _StreamRun:
     def _collect_window(self, window: WindowState) -> bool:
         """Reads the window's slices, several at once when the vendor's rate limit leaves room for it (slicing.py),
         each in parts. True when the window is complete, False when the deadline (or a failed slice) stopped it."""
-        self.readers = slicing.readers(self.adapter, self.settings, self.state.seen, self.c.streams_at_once)
+        self.readers = slicing.readers(self.adapter, self.settings, self.state.seen)
         self.slicer = slicing.Slicer(self.adapter, self.readers, self.settings.page_size)
         if self.readers == 1:
             self._read_slices(window)

@@ -187,10 +187,9 @@ def collect(adapter_class: type[VendorAdapter], settings: Settings, context: Any
 
     pairs = [(entry, key) for entry in accounts for key in entry.keys]
 
-    def run(entry: _Account, key: StreamKey, share: Deadline, streams_at_once: int = 1) -> StreamResult:
+    def run(entry: _Account, key: StreamKey, share: Deadline) -> StreamResult:
         assert entry.adapter is not None
-        collector = Collector(entry.adapter, settings, store, archive, digests, share, owner, account=entry.name,
-                              streams_at_once=streams_at_once)
+        collector = Collector(entry.adapter, settings, store, archive, digests, share, owner, account=entry.name)
         with tracer.provider.in_subsegment(f"## {vendor} stream") as subsegment:
             subsegment.put_annotation("stream", key.stream)
             subsegment.put_annotation("account", entry.label)
@@ -225,21 +224,21 @@ def collect(adapter_class: type[VendorAdapter], settings: Settings, context: Any
 
 
 def _run_account(entry: _Account, later: int, deadline: Deadline, settings: Settings,
-                 run: Callable[[_Account, StreamKey, Deadline, int], StreamResult]) -> list[StreamResult]:
+                 run: Callable[[_Account, StreamKey, Deadline], StreamResult]) -> list[StreamResult]:
     """The account's streams: its first alone, so an account whose plan has no audit logs fails once, not once per
-    stream; then the others at once (ClickUp's classes), sharing the token's pacer and readers, so that each is read
-    at the vendor's pace without waiting for another's first and last requests. One at a time with
+    stream; then the others at once (ClickUp's classes), sharing the token's pacer, so that each is read at the
+    vendor's pace without waiting for another's first and last requests. One at a time with
     FETCH_CONCURRENCY=1. `later`: the streams of the accounts after this one, which share what is left."""
     results: list[StreamResult] = []
     keys = list(entry.keys)
     while keys and not entry.failed:
         if settings.fetch_concurrency == 1 or len(keys) == 1 or not results:
             key = keys.pop(0)
-            results.append(run(entry, key, deadline.share(len(keys) + 1 + later), 1))
+            results.append(run(entry, key, deadline.share(len(keys) + 1 + later)))
             continue
         share = deadline.share(1 + later)
         with ThreadPoolExecutor(len(keys), thread_name_prefix=f"{entry.label}-stream") as pool:
-            futures = [pool.submit(run, entry, key, share, len(keys)) for key in keys]
+            futures = [pool.submit(run, entry, key, share) for key in keys]
         results += [future.result() for future in futures]
         keys = []
     return results

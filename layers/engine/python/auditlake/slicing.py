@@ -9,8 +9,8 @@ pacer of the vendor's token (pacing.py) keeps them all under the shared limit.
   MAX_READERS, at most what the vendor allows at once (`max_concurrent_requests`), and no more than the stream's
   state item has room for beside the ids it keeps (each open slice keeps its cursor and its last page's ids there,
   and DynamoDB caps an item at 400 KB); counted for each window. FETCH_CONCURRENCY sets it (1: one query at a time,
-  as before slices existed). An account's streams after its first run at once (ClickUp's six classes), sharing the
-  readers the pace calls for.
+  as before slices existed). An account's streams after its first run at once (ClickUp's six classes), each with
+  the readers the pace calls for (their volumes differ; the pacer keeps them together under the limit).
 - Slices: a window shorter than SLICED_WINDOW (every scheduled tick's) is read whole, so an idle tick stays one
   query. A longer one is handed out from its start, a slice at a time, as readers free up: an even share of what is
   left among the readers (so all of them read, and finish together), holding between FEWEST_PAGES and TARGET_PAGES
@@ -35,7 +35,6 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
 from auditlake.archive import window_start
-from auditlake.http import POOL_SIZE
 from auditlake.state import SliceState, WindowState, pack_ids
 from auditlake.timeutil import MILLISECOND
 from auditlake.vendor import Order, VendorAdapter
@@ -44,7 +43,7 @@ if TYPE_CHECKING:
     from auditlake.settings import Settings
 
 ASSUMED_LATENCY = 0.5  # seconds a request takes at the vendor, for sizing the readers (real APIs: 0.1 to 0.5 s)
-MAX_READERS = POOL_SIZE  # each keeps its connection to the vendor open
+MAX_READERS = 48
 # An open slice keeps its last page's ids in the state item (about ID_BYTES each, compressed, for the 64-hex ids
 # state.py assumes) and a kilobyte of bounds and cursor. Of DynamoDB's 400 KB an item, the slices and the stream's
 # `seen` ids share SLICES_BUDGET: the window's `carry` may grow to 3,000 ids (about 130 KB) while it is read, and the
@@ -62,18 +61,19 @@ BLIND_READERS = 16  # slices cut before anything is found are cut as for at most
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
-def readers(adapter: VendorAdapter, settings: Settings, seen: Mapping[str, int], streams_at_once: int = 1) -> int:
+def readers(adapter: VendorAdapter, settings: Settings, seen: Mapping[str, int]) -> int:
     """How many slices a window is read in at once: FETCH_CONCURRENCY, else enough for the pace the vendor's token
-    allows, shared by the `streams_at_once` of its streams read at the same time; either way no more than the caps,
-    the room in the state item counted with the stream's `seen` ids."""
+    allows; either way no more than the caps, the room in the state item counted with the stream's `seen` ids."""
     pace = adapter.http.pacer.per_minute
     if settings.fetch_concurrency is not None:
         wanted = settings.fetch_concurrency
     elif pace is None:
         wanted = 4  # no limit documented or announced yet: a few, until a 429 or a header teaches the pacer one
     else:
-        wanted = math.ceil(pace / 60 * ASSUMED_LATENCY / streams_at_once)
+        wanted = math.ceil(pace / 60 * ASSUMED_LATENCY)
     room = (SLICES_BUDGET - (len(pack_ids(seen)) if seen else 0)) // (settings.page_size * ID_BYTES + 1_000)
+    # Streams read at once each keep the readers the pace calls for: their volumes differ (one may hold most of
+    # the events), and the pacer keeps them all under the limit together.
     cap = min(MAX_READERS, adapter.max_concurrent_requests or MAX_READERS, room)
     return max(1, min(wanted, cap))
 
