@@ -298,3 +298,13 @@ def _item_bytes(value: Any) -> int:
     if isinstance(value, list):
         return 3 + sum(1 + _item_bytes(v) for v in value)
     return len(json.dumps(value, default=str))
+
+
+def test_parts_shrink_as_readers_grow_so_the_events_held_stay_bounded() -> None:
+    assert slicing.part_events(10_000, 1) == slicing.part_events(10_000, slicing.PART_READERS) == 10_000
+    assert slicing.part_events(10_000, 46) == slicing.FEWEST_PART_EVENTS
+    assert slicing.part_events(10_000, 8) == 5_000
+    assert slicing.part_events(250, 46) == 250, "never more than MAX_OBJECT_EVENTS"
+    for readers in (1, 4, 8, 16, 46):
+        held = readers * slicing.part_events(10_000, readers)
+        assert held <= max(4 * 10_000, 46 * slicing.FEWEST_PART_EVENTS)

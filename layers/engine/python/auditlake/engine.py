@@ -329,8 +329,11 @@ class _StreamRun:
         self.state = state
         self.result = result
         self.cursor_doubted: set[str] = set()  # slices restarted in this run after an unexplained error
-        self.readers = 1  # how many slices of the current window are read at once, and where they end:
-        self.slicer = slicing.Slicer(self.adapter, 1, self.settings.page_size)  # set for each window
+        # How many slices of the current window are read at once, where they end, and how many events a part of
+        # one holds: set for each window.
+        self.readers = 1
+        self.slicer = slicing.Slicer(self.adapter, 1, self.settings.page_size)
+        self.part_events = self.settings.max_object_events
         # The state, the result and the digest's entries are shared by the slices' readers: each change to them, and
         # each save, happens under this lock; fetching pages and writing objects happen outside it.
         self.lock = threading.RLock()
@@ -392,6 +395,7 @@ class _StreamRun:
         each in parts. True when the window is complete, False when the deadline (or a failed slice) stopped it."""
         self.readers = slicing.readers(self.adapter, self.settings, self.state.seen)
         self.slicer = slicing.Slicer(self.adapter, self.readers, self.settings.page_size)
+        self.part_events = slicing.part_events(self.settings.max_object_events, self.readers)
         if self.readers == 1:
             self._read_slices(window)
         else:
@@ -483,7 +487,7 @@ class _StreamRun:
         first = window_start(piece.id) == window_start(window.id)
         query = Window(piece.start, piece.end, hint=self.state.hint if first else None,
                        next_start=window.planned_end - self.overlap)
-        while part.builder.records < self.settings.max_object_events:
+        while part.builder.records < self.part_events:
             if self.c.deadline.near() or self.stop.is_set():
                 return False
             page = self.adapter.fetch_page(self.stream, query, part.cursor)
