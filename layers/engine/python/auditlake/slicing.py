@@ -58,8 +58,8 @@ FEWEST_PAGES = 5
 REREAD_FACTOR = 4  # a slice is at least this many times what its query re-reads before it
 RECENT_WEIGHT = 0.5  # what a slice read counts for in the density, against the slice read after it
 BLIND_READERS = 16  # slices cut before anything is found are cut as for at most this many readers
-PART_READERS = 4
-FEWEST_PART_EVENTS = 2_000
+PART_READERS = 4  # up to this many readers, a part holds MAX_OBJECT_EVENTS; beyond, parts are shared out ...
+FEWEST_PART_EVENTS = 2_000  # ... down to this (objects of fewer events cost more S3 requests and Athena reads)
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
@@ -82,8 +82,8 @@ def readers(adapter: VendorAdapter, settings: Settings, seen: Mapping[str, int])
 
 def part_events(max_object_events: int, readers: int) -> int:
     """Events a part of a slice holds before it is written: MAX_OBJECT_EVENTS, shared out once more than
-    PART_READERS read at once (down to FEWEST_PART_EVENTS), so the events held in parts stay about PART_READERS
-    parts' worth however many readers there are: memory does not grow with the readers a long backlog keeps busy."""
+    PART_READERS read at once (down to FEWEST_PART_EVENTS), so that the events all readers hold in parts stay near
+    PART_READERS parts' worth, however many readers a long backlog keeps busy."""
     if readers <= PART_READERS:
         return max_object_events
     return min(max_object_events, max(FEWEST_PART_EVENTS, max_object_events * PART_READERS // readers))
