@@ -484,8 +484,7 @@ class _StreamRun:
         """Fetches pages into the part until it is full, the slice ends (True) or the run must stop."""
         # The window's first slice starts where the previous window's hint aims; the next window starts no earlier
         # than this window's end less the overlap (the kept ids can only move it later).
-        first = window_start(piece.id) == window_start(window.id)
-        query = Window(piece.start, piece.end, hint=self.state.hint if first else None,
+        query = Window(piece.start, piece.end, hint=self.state.hint if _first(window, piece) else None,
                        next_start=window.planned_end - self.overlap)
         while part.builder.records < self.part_events:
             if self.c.deadline.near() or self.stop.is_set():
@@ -665,7 +664,7 @@ class _StreamRun:
                 piece.end = piece.frontier_time + timeutil.MILLISECOND
             piece.skip |= piece.frontier_ids
         piece.cursor = None
-        if window_start(piece.id) == window_start(window.id):
+        if _first(window, piece):
             self.state.hint = None  # the vendor may have contradicted it; the narrowed slice is read without it
 
     def _complete(self, window: WindowState) -> None:
@@ -715,6 +714,12 @@ class _StreamRun:
         # A reconciliation counts them here: the run that died never reported what it found, and each one is an
         # event the live collection missed, which the alarm must hear of.
         self.c.save(self.state)
+
+
+def _first(window: WindowState, piece: SliceState) -> bool:
+    """Whether the slice is the window's first (it starts where the window was planned to: the previous window's
+    hint is about it)."""
+    return window_start(piece.id) == window_start(window.id)
 
 
 def _capped(ids: dict[str, int]) -> tuple[dict[str, int], int | None]:
